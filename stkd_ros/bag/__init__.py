@@ -1,0 +1,1 @@
+"""Rosbag reading and writing with `rosbags` (no ROS installation needed)."""

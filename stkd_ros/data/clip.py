@@ -1,0 +1,51 @@
+"""The unit every dataset returns: a short run of consecutive frames around a labeled one."""
+
+from dataclasses import dataclass
+import random
+from typing import Optional, Tuple, Union
+
+import numpy as np
+
+
+@dataclass
+class Clip:
+    """
+    Frames of one clip, in time order; frame 0 is the key (labeled) frame.
+
+    ``flows[i]`` is the flow from frame i to frame i+1 in pixels (x, y), such that frame i at
+    pixel p shows what frame i+1 shows at p + flow. Datasets without known flow leave it None.
+    """
+
+    frames: np.ndarray                # (T, H, W, 3) uint8 RGB
+    labels: np.ndarray                # (T, H, W) uint8; 255 everywhere on unlabeled frames
+    flows: Optional[np.ndarray]       # (T-1, H, W, 2) float32, or None
+    name: str = ''
+
+    def __post_init__(self):
+        t, h, w = self.frames.shape[:3]
+        if self.labels.shape != (t, h, w):
+            raise ValueError(f'clip {self.name!r}: labels {self.labels.shape} do not match '
+                             f'frames {self.frames.shape}')
+        if self.flows is not None and self.flows.shape != (t - 1, h, w, 2):
+            raise ValueError(f'clip {self.name!r}: flows {self.flows.shape} do not match '
+                             f'frames {self.frames.shape}')
+
+
+class FrameGap:
+    """
+    The distance k between the key frame and the next frame of a clip.
+
+    A fixed int, or an inclusive (low, high) range drawn at random per sample for training.
+    """
+
+    def __init__(self, gap: Union[int, Tuple[int, int]]):
+        low, high = (gap, gap) if isinstance(gap, int) else tuple(gap)
+        if not 1 <= low <= high:
+            raise ValueError(f'frame gap must satisfy 1 <= low <= high, got {gap!r}')
+        self.low, self.high = int(low), int(high)
+
+    def sample(self) -> int:
+        return self.low if self.low == self.high else random.randint(self.low, self.high)
+
+    def __repr__(self):
+        return f'FrameGap({self.low}, {self.high})'

@@ -1,0 +1,148 @@
+"""
+Joint clip transforms: one draw of scale, crop and flip for a whole clip.
+
+The same draw applies to every frame, label and flow of a clip, so that frames stay aligned
+with each other and with their flow.
+
+Resizing a flow field rescales its vectors; flipping it horizontally negates its x component.
+"""
+
+import random
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.data.clip import Clip
+import torch
+
+#: ImageNet statistics, what timm and torchvision backbones were trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _resize_clip(clip: Clip, height: int, width: int) -> Clip:
+    h, w = clip.frames.shape[1:3]
+    if (h, w) == (height, width):
+        return clip
+    frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
+                       for f in clip.frames])
+    labels = np.stack([cv2.resize(lab, (width, height), interpolation=cv2.INTER_NEAREST)
+                       for lab in clip.labels])
+    flows = clip.flows
+    if flows is not None and len(flows):
+        scale = np.array([width / w, height / h], np.float32)
+        flows = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) * scale
+                          for f in flows])
+    elif flows is not None:
+        flows = np.zeros((0, height, width, 2), np.float32)
+    return Clip(frames, labels, flows, clip.name)
+
+
+class RandomScale:
+    """Resize the clip by one factor drawn uniformly from ``[low, high]``."""
+
+    def __init__(self, low: float, high: float):
+        if not 0 < low <= high:
+            raise ValueError(f'scale range must satisfy 0 < low <= high, got ({low}, {high})')
+        self.low, self.high = low, high
+
+    def __call__(self, clip: Clip) -> Clip:
+        s = random.uniform(self.low, self.high)
+        h, w = clip.frames.shape[1:3]
+        return _resize_clip(clip, max(1, round(h * s)), max(1, round(w * s)))
+
+
+class Resize:
+    """Resize the clip to a fixed (height, width)."""
+
+    def __init__(self, size: Tuple[int, int]):
+        self.size = tuple(size)
+
+    def __call__(self, clip: Clip) -> Clip:
+        return _resize_clip(clip, *self.size)
+
+
+class RandomCrop:
+    """Crop one random (height, width) window from every frame; pad first where too small."""
+
+    def __init__(self, size: Tuple[int, int]):
+        self.size = tuple(size)
+
+    def __call__(self, clip: Clip) -> Clip:
+        ch, cw = self.size
+        h, w = clip.frames.shape[1:3]
+        ph, pw = max(ch - h, 0), max(cw - w, 0)
+        frames, labels, flows = clip.frames, clip.labels, clip.flows
+        if ph or pw:
+            frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)))
+            labels = np.pad(labels, ((0, 0), (0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+            if flows is not None:
+                flows = np.pad(flows, ((0, 0), (0, ph), (0, pw), (0, 0)))
+            h, w = h + ph, w + pw
+        y, x = random.randint(0, h - ch), random.randint(0, w - cw)
+        crop = (slice(None), slice(y, y + ch), slice(x, x + cw))
+        return Clip(frames[crop], labels[crop], None if flows is None else flows[crop],
+                    clip.name)
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p: float = 0.5):
+        self.p = p
+
+    def __call__(self, clip: Clip) -> Clip:
+        if random.random() >= self.p:
+            return clip
+        flows = None
+        if clip.flows is not None:
+            flows = clip.flows[:, :, ::-1].copy()
+            flows[..., 0] *= -1.0
+        return Clip(clip.frames[:, :, ::-1].copy(), clip.labels[:, :, ::-1].copy(), flows,
+                    clip.name)
+
+
+class ToTensor:
+    """
+    Turn a clip into tensors.
+
+    ``frames`` (T, 3, H, W) normalized float, ``labels`` (T, H, W) long, and ``flows``
+    (T-1, 2, H, W) when the clip has flow.
+    """
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD):
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def __call__(self, clip: Clip) -> dict:
+        frames = torch.from_numpy(np.ascontiguousarray(clip.frames)).permute(0, 3, 1, 2)
+        out = {'frames': (frames.float() / 255.0 - self.mean) / self.std,
+               'labels': torch.from_numpy(np.ascontiguousarray(clip.labels)).long()}
+        if clip.flows is not None:
+            out['flows'] = torch.from_numpy(np.ascontiguousarray(clip.flows)).permute(0, 3, 1, 2)
+        return out
+
+
+class Compose:
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, clip):
+        for t in self.transforms:
+            clip = t(clip)
+        return clip
+
+
+def train_transforms(*, crop_size: Tuple[int, int], scale_range=(0.5, 2.0), flip: bool = True,
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
+    """Random scale, random crop, random flip, then tensors: the usual segmentation recipe."""
+    steps = [RandomScale(*scale_range), RandomCrop(crop_size)]
+    if flip:
+        steps.append(RandomHorizontalFlip())
+    return Compose(steps + [ToTensor(mean, std)])
+
+
+def eval_transforms(*, size: Tuple[int, int] = None, mean=IMAGENET_MEAN,
+                    std=IMAGENET_STD) -> Compose:
+    """Optionally a fixed resize, then tensors."""
+    return Compose(([Resize(size)] if size else []) + [ToTensor(mean, std)])

@@ -1,0 +1,54 @@
+"""Classical CPU flow from OpenCV: DIS (the default: fast, no weights) and Farneback."""
+
+import cv2
+import numpy as np
+
+from stkd_ros.flow.base import FlowEstimator
+
+_DIS_PRESETS = {
+    'ultrafast': cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    'fast': cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    'medium': cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+
+
+class DISFlow(FlowEstimator):
+    """Dense Inverse Search (Kroeger et al. ECCV 2016) as implemented by OpenCV."""
+
+    name = 'dis'
+
+    def __init__(self, preset: str = 'medium'):
+        if preset not in _DIS_PRESETS:
+            raise ValueError(f'unknown DIS preset {preset!r}; expected one of '
+                             f'{sorted(_DIS_PRESETS)}')
+        self.preset = preset
+        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+        self._dis.setUseSpatialPropagation(True)
+
+    def settings(self):
+        return {'preset': self.preset}
+
+    def estimate(self, img0, img1):
+        return self._dis.calc(_gray(img0), _gray(img1), None)
+
+
+class FarnebackFlow(FlowEstimator):
+    """Polynomial-expansion flow (Farneback, SCIA 2003)."""
+
+    name = 'farneback'
+
+    def __init__(self, levels: int = 4, winsize: int = 15, iterations: int = 3):
+        self.levels, self.winsize, self.iterations = levels, winsize, iterations
+
+    def settings(self):
+        return {'levels': self.levels, 'winsize': self.winsize, 'iterations': self.iterations}
+
+    def estimate(self, img0, img1):
+        return cv2.calcOpticalFlowFarneback(
+            _gray(img0), _gray(img1), None, pyr_scale=0.5, levels=self.levels,
+            winsize=self.winsize, iterations=self.iterations, poly_n=5, poly_sigma=1.1,
+            flags=0)
