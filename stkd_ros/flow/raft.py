@@ -39,8 +39,9 @@ class RAFTFlow(FlowEstimator):
     @torch.no_grad()
     def estimate(self, img0, img1):
         h, w = img0.shape[:2]
-        # RAFT works on sizes divisible by 8; pad by replication and crop the result.
-        ph, pw = (-h) % 8, (-w) % 8
+        # RAFT needs sides divisible by 8 and at least 128 (its correlation pyramid);
+        # pad by replication and crop the result.
+        ph, pw = max(128, h + (-h) % 8) - h, max(128, w + (-w) % 8) - w
         batch = []
         for img in (img0, img1):
             t = torch.from_numpy(img).permute(2, 0, 1).float().div(127.5).sub(1.0)[None]

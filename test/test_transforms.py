@@ -1,0 +1,54 @@
+"""Joint clip transforms keep frames, labels and flow aligned."""
+
+import random
+
+import numpy as np
+from stkd_ros.data.clip import Clip
+from stkd_ros.data.transforms import (
+    eval_transforms, RandomCrop, RandomHorizontalFlip, RandomScale, train_transforms)
+import torch
+
+
+def _clip(h=20, w=30):
+    frames = np.stack([np.tile(np.arange(w, dtype=np.uint8), (h, 1))[..., None].repeat(3, 2)] * 2)
+    labels = np.stack([np.tile((np.arange(w) // 10).astype(np.uint8), (h, 1))] * 2)
+    flows = np.zeros((1, h, w, 2), np.float32)
+    flows[..., 0], flows[..., 1] = 2.0, -1.0
+    return Clip(frames, labels, flows, 'c')
+
+
+def test_flip_mirrors_everything_and_negates_flow_x():
+    clip = RandomHorizontalFlip(p=1.0)(_clip())
+    assert clip.frames[0, 0, 0, 0] == 29 and clip.labels[0, 0, 0] == 2
+    np.testing.assert_allclose(clip.flows[..., 0], -2.0)
+    np.testing.assert_allclose(clip.flows[..., 1], -1.0)
+
+
+def test_scale_rescales_flow_vectors():
+    random.seed(0)
+    clip = RandomScale(2.0, 2.0)(_clip())
+    assert clip.frames.shape == (2, 40, 60, 3) and clip.labels.shape == (2, 40, 60)
+    np.testing.assert_allclose(clip.flows[..., 0], 4.0, atol=1e-5)
+    np.testing.assert_allclose(clip.flows[..., 1], -2.0, atol=1e-5)
+    assert set(np.unique(clip.labels)) == {0, 1, 2}   # nearest: no new label values
+
+
+def test_crop_takes_the_same_window_from_every_frame_and_pads_labels_with_ignore():
+    random.seed(1)
+    clip = _clip()
+    clip.frames[1] = clip.frames[0]
+    out = RandomCrop((10, 10))(clip)
+    np.testing.assert_array_equal(out.frames[0], out.frames[1])
+    assert (out.frames[0, 0, :, 0] // 10 == out.labels[0, 0]).all()
+    padded = RandomCrop((25, 35))(_clip())
+    assert padded.labels.shape == (2, 25, 35) and (padded.labels == 255).any()
+
+
+def test_presets_return_normalized_tensors():
+    random.seed(2)
+    out = train_transforms(crop_size=(16, 16), scale_range=(0.8, 1.2))(_clip())
+    assert out['frames'].shape == (2, 3, 16, 16) and out['frames'].dtype == torch.float32
+    assert out['labels'].dtype == torch.int64 and out['flows'].shape == (1, 2, 16, 16)
+    ev = eval_transforms(size=(10, 15))(_clip())
+    assert ev['frames'].shape == (2, 3, 10, 15)
+    np.testing.assert_allclose(ev['flows'][0, 0].numpy(), 1.0, atol=1e-5)
