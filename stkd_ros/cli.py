@@ -21,6 +21,43 @@ def _cmd_demo(args):
     run_demo(args.out, quick=args.quick)
 
 
+def _cmd_train(args):
+    from stkd_ros.training import commands
+    fn = commands.train_teacher if args.command == 'train-teacher' else commands.train_student
+    metrics = fn(args.config, args.out, args.steps, args.set)
+    print(f'{args.command}: {args.out}/model.safetensors  mIoU {metrics.get("miou", 0):.4f}  '
+          f'TC {metrics.get("tc", 0):.4f}  flicker {metrics.get("flicker", 0):.4f}')
+
+
+def _cmd_evaluate(args):
+    from stkd_ros.training.commands import evaluate_model
+    r = evaluate_model(args.model, args.config, args.json, args.set)
+    print(f'{args.model}: mIoU {r["miou"]:.4f}  TC {r["tc"]:.4f} '
+          f'(occlusion-masked {r["tc_occlusion_masked"]:.4f})  flicker {r["flicker"]:.4f}  '
+          f'{r["fps"]:.1f} fps on {r["device"]}')
+    for name, iou in r['per_class_iou'].items():
+        print(f'  {name:<12} {iou:.4f}')
+
+
+def _cmd_export(args):
+    from stkd_ros.model_file import read_metadata
+    meta = read_metadata(args.model)
+    print(f'{args.model}: {meta["arch"]}, {meta["num_classes"]} classes, input '
+          f'{meta["input_size"][0]}x{meta["input_size"][1]}')
+    if args.onnx:
+        from stkd_ros.export import export_onnx
+        print(f'wrote {export_onnx(args.model, args.onnx)}')
+
+
+def _add_train_args(p):
+    p.add_argument('--config', required=True, help='YAML config (config/distill/*.yaml)')
+    p.add_argument('--out', required=True, help='output directory (resumes if it has '
+                   'last.ckpt)')
+    p.add_argument('--steps', type=int, default=None, help='override train.steps')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='override a config key, e.g. train.lr=0.01 (repeatable)')
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='stkd', description='Spatial-temporal consistency distillation for real-time '
@@ -38,6 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--bag', action='store_true', help='also write a ROS 2 bag to OUT/bag')
     p.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'])
     p.set_defaults(func=_cmd_synth)
+
+    for name, text in (('train-teacher', 'train the two-branch teacher'),
+                       ('train-student', 'train the student alone (the baseline)')):
+        p = sub.add_parser(name, help=text)
+        _add_train_args(p)
+        p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser('evaluate', help='mIoU, TC, flicker and speed of a model file')
+    p.add_argument('--model', required=True)
+    p.add_argument('--config', required=True)
+    p.add_argument('--json', default=None, help='write the results here')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser('export', help='check a model file; write ONNX')
+    p.add_argument('--model', required=True)
+    p.add_argument('--onnx', default=None, help='write an ONNX model here')
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser('demo', help='run the main job on the built-in synthetic world')
     p.add_argument('--out', default='runs/demo')

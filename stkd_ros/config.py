@@ -1,0 +1,179 @@
+"""
+Typed configuration: dataclasses with YAML files as defaults and ``--set key=value`` overrides.
+
+Unknown keys and wrong types stop with one line naming the key, e.g.
+``config: train.stpes: unknown key (known: amp, batch_size, ...)``.
+"""
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+import typing
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not fit the schema."""
+
+
+@dataclass
+class SyntheticDataConfig:
+    height: int = 128
+    width: int = 256
+    frames: int = 30
+    difficulty: float = 0.6
+    seed: int = 0
+    train_clips: int = 40
+    val_clips: int = 6
+    keys_per_clip: int = 4
+
+
+@dataclass
+class DataConfig:
+    dataset: str = 'synthetic'              # synthetic | camvid | cityscapes
+    root: Optional[str] = None              # dataset root for camvid / cityscapes
+    camvid_labels: int = 11                 # 11 (SegNet files) or 32 (colour labels)
+    crop_size: List[int] = field(default_factory=lambda: [128, 256])
+    scale_range: List[float] = field(default_factory=lambda: [0.75, 1.5])
+    eval_size: List[int] = field(default_factory=lambda: [128, 256])   # model input (H, W)
+    gap: List[int] = field(default_factory=lambda: [1, 3])              # frame gap k, range
+    eval_gap: int = 1
+    clip_length: int = 2
+    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = 'lraspp_mobilenetv3'
+    args: Dict[str, Any] = field(default_factory=dict)   # the constructor's keyword arguments
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 8
+    optimizer: str = 'sgd'                  # sgd | adamw
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_steps: int = 20
+    poly_power: float = 0.9
+    aux_weight: float = 0.4                 # teacher: weight of each branch's own loss
+    eval_every: int = 100
+    log_every: int = 10
+    checkpoint_every: int = 50
+    amp: bool = True                        # on CUDA only
+    compile: bool = False
+    seed: int = 0
+    workers: int = 2
+    device: str = 'auto'                    # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class EvalConfig:
+    flow: str = 'dis'                       # dis | farneback | raft | ground_truth
+    flow_args: Dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 4
+    max_batches: Optional[int] = None
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: ModelConfig = field(default_factory=lambda: ModelConfig('teacher',
+                                                                     {'size': 'tiny'}))
+    student: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check(value, hint, key: str):
+    """Return ``value`` converted to ``hint`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(hint)
+    if is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin is typing.Union:   # Optional[X]
+        if value is None:
+            return None
+        return _check(value, [a for a in typing.get_args(hint) if a is not type(None)][0], key)
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f'config: {key}: expected a list, got {value!r}')
+        (item,) = typing.get_args(hint)
+        return [_check(v, item, f'{key}[{i}]') for i, v in enumerate(value)]
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f'config: {key}: expected a mapping, got {value!r}')
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f'config: {key}: expected true or false, got {value!r}')
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f'config: {key}: expected {hint.__name__}, got {value!r}')
+    return value
+
+
+def _build(cls, data, prefix: str):
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f'config: {prefix or "top level"}: expected a mapping, got {data!r}')
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            where = f'{prefix}.{key}' if prefix else key
+            raise ConfigError(f'config: {where}: unknown key (known: {", ".join(sorted(known))})')
+    default = cls()
+    kwargs = {}
+    for f in fields(cls):
+        key = f'{prefix}.{f.name}' if prefix else f.name
+        if f.name in data:
+            kwargs[f.name] = _check(data[f.name], hints[f.name], key)
+        else:
+            kwargs[f.name] = getattr(default, f.name)
+    return cls(**kwargs)
+
+
+def apply_override(data: dict, assignment: str) -> dict:
+    """Apply one ``a.b.c=value`` override (value parsed as YAML) to a nested dict."""
+    if '=' not in assignment:
+        raise ConfigError(f'config: override {assignment!r} is not key=value')
+    key, text = assignment.split('=', 1)
+    value = yaml.safe_load(text) if text else None
+    parts = key.strip().split('.')
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f'config: override {key}: {part} is not a section')
+    node[parts[-1]] = value
+    return data
+
+
+def load_config(path=None, overrides=()) -> Config:
+    """Read a YAML config (or the defaults), apply overrides, and validate the result."""
+    data = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f'config file not found: {path}')
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f'config: {path} is not valid YAML: '
+                              f'{str(exc).splitlines()[0]}') from None
+    for assignment in overrides:
+        data = apply_override(data, assignment)
+    return _build(Config, data, '')
+
+
+def save_config(config: Config, path):
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,25 @@
+"""Model names -> builders: a plain dict, so an editor can follow every name."""
+
+from stkd_ros.models.bisenet import BiSeNetLite
+from stkd_ros.models.lraspp import LRASPPMobileNetV3
+from stkd_ros.models.pspnet import PSPNetResNet18
+from stkd_ros.models.teacher import Teacher
+
+MODELS = {
+    'lraspp_mobilenetv3': LRASPPMobileNetV3,
+    'pspnet_resnet18': PSPNetResNet18,
+    'bisenet_lite': BiSeNetLite,
+    'teacher': Teacher,
+}
+
+STUDENTS = ('lraspp_mobilenetv3', 'pspnet_resnet18', 'bisenet_lite')
+
+
+def build_model(name: str, num_classes: int, **kwargs):
+    """Build model ``name`` for ``num_classes`` classes; kwargs are its constructor's."""
+    if name not in MODELS:
+        raise ValueError(f'unknown model {name!r}; expected one of {sorted(MODELS)}')
+    try:
+        return MODELS[name](num_classes=num_classes, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f'model {name!r}: bad arguments {kwargs}: {exc}') from None

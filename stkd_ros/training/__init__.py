@@ -1,0 +1,1 @@
+"""Training: data pipelines, tasks (loss dicts), the loop, checkpoints and evaluation."""

@@ -1,0 +1,60 @@
+"""The training and evaluation commands behind `stkd train-*` and `stkd evaluate`."""
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from stkd_ros.config import load_config
+from stkd_ros.flow import build_flow
+from stkd_ros.model_file import load_model_file
+from stkd_ros.training.data import build_clips
+from stkd_ros.training.evaluate import evaluate
+from stkd_ros.training.tasks import SupervisedTask
+from stkd_ros.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def _config(config_path, steps, overrides):
+    overrides = list(overrides or [])
+    if steps is not None:
+        overrides.append(f'train.steps={int(steps)}')
+    return load_config(config_path, overrides)
+
+
+def train_teacher(config_path, out, steps=None, overrides=()) -> dict:
+    """Train the two-branch teacher with cross-entropy on the fused and both branch outputs."""
+    cfg = _config(config_path, steps, overrides)
+    return Trainer(cfg, out, cfg.teacher,
+                   lambda m: SupervisedTask(m, cfg.train.aux_weight), 'teacher').run()
+
+
+def train_student(config_path, out, steps=None, overrides=()) -> dict:
+    """Train the student alone with cross-entropy: the baseline distillation is compared to."""
+    cfg = _config(config_path, steps, overrides)
+    return Trainer(cfg, out, cfg.student, lambda m: SupervisedTask(m), 'student').run()
+
+
+def evaluate_model(model_path, config_path, json_path=None, overrides=()) -> dict:
+    """Evaluate a model file on the config's validation split."""
+    cfg = load_config(config_path, overrides)
+    device = torch.device('cuda' if torch.cuda.is_available() and cfg.train.device != 'cpu'
+                          else 'cpu')
+    model, meta = load_model_file(model_path, device)
+    val = build_clips(cfg.data, 'val', clip_length=2, gap=cfg.data.eval_gap)
+    if len(val.classes) != meta['num_classes']:
+        raise ValueError(f'{model_path} predicts {meta["num_classes"]} classes but '
+                         f'{cfg.data.dataset} has {len(val.classes)}')
+    result = evaluate(model, val, input_size=meta['input_size'], mean=meta['mean'],
+                      std=meta['std'], num_classes=meta['num_classes'],
+                      class_names=meta['classes'], flow=build_flow(cfg.eval.flow,
+                                                                  **cfg.eval.flow_args),
+                      device=device, max_clips=cfg.eval.max_batches)
+    result.update({'model': str(model_path), 'arch': meta['arch'], 'dataset': cfg.data.dataset,
+                   'device': str(device), 'flow': cfg.eval.flow})
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2))
+    return result

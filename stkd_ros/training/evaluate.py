@@ -1,0 +1,73 @@
+"""Validation: mIoU (per class too), TC with and without occlusion mask, flicker, speed."""
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as nnf
+
+from stkd_ros.flow.ground_truth import GroundTruthFlow
+from stkd_ros.flow.occlusion import forward_backward_valid, photometric_valid
+from stkd_ros.metrics import ConfusionMatrix, TemporalConsistency
+
+
+def to_input(frames: np.ndarray, size, mean, std, device) -> torch.Tensor:
+    """Uint8 (N, H, W, 3) RGB -> normalized float (N, 3, h, w) at the model's input size."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float()
+    x = x / 255.0
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = nnf.interpolate(x, size=tuple(size), mode='bilinear', align_corners=False)
+    mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@torch.no_grad()
+def predict(model, frames: np.ndarray, size, mean, std, device) -> torch.Tensor:
+    """Class ids (N, H, W) at the frames' own size (logits upsampled bilinearly)."""
+    logits = model(to_input(frames, size, mean, std, device))['logits']
+    logits = nnf.interpolate(logits, size=frames.shape[1:3], mode='bilinear',
+                             align_corners=False)
+    return logits.argmax(1).cpu()
+
+
+def _pair_flow(flow, clip):
+    """Forward flow 0 -> 1 and an occlusion mask, as tensors (1, 2, H, W) and (1, H, W)."""
+    fw = torch.from_numpy(np.ascontiguousarray(flow.between(clip, 0, 1))).permute(2, 0, 1)[None]
+    if isinstance(flow, GroundTruthFlow):
+        # Exact flow has no backward field here; check colour constancy instead.
+        imgs = torch.from_numpy(clip.frames[:2]).permute(0, 3, 1, 2).float() / 255.0
+        valid = photometric_valid(imgs[:1], imgs[1:2], fw, threshold=0.08)
+    else:
+        bw = torch.from_numpy(flow.between(clip, 1, 0)).permute(2, 0, 1)[None]
+        valid = forward_backward_valid(fw, bw)
+    return fw, valid
+
+
+@torch.no_grad()
+def evaluate(model, clips, *, input_size, mean, std, num_classes, class_names, flow,
+             device, max_clips=None) -> dict:
+    """Evaluate on clips of two frames; frame 0 (and frame 1 where labeled) scores mIoU."""
+    was_training = model.training
+    model.eval()
+    cm, tc = ConfusionMatrix(num_classes), TemporalConsistency(num_classes)
+    forward_s, frames_done = 0.0, 0
+    n = len(clips) if max_clips is None else min(len(clips), max_clips)
+    for i in range(n):
+        clip = clips[i]
+        start = time.perf_counter()
+        pred = predict(model, clip.frames[:2], input_size, mean, std, device)
+        forward_s += time.perf_counter() - start
+        frames_done += len(pred)
+        labels = torch.from_numpy(clip.labels[:2]).long()
+        cm.update(pred, labels)
+        if len(pred) > 1:
+            fw, valid = _pair_flow(flow, clip)
+            tc.update(pred[:1], pred[1:2], fw, valid)
+    model.train(was_training)
+    out = cm.summary(class_names)
+    out.update(tc.summary())
+    out['ms_per_frame'] = 1e3 * forward_s / max(frames_done, 1)
+    out['fps'] = frames_done / forward_s if forward_s else float('nan')
+    out['clips'] = n
+    return out
