@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 from report import emit
-
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.flow import build_flow
 

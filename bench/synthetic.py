@@ -5,7 +5,6 @@ import statistics
 import time
 
 from report import emit
-
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 
 

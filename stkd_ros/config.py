@@ -64,7 +64,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 50
     amp: bool = True                        # on CUDA only
-    compile: bool = False
+    torch_compile: bool = False
     seed: int = 0
     workers: int = 2
     device: str = 'auto'                    # auto | cpu | cuda | cuda:N
@@ -85,7 +85,7 @@ class Config:
                                                                      {'size': 'tiny'}))
     student: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
 from stkd_ros.data.classes import colorize
 from stkd_ros.data.image_io import write_rgb
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld

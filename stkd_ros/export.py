@@ -4,10 +4,9 @@ import json
 import logging
 from pathlib import Path
 
+from stkd_ros.model_file import load_model_file
 import torch
 from torch import nn
-
-from stkd_ros.model_file import load_model_file
 
 log = logging.getLogger(__name__)
 

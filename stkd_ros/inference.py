@@ -11,10 +11,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-
 from stkd_ros.data.classes import palette_lut
 from stkd_ros.model_file import load_model_file, ModelFileError
+import torch
 
 BACKENDS = ('torch', 'onnxruntime')
 

@@ -1,7 +1,6 @@
 """Shared fixtures: a small synthetic world, rendered once per session."""
 
 import pytest
-
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from stkd_ros.data.camvid import CamVidClips, read_label_colors
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.image_io import write_label, write_rgb

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from stkd_ros.data.cityscapes import CITYSCAPES_CLASSES, CityscapesClips
 from stkd_ros.data.image_io import write_label, write_rgb
 

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_typestore, Stores
-
 from stkd_ros.data.camvid import CamVidClips
 from stkd_ros.data.image_io import read_flo
 

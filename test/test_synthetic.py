@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig, SyntheticWorld
 from stkd_ros.data.world.render import render

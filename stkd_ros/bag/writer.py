@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from rosbags.rosbag2 import StoragePlugin, Writer
-
 from stkd_ros.bag.messages import IMAGE, image_message, TYPESTORE
 
 _STORAGE = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}

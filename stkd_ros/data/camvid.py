@@ -17,7 +17,6 @@ from pathlib import Path
 import re
 
 import numpy as np
-
 from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
 from stkd_ros.data.image_io import read_label, read_rgb
 from stkd_ros.data.video import KeyFrame, LabeledVideoDataset, require_dir

@@ -14,7 +14,6 @@ the 20th), so neighbours up to 10 frames after a labeled frame exist there.
 from pathlib import Path
 
 import numpy as np
-
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.image_io import read_label
 from stkd_ros.data.video import KeyFrame, LabeledVideoDataset, require_dir

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Iterator, Tuple
 
 import numpy as np
-
 from stkd_ros.data.camvid import VOID_11
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.image_io import write_flo, write_label, write_rgb

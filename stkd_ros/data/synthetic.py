@@ -13,7 +13,6 @@ from functools import lru_cache
 import random
 
 import numpy as np
-
 from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE
 from stkd_ros.data.clip import Clip, FrameGap
 from stkd_ros.data.world.render import Camera, exact_flow, render

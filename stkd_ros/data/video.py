@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Callable, List
 
 import numpy as np
-
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.clip import Clip, FrameGap
 from stkd_ros.data.image_io import read_rgb

@@ -1,7 +1,6 @@
 """The exact flow that the synthetic world renders with each clip."""
 
 import numpy as np
-
 from stkd_ros.flow.base import FlowEstimator
 
 

@@ -2,7 +2,6 @@
 
 import cv2
 import numpy as np
-
 from stkd_ros.flow.base import FlowEstimator
 
 _DIS_PRESETS = {

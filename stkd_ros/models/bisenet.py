@@ -6,11 +6,10 @@ MobileNetV3 from timm, 1/16 and 1/32) brings context; a guided aggregation layer
 each branch gating the other.
 """
 
+from stkd_ros.models.blocks import ConvBNReLU, load_backbone_weights, upsample_like
 import timm
 import torch
 from torch import nn
-
-from stkd_ros.models.blocks import ConvBNReLU, load_backbone_weights, upsample_like
 
 
 class DetailBranch(nn.Sequential):

@@ -1,9 +1,8 @@
 """LR-ASPP on MobileNetV3-Large (Howard et al. ICCV 2019), torchvision's implementation."""
 
+from stkd_ros.models.blocks import load_backbone_weights, upsample_like
 from torch import nn
 from torchvision.models.segmentation import lraspp_mobilenet_v3_large
-
-from stkd_ros.models.blocks import load_backbone_weights, upsample_like
 
 
 class LRASPPMobileNetV3(nn.Module):

@@ -4,12 +4,11 @@ PSPNet (Zhao et al. CVPR 2017) on a dilated ResNet-18: the student of SKD, ETC a
 The ResNet runs at output stride 8 (dilation in the last two stages), from timm.
 """
 
+from stkd_ros.models.blocks import ConvBNReLU, load_backbone_weights, upsample_like
 import timm
 import torch
 from torch import nn
 import torch.nn.functional as nnf
-
-from stkd_ros.models.blocks import ConvBNReLU, load_backbone_weights, upsample_like
 
 
 class PyramidPooling(nn.Module):

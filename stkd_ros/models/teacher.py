@@ -10,11 +10,10 @@ The teacher: a CNN branch and a transformer branch, fused by a learned per-pixel
   its own classifier and is supervised too.
 """
 
+from stkd_ros.models.blocks import ConvBNReLU, load_backbone_weights, upsample_like
 import timm
 import torch
 from torch import nn
-
-from stkd_ros.models.blocks import ConvBNReLU, load_backbone_weights, upsample_like
 
 #: Backbone pairs by size: tiny for tests and the synthetic world on a CPU, full for real data.
 TEACHER_SIZES = {

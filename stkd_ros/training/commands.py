@@ -4,8 +4,6 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 from stkd_ros.config import load_config
 from stkd_ros.flow import build_flow
 from stkd_ros.model_file import load_model_file
@@ -13,6 +11,7 @@ from stkd_ros.training.data import build_clips
 from stkd_ros.training.evaluate import evaluate
 from stkd_ros.training.tasks import SupervisedTask
 from stkd_ros.training.trainer import Trainer
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +48,11 @@ def evaluate_model(model_path, config_path, json_path=None, overrides=()) -> dic
                          f'{cfg.data.dataset} has {len(val.classes)}')
     result = evaluate(model, val, input_size=meta['input_size'], mean=meta['mean'],
                       std=meta['std'], num_classes=meta['num_classes'],
-                      class_names=meta['classes'], flow=build_flow(cfg.eval.flow,
-                                                                  **cfg.eval.flow_args),
-                      device=device, max_clips=cfg.eval.max_batches)
+                      class_names=meta['classes'],
+                      flow=build_flow(cfg.evaluation.flow, **cfg.evaluation.flow_args),
+                      device=device, max_clips=cfg.evaluation.max_batches)
     result.update({'model': str(model_path), 'arch': meta['arch'], 'dataset': cfg.data.dataset,
-                   'device': str(device), 'flow': cfg.eval.flow})
+                   'device': str(device), 'flow': cfg.evaluation.flow})
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2))

@@ -8,14 +8,13 @@ what an unbroken run would.
 
 import random
 
-import torch
-
 from stkd_ros.config import DataConfig
 from stkd_ros.data.transforms import train_transforms
+import torch
 
 
 def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
-    """The dataset of ``cfg`` for ``split`` ('train' or 'val'), returning Clips."""
+    """Build the dataset of ``cfg`` for ``split`` ('train' or 'val'); it returns Clips."""
     if cfg.dataset == 'synthetic':
         from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
         s = cfg.synthetic
@@ -87,7 +86,7 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
 
 def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: int,
                  start_step: int, workers: int, rank: int = 0, world_size: int = 1):
-    """An endless, seeded, resumable loader of training batches (dicts of tensors)."""
+    """Build an endless, seeded, resumable loader of training batches (dicts of tensors)."""
     clips = build_clips(cfg, 'train', clip_length=clip_length, gap=tuple(cfg.gap))
     transform = train_transforms(crop_size=tuple(cfg.crop_size),
                                  scale_range=tuple(cfg.scale_range))

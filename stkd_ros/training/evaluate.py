@@ -3,12 +3,11 @@
 import time
 
 import numpy as np
-import torch
-import torch.nn.functional as nnf
-
 from stkd_ros.flow.ground_truth import GroundTruthFlow
 from stkd_ros.flow.occlusion import forward_backward_valid, photometric_valid
 from stkd_ros.metrics import ConfusionMatrix, TemporalConsistency
+import torch
+import torch.nn.functional as nnf
 
 
 def to_input(frames: np.ndarray, size, mean, std, device) -> torch.Tensor:

@@ -7,8 +7,11 @@ import numpy as np
 
 
 class Logbook:
-    """Appends scalars to ``metrics.csv`` and TensorBoard; on resume, drops rows past the
-    checkpoint so the file reads like one unbroken run."""
+    """
+    Append scalars to ``metrics.csv`` and TensorBoard.
+
+    On resume, rows past the checkpoint are dropped so the file reads like one unbroken run.
+    """
 
     def __init__(self, out_dir: Path, resume_step: int = 0, enabled: bool = True):
         self.enabled = enabled

@@ -5,10 +5,9 @@ Training tasks: modules whose ``forward(batch)`` returns a dict of losses.
 model's output for sample overlays.
 """
 
+from stkd_ros.data.classes import IGNORE_INDEX
 from torch import nn
 import torch.nn.functional as nnf
-
-from stkd_ros.data.classes import IGNORE_INDEX
 
 
 def cross_entropy(logits, labels):

@@ -11,9 +11,6 @@ from pathlib import Path
 import time
 
 import numpy as np
-import torch
-from tqdm import tqdm
-
 from stkd_ros import __version__
 from stkd_ros.config import Config, save_config
 from stkd_ros.data.classes import colorize
@@ -21,12 +18,13 @@ from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.flow import build_flow
 from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
-from stkd_ros.training.checkpoint import (load_checkpoint, rng_state, save_checkpoint,
-                                          set_rng_state)
+from stkd_ros.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from stkd_ros.training.data import build_clips, train_loader
 from stkd_ros.training.evaluate import evaluate, predict
 from stkd_ros.training.logbook import Logbook
 from stkd_ros.training.run import seed_everything, setup_runtime, teardown_runtime
+import torch
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +82,12 @@ class Trainer:
         if rt.distributed:
             runner = torch.nn.parallel.DistributedDataParallel(
                 task, device_ids=[rt.device.index] if rt.device.type == 'cuda' else None)
-        if t.compile:
+        if t.torch_compile:
             runner = torch.compile(runner)
         use_amp = t.amp and rt.device.type == 'cuda'
         scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
         book = Logbook(self.out_dir, step, enabled=rt.is_main)
-        flow = build_flow(cfg.eval.flow, **cfg.eval.flow_args)
+        flow = build_flow(cfg.evaluation.flow, **cfg.evaluation.flow_args)
         meta = self._metadata(classes, palette)
         bar = tqdm(total=t.steps, initial=step, disable=not rt.is_main, desc=self.role,
                    dynamic_ncols=True)
@@ -141,7 +139,7 @@ class Trainer:
         return int(state['step'])
 
     def _evaluate(self, model, val, flow, rt, book, step, meta):
-        d, e = self.cfg.data, self.cfg.eval
+        d, e = self.cfg.data, self.cfg.evaluation
         metrics = evaluate(model, val, input_size=d.eval_size, mean=meta['mean'],
                            std=meta['std'], num_classes=meta['num_classes'],
                            class_names=meta['classes'], flow=flow, device=rt.device,

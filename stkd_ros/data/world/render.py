@@ -12,7 +12,6 @@ from functools import cached_property
 
 import cv2
 import numpy as np
-
 from stkd_ros.data.world.geometry import clip_near
 from stkd_ros.data.world.scene import Scene, SKY
 from stkd_ros.data.world.textures import SMOOTH, texture_tiles, TILE

@@ -3,12 +3,10 @@
 from dataclasses import dataclass
 
 import numpy as np
-
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.world import textures as tx
 from stkd_ros.data.world.geometry import (
-    LAYER_BUILDING, LAYER_MARKING, Material, QuadBuilder, Quads,
-    rotation_yaw_pitch)
+    LAYER_BUILDING, LAYER_MARKING, Material, QuadBuilder, Quads, rotation_yaw_pitch)
 
 SKY, BUILDING, POLE, ROAD, SIDEWALK, TREE, SIGN, FENCE, CAR, PEDESTRIAN, BICYCLIST = range(11)
 
