@@ -8,7 +8,26 @@ from stkd_ros.models.blocks import ConvBNReLU, load_backbone_weights, upsample_l
 import timm
 import torch
 from torch import nn
-import torch.nn.functional as nnf
+
+
+def _pool_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """(bins, size) matrix whose rows average the cells adaptive pooling would average."""
+    mat = torch.zeros(bins, size, dtype=like.dtype, device=like.device)
+    for i in range(bins):
+        lo, hi = (i * size) // bins, -((-(i + 1) * size) // bins)
+        mat[i, lo:hi] = 1.0 / (hi - lo)
+    return mat
+
+
+def adaptive_avg_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """
+    Adaptive average pooling written as two matrix products.
+
+    It equals ``nnf.adaptive_avg_pool2d`` and exports to ONNX for any input size (the ONNX
+    exporter rejects output sizes that do not divide the input).
+    """
+    h, w = x.shape[-2:]
+    return _pool_matrix(int(h), bins, x) @ x @ _pool_matrix(int(w), bins, x).t()
 
 
 class PyramidPooling(nn.Module):
@@ -21,7 +40,7 @@ class PyramidPooling(nn.Module):
 
     def forward(self, x):
         h, w = x.shape[-2:]
-        pooled = [upsample_like(stage(nnf.adaptive_avg_pool2d(x, b)), (h, w))
+        pooled = [upsample_like(stage(adaptive_avg_pool(x, b)), (h, w))
                   for b, stage in zip(self.bins, self.stages)]
         return torch.cat([x] + pooled, dim=1)
 

@@ -23,17 +23,17 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
         clips = s.train_clips if split == 'train' else s.val_clips
         return SyntheticClips(world, split=split, clips=clips, gap=gap,
                               clip_length=clip_length, keys_per_clip=s.keys_per_clip)
+    if cfg.dataset not in ('camvid', 'cityscapes'):
+        raise ValueError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
+                         f'camvid or cityscapes')
     if cfg.root is None:
         raise ValueError(f'data.root must name the {cfg.dataset} directory')
     if cfg.dataset == 'camvid':
         from stkd_ros.data.camvid import CamVidClips
         return CamVidClips(cfg.root, split=split, labels=cfg.camvid_labels, gap=gap,
                            clip_length=clip_length)
-    if cfg.dataset == 'cityscapes':
-        from stkd_ros.data.cityscapes import CityscapesClips
-        return CityscapesClips(cfg.root, split=split, gap=gap, clip_length=clip_length)
-    raise ValueError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
-                     f'camvid or cityscapes')
+    from stkd_ros.data.cityscapes import CityscapesClips
+    return CityscapesClips(cfg.root, split=split, gap=gap, clip_length=clip_length)
 
 
 class SeededClips(torch.utils.data.Dataset):

@@ -1,5 +1,6 @@
 """Validation: mIoU (per class too), TC with and without occlusion mask, flicker, speed."""
 
+from contextlib import contextmanager
 import time
 
 import numpy as np
@@ -19,6 +20,17 @@ def to_input(frames: np.ndarray, size, mean, std, device) -> torch.Tensor:
     mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(std, device=device).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+@contextmanager
+def eval_mode(model):
+    """Run a block with the model in eval mode, then restore its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -47,8 +59,13 @@ def _pair_flow(flow, clip):
 def evaluate(model, clips, *, input_size, mean, std, num_classes, class_names, flow,
              device, max_clips=None) -> dict:
     """Evaluate on clips of two frames; frame 0 (and frame 1 where labeled) scores mIoU."""
-    was_training = model.training
-    model.eval()
+    with eval_mode(model):
+        return _evaluate(model, clips, input_size, mean, std, num_classes, class_names, flow,
+                         device, max_clips)
+
+
+def _evaluate(model, clips, input_size, mean, std, num_classes, class_names, flow, device,
+              max_clips):
     cm, tc = ConfusionMatrix(num_classes), TemporalConsistency(num_classes)
     forward_s, frames_done = 0.0, 0
     n = len(clips) if max_clips is None else min(len(clips), max_clips)
@@ -63,7 +80,6 @@ def evaluate(model, clips, *, input_size, mean, std, num_classes, class_names, f
         if len(pred) > 1:
             fw, valid = _pair_flow(flow, clip)
             tc.update(pred[:1], pred[1:2], fw, valid)
-    model.train(was_training)
     out = cm.summary(class_names)
     out.update(tc.summary())
     out['ms_per_frame'] = 1e3 * forward_s / max(frames_done, 1)

@@ -20,7 +20,7 @@ from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
 from stkd_ros.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from stkd_ros.training.data import build_clips, train_loader
-from stkd_ros.training.evaluate import evaluate, predict
+from stkd_ros.training.evaluate import eval_mode, evaluate, predict
 from stkd_ros.training.logbook import Logbook
 from stkd_ros.training.run import seed_everything, setup_runtime, teardown_runtime
 import torch
@@ -146,8 +146,9 @@ class Trainer:
                            max_clips=e.max_batches)
         book.scalars(step, {k: v for k, v in metrics.items() if k != 'per_class_iou'}, 'val')
         clip = val[0]
-        pred = predict(model, clip.frames[:1], d.eval_size, meta['mean'], meta['std'],
-                       rt.device)[0].numpy().astype(np.uint8)
+        with eval_mode(model):
+            pred = predict(model, clip.frames[:1], d.eval_size, meta['mean'], meta['std'],
+                           rt.device)[0].numpy().astype(np.uint8)
         palette = np.array(meta['palette'], np.uint8)
         book.image(step, 'val/frame_prediction_label', np.concatenate(
             [clip.frames[0], colorize(pred, palette), colorize(clip.labels[0], palette)], 1))

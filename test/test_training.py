@@ -1,0 +1,93 @@
+"""Training commands: resume after SIGKILL, torchrun on CPU, one-line config errors."""
+
+import csv
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / 'config' / 'distill' / 'synthetic.yaml')
+TINY = ['data.crop_size=[64,128]', 'data.eval_size=[64,128]', 'data.scale_range=[0.8,1.2]',
+        'data.synthetic.height=64', 'data.synthetic.width=128', 'data.synthetic.frames=6',
+        'data.synthetic.train_clips=4', 'data.synthetic.val_clips=2',
+        'data.synthetic.keys_per_clip=2', 'train.batch_size=2', 'train.workers=0',
+        'train.warmup_steps=2', 'train.log_every=2', 'student.arch=bisenet_lite']
+
+
+def _cmd(command, out, steps, extra=()):
+    args = [sys.executable, '-m', 'stkd_ros.cli', command, '--config', CONFIG, '--out', str(out),
+            '--steps', str(steps)]
+    for item in TINY + list(extra):
+        args += ['--set', item]
+    return args
+
+
+def _val_rows(out):
+    with open(Path(out) / 'metrics.csv', newline='') as f:
+        return [r for r in csv.DictReader(f) if r['tag'].startswith('val/')
+                and r['tag'] != 'val/ms_per_frame' and r['tag'] != 'val/fps']
+
+
+def test_sigkill_then_resume_ends_like_an_unbroken_run(tmp_path):
+    steps, extra = 24, ['train.checkpoint_every=4', 'train.eval_every=12']
+    subprocess.run(_cmd('train-student', tmp_path / 'whole', steps, extra), check=True,
+                   capture_output=True)
+
+    broken = tmp_path / 'broken'
+    proc = subprocess.Popen(_cmd('train-student', broken, steps, extra),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (broken / 'last.ckpt').exists() and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (broken / 'model.safetensors').exists(), 'the run ended before it was killed'
+    subprocess.run(_cmd('train-student', broken, steps, extra), check=True, capture_output=True)
+
+    a = load_file(str(tmp_path / 'whole' / 'model.safetensors'))
+    b = load_file(str(broken / 'model.safetensors'))
+    assert a.keys() == b.keys()
+    assert all((a[k] == b[k]).all() for k in a), 'resumed weights differ from an unbroken run'
+    assert _val_rows(tmp_path / 'whole') == _val_rows(broken)
+
+
+def test_teacher_trains_with_both_branches_supervised(tmp_path):
+    subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
+                   check=True, capture_output=True)
+    with open(tmp_path / 't' / 'metrics.csv', newline='') as f:
+        tags = {r['tag'] for r in csv.DictReader(f)}
+    assert {'train/ce', 'train/ce_cnn', 'train/ce_transformer', 'val/miou', 'val/tc'} <= tags
+    for name in ('config.yaml', 'last.ckpt', 'model.safetensors'):
+        assert (tmp_path / 't' / name).is_file()
+    assert list((tmp_path / 't').glob('events.out.tfevents.*'))
+
+
+def test_torchrun_two_processes_on_cpu_with_gloo(tmp_path):
+    out = tmp_path / 'ddp'
+    launcher = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+                '--master_port', '29533', '-m']
+    args = launcher + _cmd('train-student', out, 4, ['train.eval_every=4'])[2:]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert 'rank 1 of 2 joined (gloo)' in res.stderr
+    assert (out / 'model.safetensors').is_file()
+
+
+@pytest.mark.parametrize('override,message', [
+    ('train.stpes=3', 'config: train.stpes: unknown key'),
+    ('train.lr=fast', "config: train.lr: expected float, got 'fast'"),
+    ('data.dataset=kitti', "data.dataset: unknown dataset 'kitti'"),
+])
+def test_config_mistakes_are_one_line_errors(tmp_path, override, message):
+    res = subprocess.run(_cmd('train-student', tmp_path / 'x', 1, [override]),
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith('stkd train-student: error:') and message in last
