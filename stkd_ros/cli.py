@@ -29,6 +29,13 @@ def _cmd_train(args):
           f'TC {metrics.get("tc", 0):.4f}  flicker {metrics.get("flicker", 0):.4f}')
 
 
+def _cmd_distill(args):
+    from stkd_ros.training.commands import distill
+    metrics = distill(args.config, args.teacher, args.out, args.steps, args.set)
+    print(f'distill: {args.out}/model.safetensors  mIoU {metrics.get("miou", 0):.4f}  '
+          f'TC {metrics.get("tc", 0):.4f}  flicker {metrics.get("flicker", 0):.4f}')
+
+
 def _cmd_evaluate(args):
     from stkd_ros.training.commands import evaluate_model
     r = evaluate_model(args.model, args.config, args.json, args.set)
@@ -81,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _add_train_args(p)
         p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser('distill', help='distill the student from a trained teacher')
+    _add_train_args(p)
+    p.add_argument('--teacher', required=True, help='the teacher model file')
+    p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser('evaluate', help='mIoU, TC, flicker and speed of a model file')
     p.add_argument('--model', required=True)

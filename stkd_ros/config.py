@@ -71,6 +71,36 @@ class TrainConfig:
 
 
 @dataclass
+class DistillConfig:
+    """
+    Loss weights of `stkd distill`; 0 switches a term off.
+
+    Defaults: pixel 10, pair-wise 1 and adversarial 0.1 are SKD's (Liu et al. CVPR 2019,
+    their released training script); the temporal weights were chosen on the synthetic world
+    (docs/results.md).
+    """
+
+    ce: float = 1.0                         # cross-entropy on labeled frames
+    pixel: float = 10.0                     # KL to the teacher's fused prediction
+    pixel_branches: float = 0.5             # x pixel, for each teacher branch
+    temperature: float = 1.0
+    pairwise: float = 1.0                   # affinity matching with the fused features
+    pairwise_branches: float = 0.5          # x pairwise, for each teacher branch
+    grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)
+    temporal: float = 10.0                  # motion-guided consistency (student, t vs t+k)
+    temporal_kd: float = 1.0                # inter-frame relation matched to the teacher
+    photometric_threshold: float = 0.1      # occlusion test for the temporal loss
+    adversarial: float = 0.1                # student's GAN loss
+    gan: str = 'hinge'                      # hinge | wgan-gp
+    gp_weight: float = 10.0                 # WGAN-GP only
+    d_lr: float = 0.0004
+    d_with_frames: bool = False             # discriminator also sees the two frames
+    flow: str = 'dis'                       # dis | farneback | raft | ground_truth
+    flow_args: Dict[str, Any] = field(default_factory=dict)
+    flow_cache: Optional[str] = None        # default: <out>/flow_cache
+
+
+@dataclass
 class EvalConfig:
     flow: str = 'dis'                       # dis | farneback | raft | ground_truth
     flow_args: Dict[str, Any] = field(default_factory=dict)
@@ -85,6 +115,7 @@ class Config:
                                                                      {'size': 'tiny'}))
     student: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:

@@ -20,6 +20,7 @@ class Clip:
     labels: np.ndarray                # (T, H, W) uint8; 255 everywhere on unlabeled frames
     flows: Optional[np.ndarray]       # (T-1, H, W, 2) float32, or None
     name: str = ''
+    gap: int = 1                      # frames between consecutive clip frames
 
     def __post_init__(self):
         t, h, w = self.frames.shape[:3]

@@ -89,7 +89,7 @@ class SyntheticWorld:
                 flows.append(flow)
         return Clip(np.stack(frames), np.stack(labels), np.stack(flows) if flows else
                     np.zeros((0,) + labels[0].shape + (2,), np.float32),
-                    name=f'synthetic_{self.config.seed}_{index:05d}_{start:03d}')
+                    name=f'synthetic_{self.config.seed}_{index:05d}_{start:03d}', gap=gap)
 
 
 class SyntheticClips:

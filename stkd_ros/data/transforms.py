@@ -36,7 +36,7 @@ def _resize_clip(clip: Clip, height: int, width: int) -> Clip:
                           for f in flows])
     elif flows is not None:
         flows = np.zeros((0, height, width, 2), np.float32)
-    return Clip(frames, labels, flows, clip.name)
+    return Clip(frames, labels, flows, clip.name, clip.gap)
 
 
 class RandomScale:
@@ -83,7 +83,7 @@ class RandomCrop:
         y, x = random.randint(0, h - ch), random.randint(0, w - cw)
         crop = (slice(None), slice(y, y + ch), slice(x, x + cw))
         return Clip(frames[crop], labels[crop], None if flows is None else flows[crop],
-                    clip.name)
+                    clip.name, clip.gap)
 
 
 class RandomHorizontalFlip:
@@ -98,7 +98,7 @@ class RandomHorizontalFlip:
             flows = clip.flows[:, :, ::-1].copy()
             flows[..., 0] *= -1.0
         return Clip(clip.frames[:, :, ::-1].copy(), clip.labels[:, :, ::-1].copy(), flows,
-                    clip.name)
+                    clip.name, clip.gap)
 
 
 class ToTensor:

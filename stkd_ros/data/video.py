@@ -67,4 +67,4 @@ class LabeledVideoDataset:
                              f'{frames[0].shape[:2]}')
         labels = np.full((len(frames),) + label.shape, IGNORE_INDEX, np.uint8)
         labels[0] = label
-        return Clip(np.stack(frames), labels, None, name=key.image.stem)
+        return Clip(np.stack(frames), labels, None, name=key.image.stem, gap=gap)

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from stkd_ros.config import load_config
+from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.flow import build_flow
 from stkd_ros.model_file import load_model_file
 from stkd_ros.training.data import build_clips
@@ -34,6 +35,26 @@ def train_student(config_path, out, steps=None, overrides=()) -> dict:
     """Train the student alone with cross-entropy: the baseline distillation is compared to."""
     cfg = _config(config_path, steps, overrides)
     return Trainer(cfg, out, cfg.student, lambda m: SupervisedTask(m), 'student').run()
+
+
+def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
+    """Distill the config's student from a trained teacher model file."""
+    from stkd_ros.training.distill_task import DistillationTask
+    cfg = _config(config_path, steps, overrides)
+    teacher, meta = load_model_file(teacher_path)
+    for key in ('mean', 'std'):
+        if meta[key] != list(IMAGENET_MEAN if key == 'mean' else IMAGENET_STD):
+            raise ValueError(f'{teacher_path}: teacher normalization {key}={meta[key]} differs '
+                             f'from the one students are trained with')
+
+    classes = build_clips(cfg.data, 'val', clip_length=1, gap=1).classes
+    if meta['num_classes'] != len(classes):
+        raise ValueError(f'{teacher_path}: teacher predicts {meta["num_classes"]} classes, '
+                         f'{cfg.data.dataset} has {len(classes)}')
+    return Trainer(cfg, out, cfg.student,
+                   lambda student: DistillationTask(student, teacher, len(classes), cfg.distill,
+                                                    IMAGENET_MEAN, IMAGENET_STD),
+                   'distilled').run()
 
 
 def evaluate_model(model_path, config_path, json_path=None, overrides=()) -> dict:

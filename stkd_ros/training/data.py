@@ -10,6 +10,7 @@ import random
 
 from stkd_ros.config import DataConfig
 from stkd_ros.data.transforms import train_transforms
+from stkd_ros.flow.cache import FlowCache
 import torch
 
 
@@ -84,10 +85,31 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         return self.batches
 
 
+class FlowClips:
+    """Attach flow from frame 0 to frame 1 to every clip (from a cache or the ground truth)."""
+
+    def __init__(self, clips, source):
+        self.clips, self.source = clips, source
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, index):
+        clip = self.clips[index]
+        if isinstance(self.source, FlowCache):
+            clip.flows = self.source.between(clip, 0, 1, clip.gap)[None]
+        else:
+            clip.flows = self.source.between(clip, 0, 1)[None]
+        return clip
+
+
 def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: int,
-                 start_step: int, workers: int, rank: int = 0, world_size: int = 1):
+                 start_step: int, workers: int, rank: int = 0, world_size: int = 1,
+                 flow_source=None):
     """Build an endless, seeded, resumable loader of training batches (dicts of tensors)."""
     clips = build_clips(cfg, 'train', clip_length=clip_length, gap=tuple(cfg.gap))
+    if flow_source is not None:
+        clips = FlowClips(clips, flow_source)
     transform = train_transforms(crop_size=tuple(cfg.crop_size),
                                  scale_range=tuple(cfg.scale_range))
     sampler = ResumableBatchSampler(len(clips), batch_size, seed, start_step, rank, world_size)

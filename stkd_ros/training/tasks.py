@@ -15,18 +15,41 @@ def cross_entropy(logits, labels):
     return nnf.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
 
 
-class SupervisedTask(nn.Module):
-    """Cross-entropy on the key frame; for the teacher, each branch is supervised too."""
+class ModelTask(nn.Module):
+    """
+    A task around one trained model.
+
+    ``distribute`` wraps only that model in DistributedDataParallel; the wrapper is kept out
+    of the module tree, so checkpoints hold the same keys with one process or many.
+    """
 
     frames_needed = 1
 
-    def __init__(self, model: nn.Module, aux_weight: float = 0.4):
+    def __init__(self, model: nn.Module):
         super().__init__()
-        self.model, self.aux_weight = model, aux_weight
+        self.model = model
+        self.discriminator = None   # a task with a GAN sets a module here
+        object.__setattr__(self, 'forward_model', model)
+
+    def distribute(self, device):
+        ids = [device.index] if device.type == 'cuda' else None
+        object.__setattr__(self, 'forward_model',
+                           nn.parallel.DistributedDataParallel(self.model, device_ids=ids))
+
+    def trainable_parameters(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+
+class SupervisedTask(ModelTask):
+    """Cross-entropy on the key frame; for the teacher, each branch is supervised too."""
+
+    def __init__(self, model: nn.Module, aux_weight: float = 0.4):
+        super().__init__(model)
+        self.aux_weight = aux_weight
 
     def forward(self, batch):
         images, labels = batch['frames'][:, 0], batch['labels'][:, 0]
-        out = self.model(images)
+        out = self.forward_model(images)
         losses = {'ce': cross_entropy(out['logits'], labels)}
         total = losses['ce']
         for branch in ('cnn', 'transformer'):

@@ -16,6 +16,7 @@ from stkd_ros.config import Config, save_config
 from stkd_ros.data.classes import colorize
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.flow import build_flow
+from stkd_ros.flow.cache import FlowCache
 from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
 from stkd_ros.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -71,19 +72,21 @@ class Trainer:
         classes, palette = val.classes, val.palette
         model = build_model(self.model_cfg.arch, len(classes), **self.model_cfg.args)
         task = self.make_task(model).to(rt.device)
-        optimizer = build_optimizer([p for p in task.parameters() if p.requires_grad], t)
+        optimizer = build_optimizer(task.trainable_parameters(), t)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: poly_with_warmup(s, t.steps, t.warmup_steps, t.poly_power))
-        step = self._resume(task, optimizer, schedule)
+        d_optimizer = None
+        if task.discriminator is not None:
+            d_optimizer = torch.optim.Adam(task.discriminator.parameters(),
+                                           lr=cfg.distill.d_lr, betas=(0.5, 0.999))
+        step = self._resume(task, optimizer, schedule, d_optimizer)
         loader, _ = train_loader(cfg.data, clip_length=task.frames_needed,
                                  batch_size=t.batch_size, seed=t.seed, start_step=step,
-                                 workers=t.workers, rank=rt.rank, world_size=rt.world_size)
-        runner = task
+                                 workers=t.workers, rank=rt.rank, world_size=rt.world_size,
+                                 flow_source=self._flow_source(task))
         if rt.distributed:
-            runner = torch.nn.parallel.DistributedDataParallel(
-                task, device_ids=[rt.device.index] if rt.device.type == 'cuda' else None)
-        if t.torch_compile:
-            runner = torch.compile(runner)
+            task.distribute(rt.device)   # DDP around the trained model only
+        runner = torch.compile(task) if t.torch_compile else task
         use_amp = t.amp and rt.device.type == 'cuda'
         scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
         book = Logbook(self.out_dir, step, enabled=rt.is_main)
@@ -102,10 +105,13 @@ class Trainer:
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
+            if d_optimizer is not None:
+                losses.update(self._discriminator_step(task, losses, d_optimizer, rt, use_amp))
             step += 1
             bar.update(1)
             if step % t.log_every == 0 or step == t.steps:
-                scalars = {k: float(v.detach()) for k, v in losses.items() if k != 'output'}
+                scalars = {k: float(v.detach()) for k, v in losses.items()
+                           if k != 'output' and not k.startswith('_')}
                 scalars['lr'] = schedule.get_last_lr()[0]
                 scalars['steps_per_s'] = t.log_every / (time.perf_counter() - tic)
                 tic = time.perf_counter()
@@ -114,9 +120,10 @@ class Trainer:
             if rt.is_main and (step % t.eval_every == 0 or step == t.steps):
                 metrics = self._evaluate(model, val, flow, rt, book, step, meta)
             if rt.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
+                extra = {'d_optimizer': d_optimizer.state_dict()} if d_optimizer else {}
                 save_checkpoint(self.out_dir / 'last.ckpt', step=step, task=task.state_dict(),
                                 optimizer=optimizer.state_dict(),
-                                schedule=schedule.state_dict(), rng=rng_state())
+                                schedule=schedule.state_dict(), rng=rng_state(), **extra)
         bar.close()
         if rt.is_main:
             meta['provenance']['val'] = {k: v for k, v in metrics.items()
@@ -126,7 +133,34 @@ class Trainer:
         book.close()
         return metrics
 
-    def _resume(self, task, optimizer, schedule) -> int:
+    @staticmethod
+    def _discriminator_step(task, losses, d_optimizer, rt, use_amp) -> dict:
+        """One update of the discriminator on the detached pairs of this step."""
+        with torch.autocast(rt.device.type, enabled=use_amp):
+            d_losses = task.discriminator_loss(losses)
+        d_optimizer.zero_grad(set_to_none=True)
+        d_losses['loss'].backward()
+        if rt.distributed:
+            for p in task.discriminator.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= rt.world_size
+        d_optimizer.step()
+        return {k: v for k, v in d_losses.items() if k != 'loss'}
+
+    def _flow_source(self, task):
+        """Where distillation gets flow: the synthetic ground truth, or a cached estimator."""
+        if task.frames_needed < 2 or not getattr(task, 'needs_flow', False):
+            return None
+        d = self.cfg.distill
+        estimator = build_flow(d.flow, **d.flow_args)
+        if d.flow == 'ground_truth':
+            return estimator
+        data = self.cfg.data
+        key = data.dataset + '|' + (str(data.root) if data.root else str(data.synthetic))
+        return FlowCache(d.flow_cache or self.out_dir / 'flow_cache', estimator, key)
+
+    def _resume(self, task, optimizer, schedule, d_optimizer=None) -> int:
         path = self.out_dir / 'last.ckpt'
         if not path.is_file():
             return 0
@@ -134,6 +168,8 @@ class Trainer:
         task.load_state_dict(state['task'])
         optimizer.load_state_dict(state['optimizer'])
         schedule.load_state_dict(state['schedule'])
+        if d_optimizer is not None:
+            d_optimizer.load_state_dict(state['d_optimizer'])
         set_rng_state(state['rng'])
         log.info('resumed from %s at step %d', path, state['step'])
         return int(state['step'])

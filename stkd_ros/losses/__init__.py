@@ -1,0 +1,1 @@
+"""Distillation losses, one family per module; pure functions with documented shapes."""

@@ -1,0 +1,118 @@
+"""
+Spatial-temporal consistency distillation as a task.
+
+A frozen teacher, a student, and a discriminator that judges pairs of consecutive predictions.
+
+One forward pass runs the student on frames t and t+k together and the teacher under
+``no_grad``; the returned dict holds every weighted term so that logging just iterates it.
+The discriminator has its own optimizer and its own step (``discriminator_loss``), on
+detached predictions, so its update never moves the student.
+"""
+
+from stkd_ros.config import DistillConfig
+from stkd_ros.flow.occlusion import photometric_valid
+from stkd_ros.losses.adversarial import discriminator_loss, generator_loss, gradient_penalty
+from stkd_ros.losses.pairwise import pairwise_kd
+from stkd_ros.losses.pixel import pixel_kd
+from stkd_ros.losses.temporal import motion_consistency, temporal_kd
+from stkd_ros.models.discriminator import PairDiscriminator
+from stkd_ros.training.tasks import cross_entropy, ModelTask
+import torch
+from torch import nn
+import torch.nn.functional as nnf
+
+BRANCHES = ('cnn', 'transformer')
+
+
+class DistillationTask(ModelTask):
+    frames_needed = 2
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, num_classes: int,
+                 cfg: DistillConfig, mean, std):
+        super().__init__(student)
+        if cfg.gan not in ('hinge', 'wgan-gp'):
+            raise ValueError(f'distill.gan: unknown GAN loss {cfg.gan!r}; expected hinge or '
+                             f'wgan-gp')
+        self.cfg = cfg
+        self.needs_flow = cfg.temporal > 0
+        # The teacher is frozen and not a registered submodule: it is in no optimizer,
+        # no DDP wrapper and no checkpoint.
+        teacher.eval().requires_grad_(False)
+        object.__setattr__(self, 'teacher', teacher)
+        self.discriminator = (PairDiscriminator(num_classes, cfg.d_with_frames)
+                              if cfg.adversarial > 0 else None)
+        self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def _apply(self, fn, *args, **kwargs):
+        # Move the unregistered teacher along with the task (.to, .cuda, ...).
+        self.teacher._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def _pair(self, logits_t, logits_next, frames):
+        pair = [nnf.softmax(logits_t, 1), nnf.softmax(logits_next, 1)]
+        if self.cfg.d_with_frames:
+            pair += [frames[:, 0], frames[:, 1]]
+        return torch.cat(pair, 1)
+
+    def forward(self, batch):
+        c = self.cfg
+        frames, labels = batch['frames'], batch['labels']      # (N, 2, 3, H, W), (N, 2, H, W)
+        n = frames.shape[0]
+        both = torch.cat([frames[:, 0], frames[:, 1]])
+        s = self.forward_model(both)
+        with torch.no_grad():
+            t = self.teacher(both)
+        s_t, s_next = s['logits'][:n], s['logits'][n:]
+        branches = [b for b in BRANCHES if f'{b}_logits' in t]   # a two-branch teacher
+        losses = {}
+        if c.ce:
+            both_labels = torch.cat([labels[:, 0], labels[:, 1]])
+            losses['ce'] = c.ce * cross_entropy(s['logits'], both_labels)
+        if c.pixel:
+            losses['kd_pixel'] = c.pixel * pixel_kd(s['logits'], t['logits'], c.temperature)
+            if c.pixel_branches and branches:
+                losses['kd_pixel_branches'] = c.pixel * c.pixel_branches * sum(
+                    pixel_kd(s['logits'], t[f'{b}_logits'], c.temperature) for b in branches)
+        if c.pairwise:
+            losses['kd_pairwise'] = c.pairwise * pairwise_kd(s['features'], t['features'],
+                                                             tuple(c.grid))
+            if c.pairwise_branches and branches:
+                losses['kd_pairwise_branches'] = c.pairwise * c.pairwise_branches * sum(
+                    pairwise_kd(s['features'], t[f'{b}_features'], tuple(c.grid))
+                    for b in branches)
+        if c.temporal:
+            flow = batch['flows'][:, 0].to(frames.dtype)       # (N, 2, H, W), t -> t+k
+            images = frames * self.std + self.mean
+            valid = photometric_valid(images[:, 0], images[:, 1], flow,
+                                      c.photometric_threshold)
+            losses['temporal'] = c.temporal * motion_consistency(s_t, s_next, flow, valid)
+        if c.temporal_kd:
+            f, tf = s['features'], t['features']
+            losses['temporal_kd'] = c.temporal_kd * temporal_kd(f[:n], f[n:], tf[:n], tf[n:],
+                                                                tuple(c.grid))
+        if self.discriminator is not None:
+            fake = self._pair(s_t, s_next, frames)
+            losses['adversarial'] = c.adversarial * generator_loss(self.discriminator(fake))
+        out = {'loss': sum(losses.values()), **losses, 'output': s['logits'][:n]}
+        if self.discriminator is not None:
+            out['_d_fake'] = fake.detach()
+            out['_d_real'] = self._pair(t['logits'][:n], t['logits'][n:], frames).detach()
+        return out
+
+    def discriminator_loss(self, out) -> dict:
+        """Compute the discriminator's loss on detached teacher (real) and student (fake) pairs."""
+        real, fake = out['_d_real'], out['_d_fake']
+        d = self.discriminator
+        loss = discriminator_loss(d(real), d(fake), self.cfg.gan)
+        result = {'d_loss': loss}
+        if self.cfg.gan == 'wgan-gp':
+            result['d_gp'] = self.cfg.gp_weight * gradient_penalty(d, real, fake)
+            loss = loss + result['d_gp']
+        result['loss'] = loss
+        return result

@@ -1,0 +1,120 @@
+"""The distillation task: where gradients go, the discriminator's own step, the flow cache."""
+
+import csv
+import subprocess
+
+from cli_helpers import _cmd
+import numpy as np
+import pytest
+from stkd_ros.config import DistillConfig
+from stkd_ros.flow import build_flow
+from stkd_ros.flow.cache import FlowCache
+from stkd_ros.models import build_model
+from stkd_ros.training.distill_task import DistillationTask
+import torch
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _batch(n=2, k=5, h=64, w=128):
+    torch.manual_seed(0)
+    labels = torch.randint(0, k, (n, 2, h, w))
+    labels[:, 1] = 255   # only the key frame is labeled, as on real datasets
+    return {'frames': torch.randn(n, 2, 3, h, w), 'labels': labels,
+            'flows': torch.randn(n, 1, 2, h, w)}
+
+
+@pytest.fixture
+def task():
+    torch.manual_seed(0)
+    student = build_model('bisenet_lite', 5)
+    teacher = build_model('teacher', 5, size='tiny')
+    return DistillationTask(student, teacher, 5, DistillConfig(), MEAN, STD)
+
+
+def test_every_term_is_logged_and_gradients_reach_only_the_student(task):
+    out = task(_batch())
+    for term in ('ce', 'kd_pixel', 'kd_pixel_branches', 'kd_pairwise', 'kd_pairwise_branches',
+                 'temporal', 'temporal_kd', 'adversarial'):
+        assert term in out and torch.isfinite(out[term]), term
+    out['loss'].backward()
+    grads = [p.grad for p in task.model.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    assert all(p.grad is None for p in task.teacher.parameters())
+    assert not any(p.requires_grad for p in task.teacher.parameters())
+    assert 'teacher' not in dict(task.named_children())    # not trained, not checkpointed
+    assert not any(k.startswith('teacher') for k in task.state_dict())
+
+
+def test_teacher_stays_in_eval_mode(task):
+    task.train()
+    assert task.model.training and not task.teacher.training
+
+
+def test_a_discriminator_step_leaves_the_student_unchanged(task):
+    out = task(_batch())
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+    d_before = [p.detach().clone() for p in task.discriminator.parameters()]
+    opt = torch.optim.Adam(task.discriminator.parameters(), lr=1e-2)
+    d = task.discriminator_loss(out)
+    opt.zero_grad()
+    d['loss'].backward()
+    opt.step()
+    after = task.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in task.model.parameters())
+    assert any(not torch.equal(a, b.detach())
+               for a, b in zip(d_before, task.discriminator.parameters()))
+
+
+def test_terms_switch_off_one_by_one():
+    torch.manual_seed(0)
+    cfg = DistillConfig(pixel=0, pairwise=0, temporal=0, temporal_kd=0, adversarial=0)
+    task = DistillationTask(build_model('bisenet_lite', 5), build_model('teacher', 5), 5, cfg,
+                            MEAN, STD)
+    assert task.discriminator is None and not task.needs_flow
+    batch = _batch()
+    del batch['flows']
+    out = task(batch)
+    assert set(out) == {'loss', 'ce', 'output'}
+    wgan = DistillationTask(build_model('bisenet_lite', 5), build_model('teacher', 5), 5,
+                            DistillConfig(gan='wgan-gp'), MEAN, STD)
+    assert 'd_gp' in wgan.discriminator_loss(wgan(_batch()))
+    with pytest.raises(ValueError, match='unknown GAN loss'):
+        DistillationTask(build_model('bisenet_lite', 5), build_model('teacher', 5), 5,
+                         DistillConfig(gan='lsgan'), MEAN, STD)
+
+
+def test_flow_cache_returns_what_was_computed(tmp_path, small_world):
+    clip = small_world.clip(0, length=2, gap=2)
+    dis = build_flow('dis')
+    cache = FlowCache(tmp_path, dis, 'synthetic|test')
+    first = cache.between(clip, 0, 1, gap=2)
+    again = cache.between(clip, 0, 1, gap=2)
+    assert (cache.misses, cache.hits) == (1, 1)
+    np.testing.assert_allclose(again, first, atol=0.07)           # stored as float16
+    np.testing.assert_allclose(again, dis.between(clip, 0, 1), atol=0.07)
+    assert cache.path(clip.name, 2, 0, 1) != cache.path(clip.name, 3, 0, 1)
+    other = FlowCache(tmp_path, build_flow('dis', preset='fast'), 'synthetic|test')
+    assert other.path(clip.name, 2, 0, 1) != cache.path(clip.name, 2, 0, 1)
+    cache.path(clip.name, 2, 0, 1).write_bytes(b'damaged')
+    np.testing.assert_allclose(cache.between(clip, 0, 1, gap=2), first, atol=0.07)
+    assert cache.misses == 2
+
+
+def test_stkd_distill_runs_the_full_method(tmp_path):
+    subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
+                   check=True, capture_output=True)
+    args = _cmd('distill', tmp_path / 'd', 2, ['train.eval_every=2', 'distill.flow=dis'])
+    args += ['--teacher', str(tmp_path / 't' / 'model.safetensors')]
+    res = subprocess.run(args, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with open(tmp_path / 'd' / 'metrics.csv', newline='') as f:
+        tags = {r['tag'] for r in csv.DictReader(f)}
+    for term in ('ce', 'kd_pixel', 'kd_pairwise', 'temporal', 'temporal_kd', 'adversarial',
+                 'd_loss'):
+        assert f'train/{term}' in tags, term
+    assert list((tmp_path / 'd' / 'flow_cache').rglob('*.npy'))
+    bad = _cmd('distill', tmp_path / 'e', 1) + ['--teacher', str(tmp_path / 'nothing')]
+    res = subprocess.run(bad, capture_output=True, text=True)
+    assert res.returncode == 2 and 'model file not found' in res.stderr

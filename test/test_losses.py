@@ -1,0 +1,88 @@
+"""Each distillation loss: zero in the ideal case, positive otherwise, gradients where due."""
+
+import pytest
+from stkd_ros.losses.adversarial import (discriminator_loss, generator_loss,
+                                         gradient_penalty)
+from stkd_ros.losses.pairwise import affinity, pairwise_kd
+from stkd_ros.losses.pixel import pixel_kd
+from stkd_ros.losses.temporal import motion_consistency, temporal_kd
+from stkd_ros.models.discriminator import PairDiscriminator
+import torch
+
+
+def test_pixel_kd_zero_for_identical_and_positive_otherwise():
+    logits = torch.randn(2, 5, 4, 6)
+    assert pixel_kd(logits, logits.clone()).abs() < 1e-6
+    assert pixel_kd(logits, logits + 3.0).abs() < 1e-5   # softmax is shift invariant
+    assert pixel_kd(logits, torch.randn(2, 5, 4, 6)) > 0.01
+    with pytest.raises(ValueError, match='differ'):
+        pixel_kd(logits, torch.randn(2, 4, 4, 6))
+
+
+def test_pixel_kd_gradient_reaches_student_not_teacher():
+    student = torch.randn(1, 3, 2, 2, requires_grad=True)
+    teacher = torch.randn(1, 3, 2, 2, requires_grad=True)
+    pixel_kd(student, teacher, temperature=2.0).backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+    assert teacher.grad is None
+
+
+def test_pairwise_kd_compares_structure_not_channels():
+    feat = torch.randn(2, 8, 8, 16)
+    other_width = torch.cat([feat, feat], dim=1) * 3.0   # same directions, twice the channels
+    assert pairwise_kd(feat, other_width, grid=(4, 8)) < 1e-10
+    assert pairwise_kd(feat, torch.randn(2, 32, 8, 16), grid=(4, 8)) > 1e-3
+    a = affinity(feat, (4, 8))
+    assert a.shape == (2, 32, 32)
+    torch.testing.assert_close(a.diagonal(dim1=1, dim2=2), torch.ones(2, 32))
+
+
+def test_motion_consistency_zero_when_prediction_moves_with_the_flow():
+    logits_t = torch.randn(1, 4, 6, 8)
+    shifted = torch.zeros_like(logits_t)
+    shifted[..., 2:] = logits_t[..., :-2]          # content moves 2 px right from t to t+k
+    flow = torch.zeros(1, 2, 6, 8)
+    flow[:, 0] = 2.0
+    assert motion_consistency(logits_t, shifted, flow) < 1e-10
+    assert motion_consistency(logits_t, shifted, torch.zeros(1, 2, 6, 8)) > 1e-3
+    none_valid = torch.zeros(1, 6, 8, dtype=torch.bool)
+    assert motion_consistency(logits_t, torch.randn(1, 4, 6, 8), flow, none_valid) == 0
+
+
+def test_zero_flow_makes_motion_consistency_a_plain_frame_difference():
+    a = torch.randn(1, 3, 4, 4, requires_grad=True)
+    loss = motion_consistency(a, a.detach().clone(), torch.zeros(1, 2, 4, 4))
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
+    loss.backward()
+    assert a.grad is not None
+
+
+def test_temporal_kd_zero_when_student_relates_frames_like_the_teacher():
+    s_t, s_n = torch.randn(2, 8, 8, 16), torch.randn(2, 8, 8, 16)
+    assert temporal_kd(s_t, s_n, 2 * s_t, 2 * s_n, grid=(4, 4)) < 1e-10
+    assert temporal_kd(s_t, s_n, s_t, s_t, grid=(4, 4)) > 1e-3
+    t_t = torch.randn(2, 8, 8, 16, requires_grad=True)
+    s = s_t.clone().requires_grad_(True)
+    temporal_kd(s, s_n, t_t, s_n, grid=(4, 4)).backward()
+    assert s.grad is not None and t_t.grad is None
+
+
+def test_gan_losses_point_the_right_way():
+    real, fake = torch.tensor([2.0, 3.0]), torch.tensor([-2.0, -3.0])
+    assert discriminator_loss(real, fake, 'hinge') == 0      # confident and right: no loss
+    assert discriminator_loss(fake, real, 'hinge') > 0
+    assert discriminator_loss(real, fake, 'wgan-gp') < discriminator_loss(fake, real, 'wgan-gp')
+    assert generator_loss(fake) > generator_loss(real)
+    with pytest.raises(ValueError, match='unknown GAN loss'):
+        discriminator_loss(real, fake, 'lsgan')
+
+
+def test_discriminator_scores_pairs_and_gradient_penalty_runs():
+    torch.manual_seed(0)
+    d = PairDiscriminator(num_classes=3, with_frames=True, width=8)
+    pair = torch.rand(2, 2 * 3 + 6, 32, 64)
+    assert d(pair).shape == (2,)
+    gp = gradient_penalty(d, pair, torch.rand_like(pair))
+    assert gp.dim() == 0 and gp >= 0
+    spectral = [n for n, _ in d.named_parameters() if 'parametrizations' in n]
+    assert spectral, 'discriminator layers use spectral normalization'
