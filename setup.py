@@ -12,7 +12,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
-        ('share/' + package_name + '/config', glob('config/*.yaml')),
+        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
         ('share/' + package_name + '/config/distill', glob('config/distill/*.yaml')),
     ],
     install_requires=['setuptools'],
@@ -26,6 +26,9 @@ setup(
     entry_points={
         'console_scripts': [
             'stkd = stkd_ros.cli:main',
+            'segment_node = stkd_ros.nodes.segment_node:main',
+            'flicker_monitor = stkd_ros.nodes.flicker_node:main',
+            'bag_player = stkd_ros.nodes.bag_player_node:main',
         ],
     },
 )

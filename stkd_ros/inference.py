@@ -20,7 +20,7 @@ BACKENDS = ('torch', 'onnxruntime')
 
 class Segmenter:
     def __init__(self, model_path, *, backend: str = 'torch', device: str = 'cpu',
-                 threads: int = 0, onnx_path=None):
+                 threads: int = 0, onnx_path=None, input_size=None):
         if backend not in BACKENDS:
             raise ValueError(f'unknown backend {backend!r}; expected one of {BACKENDS}')
         self.backend, self.device = backend, torch.device(device)
@@ -30,7 +30,9 @@ class Segmenter:
             self.model, self.meta = load_model_file(model_path, self.device)
         else:
             self._session, self.meta = _onnx_session(onnx_path or model_path, threads)
-        self.input_size = tuple(self.meta['input_size'])
+        self.input_size = tuple(input_size or self.meta['input_size'])
+        if len(self.input_size) != 2 or min(self.input_size) < 16:
+            raise ValueError(f'input size must be (height, width) >= 16, got {input_size}')
         self.mean = np.array(self.meta['mean'], np.float32) * 255.0
         self.inv_std = 1.0 / (np.array(self.meta['std'], np.float32) * 255.0)
         self.lut = palette_lut(np.array(self.meta['palette'], np.uint8))

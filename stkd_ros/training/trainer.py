@@ -8,6 +8,7 @@ deployable model file.
 
 import logging
 from pathlib import Path
+import sys
 import time
 
 import numpy as np
@@ -92,8 +93,9 @@ class Trainer:
         book = Logbook(self.out_dir, step, enabled=rt.is_main)
         flow = build_flow(cfg.evaluation.flow, **cfg.evaluation.flow_args)
         meta = self._metadata(classes, palette)
-        bar = tqdm(total=t.steps, initial=step, disable=not rt.is_main, desc=self.role,
-                   dynamic_ncols=True)
+        # A live bar on a terminal; in a log file, the periodic log line says the same.
+        bar = tqdm(total=t.steps, initial=step, desc=self.role, dynamic_ncols=True,
+                   disable=not (rt.is_main and sys.stderr.isatty()))
         metrics, batches, tic = {}, iter(loader), time.perf_counter()
         task.train()
         while step < t.steps:
@@ -117,6 +119,9 @@ class Trainer:
                 tic = time.perf_counter()
                 book.scalars(step, scalars, 'train')
                 bar.set_postfix(loss=f'{scalars["loss"]:.3f}')
+                if bar.disable and rt.is_main:
+                    log.info('%s step %d/%d loss %.4f (%.2f steps/s)', self.role, step,
+                             t.steps, scalars['loss'], scalars['steps_per_s'])
             if rt.is_main and (step % t.eval_every == 0 or step == t.steps):
                 metrics = self._evaluate(model, val, flow, rt, book, step, meta)
             if rt.is_main and (step % t.checkpoint_every == 0 or step == t.steps):

@@ -1,0 +1,6 @@
+"""
+ROS 2 nodes: thin rclpy layers over the ROS-free modules beside them.
+
+Only the ``*_node.py`` / node modules import rclpy; conversion, the frame slot, statistics
+and QoS choice are plain Python with plain tests.
+"""

@@ -1,0 +1,113 @@
+"""
+flicker_monitor: temporal flicker of a segmentation stream, measured live with optical flow.
+
+Pairs each ``segmentation/mask`` with its ``image`` by header stamp, computes DIS flow between
+consecutive images, and publishes each step's flicker (``segmentation/flicker``) and TC
+(``segmentation/tc``) as std_msgs/Float32, a windowed summary on ``/diagnostics``, and
+optionally a CSV log (``log_path``).
+"""
+
+import sys
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32
+
+from stkd_ros.flicker import FlickerMeter, StampPairer
+from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
+from stkd_ros.nodes.conversion import ImageError, message_to_rgb
+
+
+def _stamp(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class FlickerMonitor(Node):
+    def __init__(self, **kwargs):
+        super().__init__('flicker_monitor', **kwargs)
+        window = self.declare_parameter('window', 100).value
+        max_side = self.declare_parameter('max_side', 480).value
+        log_path = self.declare_parameter('log_path', '').value
+        reliability = self.declare_parameter('reliability', 'auto').value
+        self.meter = FlickerMeter(window=window, max_side=max_side, log_path=log_path or None)
+        self.pairer = StampPairer()
+        self.rejected = 0
+        self.pub_flicker = self.create_publisher(Float32, 'segmentation/flicker', 10)
+        self.pub_tc = self.create_publisher(Float32, 'segmentation/tc', 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        # Images can arrive faster than masks; keep a few so each mask finds its image.
+        self.subs = [AdaptiveSubscription(self, Image, 'image', self._on_image, reliability, 5),
+                     AdaptiveSubscription(self, Image, 'segmentation/mask', self._on_mask,
+                                          'reliable', 5)]
+        self.create_timer(1.0, self._diagnostics)
+
+    def _on_image(self, msg):
+        try:
+            pair = self.pairer.add_image(_stamp(msg), message_to_rgb(msg))
+        except ImageError as exc:
+            self.rejected += 1
+            self.get_logger().warning(f'rejected image: {exc}', throttle_duration_sec=5.0)
+            return
+        self._step(_stamp(msg), pair)
+
+    def _on_mask(self, msg):
+        if msg.encoding != 'mono8':
+            self.rejected += 1
+            self.get_logger().warning(f'mask encoding {msg.encoding!r} is not mono8',
+                                      throttle_duration_sec=5.0)
+            return
+        import numpy as np
+        mask = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+        self._step(_stamp(msg), self.pairer.add_mask(_stamp(msg), mask[:, :msg.width]))
+
+    def _step(self, stamp, pair):
+        if pair is None:
+            return
+        image, mask = pair
+        if image.shape[:2] != mask.shape:
+            self.rejected += 1
+            return
+        result = self.meter.update(stamp, image, mask)
+        if result is not None and result['pixels']:
+            self.pub_flicker.publish(Float32(data=result['flicker']))
+            self.pub_tc.publish(Float32(data=result['tc']))
+
+    def _diagnostics(self):
+        s = {**self.meter.summary(), 'rejected': self.rejected}
+        status = DiagnosticStatus(name=f'{self.get_name()}: temporal consistency',
+                                  level=DiagnosticStatus.OK,
+                                  message=f'flicker {s.get("flicker_mean", float("nan")):.4f} '
+                                          f'over {s["steps"]} steps')
+        status.values = [KeyValue(key=k, value=f'{v:.5f}' if isinstance(v, float) else str(v))
+                         for k, v in s.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(msg)
+
+    def destroy_node(self):
+        self.meter.close()
+        return super().destroy_node()
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = FlickerMonitor()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (FileNotFoundError, ValueError) as exc:
+        print(f'flicker_monitor: error: {exc}', file=sys.stderr)
+        raise SystemExit(1)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,184 @@
+"""
+segment_node: camera images in, per-frame class masks out.
+
+Subscribes to ``image`` (sensor_msgs/Image, or CompressedImage with input_transport
+'compressed'); publishes ``segmentation/mask`` (mono8 class ids), ``segmentation/color`` and
+``segmentation/overlay`` (rgb8), each at the input's size with the input's header and only
+when subscribed; and ``/diagnostics``. Inference runs on its own thread behind a
+latest-frame-only slot, so under overload old frames are dropped, not queued.
+"""
+
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+
+from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
+from stkd_ros.nodes.conversion import fill_image, ImageError, message_to_rgb
+from stkd_ros.nodes.frame_slot import LatestSlot
+from stkd_ros.nodes.stats import RollingStats
+
+
+def _describe(text, read_only=False, **ranges):
+    return ParameterDescriptor(description=text, read_only=read_only, **ranges)
+
+
+class SegmentNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('segment_node', **kwargs)
+        p = self._declare()
+        from stkd_ros.inference import Segmenter
+        size = tuple(p['input_size']) if any(p['input_size']) else None
+        self.segmenter = Segmenter(p['model_path'], backend=p['backend'], device=p['device'],
+                                   threads=p['threads'], onnx_path=p['onnx_path'] or None,
+                                   input_size=size)
+        if p['palette']:
+            import numpy as np
+            from stkd_ros.data.classes import palette_lut
+            self.segmenter.lut = palette_lut(np.array(p['palette'], np.uint8).reshape(-1, 3))
+        self.overlay_alpha = p['overlay_alpha']
+        self.publish_flags = {k: p[f'publish_{k}'] for k in ('mask', 'color', 'overlay')}
+        self.reliability_setting, self.depth = p['reliability'], p['qos_depth']
+        self.compressed = p['input_transport'] == 'compressed'
+        self.pub = {k: self.create_publisher(Image, f'segmentation/{k}', 10)
+                    for k in ('mask', 'color', 'overlay')}
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.stats, self.slot = RollingStats(), LatestSlot()
+        self.image_sub = AdaptiveSubscription(
+            self, CompressedImage if self.compressed else Image, 'image', self._on_image,
+            self.reliability_setting, self.depth)
+        self.create_timer(p['diagnostics_period'], self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set)
+        self._worker = threading.Thread(target=self._run, daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'segmenting {self.resolve_topic_name("image")} with '
+            f'{self.segmenter.meta["arch"]} ({p["backend"]}, {p["device"]}, input '
+            f'{self.segmenter.input_size[0]}x{self.segmenter.input_size[1]})')
+
+    def _declare(self) -> dict:
+        specs = [
+            ('model_path', '', _describe('stkd model file (.safetensors)', True)),
+            ('backend', 'torch', _describe('torch or onnxruntime', True)),
+            ('onnx_path', '', _describe('ONNX file for the onnxruntime backend', True)),
+            ('device', 'cpu', _describe('torch device: cpu, cuda, cuda:N', True)),
+            ('threads', 0, _describe('CPU threads for inference, 0 = library default', True,
+                                     integer_range=[IntegerRange(from_value=0, to_value=256,
+                                                                 step=1)])),
+            ('input_size', [0, 0], _describe('model input [height, width]; [0, 0] keeps the '
+                                             'model file size', True)),
+            ('input_transport', 'raw', _describe('raw (Image) or compressed '
+                                                 '(CompressedImage)', True)),
+            ('publish_mask', True, _describe('publish segmentation/mask (mono8 class ids)')),
+            ('publish_color', True, _describe('publish segmentation/color (rgb8)')),
+            ('publish_overlay', True, _describe('publish segmentation/overlay (rgb8)')),
+            ('overlay_alpha', 0.5, _describe('weight of the colours in the overlay',
+                                             floating_point_range=[FloatingPointRange(
+                                                 from_value=0.0, to_value=1.0, step=0.0)])),
+            ('reliability', 'auto', _describe('image subscription: auto (match the '
+                                              'publishers), reliable or best_effort', True)),
+            ('qos_depth', 1, _describe('image subscription queue depth (1 = latest frame)',
+                                       True, integer_range=[IntegerRange(
+                                           from_value=1, to_value=100, step=1)])),
+            ('palette', Parameter.Type.INTEGER_ARRAY, _describe(
+                'flat RGB list (3 ints per class) replacing the model palette', True)),
+            ('diagnostics_period', 1.0, _describe('seconds between /diagnostics messages',
+                                                  True)),
+        ]
+        values = {}
+        for name, default, desc in specs:
+            param = self.declare_parameter(name, default, desc)
+            values[name] = param.value if param.value is not None else []
+        if not values['model_path']:
+            raise ValueError('parameter model_path is required (an stkd .safetensors file)')
+        if values['input_transport'] not in ('raw', 'compressed'):
+            raise ValueError(f'input_transport must be raw or compressed, got '
+                             f'{values["input_transport"]!r}')
+        return values
+
+    def _on_set(self, params):
+        for param in params:
+            if param.name == 'overlay_alpha':
+                self.overlay_alpha = float(param.value)
+            elif param.name.startswith('publish_'):
+                self.publish_flags[param.name[len('publish_'):]] = bool(param.value)
+        return SetParametersResult(successful=True)
+
+    def _on_image(self, msg):
+        self.slot.put((time.monotonic(), msg))
+
+    def _run(self):
+        while rclpy.ok():
+            item = self.slot.take(timeout=0.5)
+            if item is None:
+                continue
+            received, msg = item
+            try:
+                self._process(msg)
+            except ImageError as exc:
+                self.stats.counts['rejected'] += 1
+                self.get_logger().warning(f'rejected image: {exc}', throttle_duration_sec=5.0)
+                continue
+            self.stats.record(time.monotonic() - received)
+
+    def _process(self, msg):
+        frame = message_to_rgb(msg)
+        want = {k: self.publish_flags[k] and self.pub[k].get_subscription_count() > 0
+                for k in self.pub}
+        if not any(want.values()):
+            return
+        classes = self.segmenter.segment(frame)
+        if want['mask']:
+            self.pub['mask'].publish(fill_image(Image(), classes, 'mono8', msg.header))
+        if want['color']:
+            color = self.segmenter.colorize(classes)
+            self.pub['color'].publish(fill_image(Image(), color, 'rgb8', msg.header))
+        if want['overlay']:
+            overlay = self.segmenter.overlay(frame, classes, self.overlay_alpha)
+            self.pub['overlay'].publish(fill_image(Image(), overlay, 'rgb8', msg.header))
+
+    def _publish_diagnostics(self):
+        self.stats.counts['dropped'] = self.slot.dropped
+        s = self.stats.summary()
+        status = DiagnosticStatus(name=f'{self.get_name()}: segmentation',
+                                  hardware_id=self.segmenter.meta['arch'])
+        status.level = DiagnosticStatus.OK if s['rejected'] == 0 else DiagnosticStatus.WARN
+        status.message = f'{s["rate_hz"]:.1f} Hz, p95 {s["p95_ms"]:.1f} ms'
+        status.values = [KeyValue(key=k, value=f'{v:.3f}' if isinstance(v, float) else str(v))
+                         for k, v in s.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    def destroy_node(self):
+        self.slot.close()
+        return super().destroy_node()
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SegmentNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (FileNotFoundError, ValueError) as exc:   # model file or parameters: say why, stop
+        import sys
+        print(f'segment_node: error: {exc}', file=sys.stderr)
+        raise SystemExit(1)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

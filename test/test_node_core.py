@@ -1,0 +1,139 @@
+"""The ROS-free parts of the nodes: conversion, the frame slot, statistics, QoS, flicker."""
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from stkd_ros.flicker import FlickerMeter, pair_metrics, StampPairer
+from stkd_ros.nodes.conversion import compressed_to_rgb, image_to_rgb, ImageError
+from stkd_ros.nodes.frame_slot import LatestSlot
+from stkd_ros.nodes.qos import choose_reliability
+from stkd_ros.nodes.stats import RollingStats
+
+RGB = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize('encoding,array', [
+    ('rgb8', RGB), ('bgr8', RGB[..., ::-1]),
+    ('rgba8', np.dstack([RGB, np.full((5, 7), 9, np.uint8)])),
+    ('bgra8', np.dstack([RGB[..., ::-1], np.full((5, 7), 9, np.uint8)])),
+])
+def test_colour_encodings_decode_to_rgb(encoding, array):
+    data = np.ascontiguousarray(array).tobytes()
+    out = image_to_rgb(5, 7, encoding, 7 * array.shape[2], data)
+    np.testing.assert_array_equal(out, RGB)
+
+
+def test_mono_encodings_and_byte_order():
+    gray = RGB[..., 0]
+    np.testing.assert_array_equal(image_to_rgb(5, 7, 'mono8', 7, gray.tobytes())[..., 1], gray)
+    wide = gray.astype(np.uint16) * 256 + 17
+    little = image_to_rgb(5, 7, 'mono16', 14, wide.astype('<u2').tobytes(), 0)
+    big = image_to_rgb(5, 7, 'mono16', 14, wide.astype('>u2').tobytes(), 1)
+    np.testing.assert_array_equal(little[..., 0], gray)
+    np.testing.assert_array_equal(big, little)
+
+
+def test_row_padding_is_skipped():
+    padded = np.zeros((5, 24), np.uint8)
+    padded[:, :21] = RGB.reshape(5, 21)
+    np.testing.assert_array_equal(image_to_rgb(5, 7, 'rgb8', 24, padded.tobytes()), RGB)
+
+
+@pytest.mark.parametrize('args,message', [
+    ((5, 7, 'yuv422', 14, b'\0' * 70), 'unsupported encoding'),
+    ((0, 7, 'rgb8', 21, b''), 'empty image'),
+    ((5, 7, 'rgb8', 20, b'\0' * 100), 'shorter than a row'),
+    ((5, 7, 'rgb8', 21, b'\0' * 104), 'data has 104 bytes'),
+    ((100000, 7, 'rgb8', 21, b'\0' * 21), 'absurd image size'),
+])
+def test_bad_messages_raise_one_line_errors(args, message):
+    with pytest.raises(ImageError, match=message):
+        image_to_rgb(*args)
+
+
+def test_compressed_images():
+    ok, jpg = cv2.imencode('.png', RGB[..., ::-1])
+    np.testing.assert_array_equal(compressed_to_rgb('png', jpg.tobytes()), RGB)
+    with pytest.raises(ImageError, match='cannot decode'):
+        compressed_to_rgb('jpeg', b'not a jpeg')
+    with pytest.raises(ImageError, match='empty'):
+        compressed_to_rgb('jpeg', b'')
+
+
+def test_latest_slot_keeps_only_the_newest_and_counts_drops():
+    slot = LatestSlot()
+    for i in range(5):
+        slot.put(i)
+    assert slot.take(0.1) == 4 and slot.dropped == 4
+    assert slot.take(0.01) is None
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(slot.take(5.0)))
+    consumer.start()
+    slot.put('x')
+    consumer.join(5.0)
+    assert got == ['x']
+    slot.close()
+    assert slot.take(1.0) is None
+
+
+def test_rolling_stats():
+    stats = RollingStats(window=10)
+    for i in range(11):
+        stats.record(0.010 + 0.001 * i, now=i * 0.1)
+    s = stats.summary()
+    assert s['rate_hz'] == pytest.approx(10.0)
+    assert s['p50_ms'] == pytest.approx(15.5) and s['processed'] == 11   # last 10 kept
+
+
+def test_reliability_follows_the_publishers():
+    assert choose_reliability('auto', []) == 'reliable'
+    assert choose_reliability('auto', ['reliable', 'reliable']) == 'reliable'
+    assert choose_reliability('auto', ['reliable', 'best_effort']) == 'best_effort'
+    assert choose_reliability('best_effort', ['reliable']) == 'best_effort'
+    with pytest.raises(ValueError, match='reliability must be'):
+        choose_reliability('sometimes', [])
+
+
+def test_stamp_pairer_matches_in_either_order():
+    pairer = StampPairer(keep=2)
+    assert pairer.add_image(1, 'img1') is None
+    assert pairer.add_mask(1, 'mask1') == ('img1', 'mask1')
+    assert pairer.add_mask(2, 'mask2') is None
+    assert pairer.add_image(2, 'img2') == ('img2', 'mask2')
+    for s in (3, 4, 5):
+        pairer.add_image(s, s)
+    assert 3 not in pairer.images   # only the newest `keep` wait
+
+
+def test_pair_metrics_known_cases():
+    prev = np.array([[0, 0, 1, 1]], np.uint8)
+    moved = np.array([[2, 0, 0, 1]], np.uint8)   # content moved right by one pixel
+    flow = np.zeros((1, 4, 2), np.float32)
+    flow[..., 0] = 1.0
+    m = pair_metrics(prev, moved, flow)
+    assert m['flicker'] == 0.0 and m['tc'] == 1.0 and m['pixels'] == 3
+    zero = np.zeros((1, 4, 2), np.float32)
+    still = pair_metrics(prev, np.array([[0, 1, 1, 1]], np.uint8), zero)
+    assert still['flicker'] == 0.25
+
+
+def test_flicker_meter_on_a_panning_scene(tmp_path):
+    rng = np.random.default_rng(0)
+    world = cv2.GaussianBlur(rng.integers(0, 255, (120, 400), dtype=np.uint8), (0, 0), 2)
+    labels = (np.arange(400)[None, :].repeat(120, 0) // 40).astype(np.uint8)
+    meter = FlickerMeter(window=10, log_path=tmp_path / 'flicker.csv')
+    results = []
+    for t in range(5):
+        x = 3 * t   # the camera pans: the scene moves left by 3 px per frame
+        results.append(meter.update(t, world[:, x:x + 200], labels[:, x:x + 200]))
+    assert results[0] is None
+    assert max(r['flicker'] for r in results[1:]) < 0.02
+    noisy = FlickerMeter()
+    noisy.update(0, world[:, :200], labels[:, :200])
+    r = noisy.update(1, world[:, :200], rng.integers(0, 5, (120, 200), dtype=np.uint8))
+    assert r['flicker'] > 0.5
+    meter.close()
+    assert len((tmp_path / 'flicker.csv').read_text().splitlines()) == 5
+    assert meter.summary()['steps'] == 4

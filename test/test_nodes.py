@@ -1,0 +1,218 @@
+"""segment_node, flicker_monitor and bag_player as real processes over real DDS."""
+
+import time
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+import rclpy
+from ros_harness import image_msg, qos, ros_env, spin_until, start_node, stop_node
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Float32
+from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
+from stkd_ros.inference import Segmenter
+from stkd_ros.model_file import save_model_file
+from stkd_ros.models import build_model
+import torch
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope='module')
+def model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('model') / 'student.safetensors'
+    model = build_model('bisenet_lite', 11).eval()
+    save_model_file(path, model, {
+        'arch': 'bisenet_lite', 'arch_args': {}, 'num_classes': 11,
+        'classes': [str(i) for i in range(11)], 'palette': [[20 * i, 0, 0] for i in range(11)],
+        'input_size': [64, 128], 'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]})
+    return path
+
+
+@pytest.fixture(scope='module')
+def ros():
+    ros_env()
+    rclpy.init()
+    node = rclpy.create_node('stkd_test_client')
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope='module')
+def frames():
+    world = SyntheticWorld(SyntheticConfig(height=360, width=480, frames=12, seed=5))
+    return [world.frame(0, t)[0] for t in range(12)]
+
+
+def _collect(ros, topic, msg_type=Image, reliable=True):
+    got = []
+    sub = ros.create_subscription(msg_type, topic, got.append, qos(reliable, 50))
+    return got, sub
+
+
+@pytest.fixture(scope='module')
+def segment_node(ros, model_path):
+    proc = start_node('segment_node', '-p', f'model_path:={model_path}', '-r',
+                      'image:=/cam/image', '-r', '/segmentation/mask:=/cam/mask')
+    masks, sub = _collect(ros, '/cam/mask')
+    yield proc, masks
+    ros.destroy_subscription(sub)
+    stop_node(proc)
+
+
+def _wait_for_subscriber(ros, pub, timeout=30.0):
+    assert spin_until(ros, lambda: pub.get_subscription_count() > 0, timeout), \
+        'segment_node did not subscribe'
+
+
+def _send(ros, pub, images, rate_hz=10.0, start_ns=1_000_000_000):
+    for i, img in enumerate(images):
+        pub.publish(image_msg(img, start_ns + i * 100_000_000, frame_id=f'cam{i}'))
+        spin_until(ros, lambda: False, 1.0 / rate_hz)
+
+
+def test_masks_have_input_size_header_and_the_segmenter_values(ros, segment_node, model_path,
+                                                               frames):
+    proc, masks = segment_node
+    pub = ros.create_publisher(Image, '/cam/image', qos(True))
+    _wait_for_subscriber(ros, pub)
+    masks.clear()
+    _send(ros, pub, frames[:3], start_ns=5_000_000_000)
+    assert spin_until(ros, lambda: len(masks) >= 3, 20), f'{len(masks)} masks'
+    reference = Segmenter(model_path)
+    for i, msg in enumerate(masks[:3]):
+        assert (msg.height, msg.width, msg.encoding, msg.step) == (360, 480, 'mono8', 480)
+        assert msg.header.frame_id == f'cam{i}'
+        assert msg.header.stamp.sec == 5 and msg.header.stamp.nanosec == i * 100_000_000
+        got = np.frombuffer(bytes(msg.data), np.uint8).reshape(360, 480)
+        np.testing.assert_array_equal(got, reference.segment(frames[i]))
+    ros.destroy_publisher(pub)
+
+
+@pytest.mark.parametrize('reliable', [True, False], ids=['reliable', 'best_effort'])
+def test_every_frame_arrives_from_480x360_to_1920x1080(ros, segment_node, frames, reliable):
+    proc, masks = segment_node
+    pub = ros.create_publisher(Image, '/cam/image', qos(reliable, 1))
+    _wait_for_subscriber(ros, pub)
+    time.sleep(2.5)   # the node re-checks the publishers' QoS every second
+    for size in ((360, 480), (720, 1280), (1080, 1920)):
+        masks.clear()
+        images = [cv2.resize(f, size[::-1]) for f in frames[:10]]
+        _send(ros, pub, images)
+        spin_until(ros, lambda: len(masks) >= 10, 15)
+        assert len(masks) == 10, f'{size}: {len(masks)} of 10 masks'
+        assert (masks[0].height, masks[0].width) == size
+    ros.destroy_publisher(pub)
+
+
+def test_bad_messages_are_counted_and_skipped(ros, segment_node, frames):
+    proc, masks = segment_node
+    diags, dsub = _collect(ros, '/diagnostics', DiagnosticArray)
+    pub = ros.create_publisher(Image, '/cam/image', qos(True))
+    _wait_for_subscriber(ros, pub)
+    masks.clear()
+    good = frames[0]
+    bad = [image_msg(good, 1, encoding='yuv422'),
+           image_msg(np.zeros((0, 4, 3), np.uint8), 2),
+           image_msg(good, 3)]
+    bad[2].step = 100                                    # step shorter than a row
+    short = image_msg(good, 4)
+    short.data = short.data[:1000]                       # data length does not match
+    huge = image_msg(good, 5)
+    huge.height = 100_000                                # absurd dimensions
+    for msg in bad + [short, huge]:
+        pub.publish(msg)
+        spin_until(ros, lambda: False, 0.15)
+    pub.publish(image_msg(good, 6, frame_id='after'))
+    assert spin_until(ros, lambda: any(m.header.frame_id == 'after' for m in masks), 15)
+    assert len(masks) == 1
+
+    def rejected():
+        values = [{kv.key: kv.value for kv in s.values}
+                  for d in diags for s in d.status if 'segment_node' in s.name]
+        return values and int(values[-1]['rejected']) == 5
+    assert spin_until(ros, rejected, 5), 'diagnostics did not count 5 rejected frames'
+    ros.destroy_publisher(pub)
+    ros.destroy_subscription(dsub)
+
+
+def test_compressed_input(ros, model_path, frames):
+    proc = start_node('segment_node', '-p', f'model_path:={model_path}', '-p',
+                      'input_transport:=compressed', '-r', 'image:=/zcam/image', '-r',
+                      '/segmentation/color:=/zcam/color')
+    colors, sub = _collect(ros, '/zcam/color')
+    pub = ros.create_publisher(CompressedImage, '/zcam/image', qos(True))
+    try:
+        _wait_for_subscriber(ros, pub)
+        ok, jpg = cv2.imencode('.jpg', frames[0][..., ::-1])
+        msg = CompressedImage(format='jpeg', data=jpg.tobytes())
+        msg.header.frame_id = 'z'
+        pub.publish(msg)
+        assert spin_until(ros, lambda: colors, 20)
+        assert (colors[0].height, colors[0].width, colors[0].encoding) == (360, 480, 'rgb8')
+    finally:
+        stop_node(proc)
+        ros.destroy_subscription(sub)
+        ros.destroy_publisher(pub)
+
+
+def test_missing_model_stops_the_node_with_one_line(tmp_path):
+    proc = start_node('segment_node', '-p', f'model_path:={tmp_path / "none.safetensors"}')
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert 'segment_node: error: model file not found' in out
+
+
+def test_flicker_monitor_measures_consistent_and_flickering_masks(ros):
+    proc = start_node('flicker_node', '-r', 'image:=/fcam/image', '-r',
+                      '/segmentation/mask:=/fcam/mask', '-r',
+                      '/segmentation/flicker:=/fcam/flicker')
+    flick, sub = _collect(ros, '/fcam/flicker', Float32)
+    img_pub = ros.create_publisher(Image, '/fcam/image', qos(True))
+    mask_pub = ros.create_publisher(Image, '/fcam/mask', qos(True))
+    try:
+        assert spin_until(ros, lambda: img_pub.get_subscription_count() > 0
+                          and mask_pub.get_subscription_count() > 0, 30)
+        time.sleep(1.5)
+        rng = np.random.default_rng(0)
+        world = cv2.GaussianBlur(rng.integers(0, 255, (240, 700, 3), dtype=np.uint8), (0, 0), 2)
+        labels = (np.arange(700)[None].repeat(240, 0) // 50).astype(np.uint8)
+        for t in range(8):
+            x = 4 * t
+            stamp = 10_000_000_000 + t * 33_000_000
+            mask = labels[:, x:x + 320] if t < 4 else rng.integers(0, 6, (240, 320), np.uint8)
+            img_pub.publish(image_msg(world[:, x:x + 320], stamp))
+            mask_pub.publish(image_msg(mask, stamp, encoding='mono8'))
+            spin_until(ros, lambda: False, 0.05)
+        assert spin_until(ros, lambda: len(flick) >= 7, 15), f'{len(flick)} flicker values'
+        values = [m.data for m in flick]
+        assert max(values[:3]) < 0.03 and min(values[4:]) > 0.5, values
+    finally:
+        stop_node(proc)
+        for entity in (img_pub, mask_pub):
+            ros.destroy_publisher(entity)
+        ros.destroy_subscription(sub)
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_bag_player_replays_with_recorded_stamps(ros, tmp_path, storage):
+    from stkd_ros.bag.writer import ImageBagWriter
+    bag = tmp_path / f'bag_{storage}'
+    stamps = [2_000_000_000 + i * 50_000_000 for i in range(6)]
+    with ImageBagWriter(bag, ['/bcam/image'], storage=storage) as writer:
+        for i, s in enumerate(stamps):
+            writer.write('/bcam/image', np.full((48, 64, 3), i, np.uint8), s)
+    got, sub = _collect(ros, '/bcam/image')
+    proc = start_node('bag_player_node', '-p', f'bag:={bag}', '-p', 'rate:=2.0', '-p',
+                      'wait_for_subscribers:=1')
+    try:
+        assert spin_until(ros, lambda: len(got) >= 6, 30), f'{len(got)} of 6'
+        received = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got]
+        assert received == stamps
+        assert bytes(got[3].data)[:3] == bytes([3, 3, 3])
+    finally:
+        stop_node(proc)
+        ros.destroy_subscription(sub)
