@@ -46,6 +46,20 @@ def _cmd_evaluate(args):
         print(f'  {name:<12} {iou:.4f}')
 
 
+def _cmd_eval_bag(args):
+    from stkd_ros.bag.command import eval_bag
+    summary = eval_bag(args.bag, args.model, args.topic, label_topic=args.label_topic,
+                       report=args.report, write_bag=args.write_bag, max_frames=args.max_frames)
+    print(f'{summary["frames"]} frames of {summary["topic"]} in {summary["bag"]}')
+    for name, m in summary['models'].items():
+        miou = f'mIoU {m["miou"]:.4f}  ' if 'miou' in m else ''
+        print(f'  {name}: {miou}flicker {m["flicker_mean"]:.4f}  TC {m["tc_mean"]:.4f}  '
+              f'latency p50 {m["latency_ms"]["p50"]:.1f} ms')
+    for key in ('report', 'annotated_bag'):
+        if key in summary:
+            print(f'{key.replace("_", " ")}: {summary[key]}')
+
+
 def _cmd_export(args):
     from stkd_ros.model_file import read_metadata
     meta = read_metadata(args.model)
@@ -106,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--onnx', default=None, help='write an ONNX model here')
     p.set_defaults(func=_cmd_export)
 
+    p = sub.add_parser('eval-bag', help='evaluate models on a recorded drive (rosbag)')
+    p.add_argument('--bag', required=True, help='ROS 2 bag (MCAP or sqlite3) or ROS 1 bag')
+    p.add_argument('--model', action='append', required=True,
+                   help='model file; repeat to compare models side by side')
+    p.add_argument('--topic', required=True, help='image topic (Image or CompressedImage)')
+    p.add_argument('--label-topic', default=None, help='mono8 label topic, for mIoU')
+    p.add_argument('--report', default=None, help='directory for report.md, plots, JSON')
+    p.add_argument('--write-bag', default=None, help='write a copy with mask/color topics')
+    p.add_argument('--max-frames', type=int, default=None)
+    p.set_defaults(func=_cmd_eval_bag)
+
     p = sub.add_parser('demo', help='run the main job on the built-in synthetic world')
     p.add_argument('--out', default='runs/demo')
     p.add_argument('--quick', action='store_true', help='small and fast (what make demo runs)')
@@ -119,6 +144,7 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+        # ValueError covers config, model file, bag and image errors: each says what is wrong.
         print(f'stkd {args.command}: error: {exc}', file=sys.stderr)
         return 2
     return 0

@@ -1,21 +1,26 @@
 """
-`stkd demo`: the main job on the built-in synthetic world.
+`stkd demo`: the main job on the built-in synthetic world, end to end.
 
-For now it generates a small synthetic set and writes a preview of what the world holds:
-frames, exact labels, and exact flow as colour, for a few clips.
+Train the teacher, the baseline student and the distilled student; evaluate all three;
+export the distilled student to ONNX; record a synthetic drive to a bag; evaluate both
+students on it with eval-bag; replay it through segment_node and flicker_monitor as real
+ROS 2 processes; print one table. Steps already done (their model file exists) are reused.
 """
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
+
 from stkd_ros.data.classes import colorize
 from stkd_ros.data.image_io import write_rgb
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.flow.visualize import flow_to_color
-from stkd_ros.synth import synth
 
 log = logging.getLogger(__name__)
+CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'distill' / 'synthetic.yaml'
+IMAGE_TOPIC, LABEL_TOPIC = '/camera/image_raw', '/camera/labels'
 
 
 def preview(world: SyntheticWorld, clips: int, path: Path, gap: int = 3) -> Path:
@@ -29,13 +34,85 @@ def preview(world: SyntheticWorld, clips: int, path: Path, gap: int = 3) -> Path
     return path
 
 
+def _plan(quick: bool) -> dict:
+    h, w = (96, 192) if quick else (128, 256)
+    return {'size': (h, w), 'teacher_steps': 200 if quick else 800,
+            'student_steps': 200 if quick else 800, 'drive_frames': 60 if quick else 150,
+            'overrides': [f'data.synthetic.height={h}', f'data.synthetic.width={w}',
+                          f'data.crop_size=[{h},{w}]', f'data.eval_size=[{h},{w}]',
+                          'train.eval_every=1000', 'data.synthetic.val_clips=6']}
+
+
+def _once(model_dir: Path, train):
+    """Train unless ``model_dir`` already holds a finished model file."""
+    if not (model_dir / 'model.safetensors').is_file():
+        train()
+    return model_dir / 'model.safetensors'
+
+
 def run_demo(out='runs/demo', quick: bool = False) -> dict:
-    out = Path(out)
-    size = (128, 256) if quick else (256, 512)
-    clips, frames = (3, 8) if quick else (6, 30)
-    data = synth(out / 'synthetic', clips=clips, frames=frames, size=size, bag=False)
-    world = SyntheticWorld(SyntheticConfig(height=size[0], width=size[1], frames=frames))
-    image = preview(world, clips, out / 'preview.png')
-    print(f'synthetic data (CamVid layout): {data["root"]}  frames per split: {data["frames"]}')
-    print(f'preview (frame t | labels | frame t+3 | flow t->t+3): {image}')
-    return {'data': data, 'preview': str(image)}
+    from stkd_ros.bag.command import eval_bag
+    from stkd_ros.export import export_onnx
+    from stkd_ros.replay import replay
+    from stkd_ros.synth import synth
+    from stkd_ros.training import commands
+    out, plan = Path(out), _plan(quick)
+    sets = plan['overrides']
+    world = SyntheticWorld(SyntheticConfig(height=plan['size'][0], width=plan['size'][1]))
+    shown = preview(world, 3, out / 'preview.png')
+    log.info('1/6 synthetic world: preview %s', shown)
+
+    log.info('2/6 training teacher, baseline student and distilled student')
+    teacher = _once(out / 'teacher', lambda: commands.train_teacher(
+        CONFIG, out / 'teacher', plan['teacher_steps'], sets))
+    baseline = _once(out / 'baseline', lambda: commands.train_student(
+        CONFIG, out / 'baseline', plan['student_steps'], sets))
+    distilled = _once(out / 'distilled', lambda: commands.distill(
+        CONFIG, teacher, out / 'distilled', plan['student_steps'], sets))
+    models = {'teacher': teacher, 'baseline': baseline, 'distilled': distilled}
+
+    log.info('3/6 evaluating on held-out clips')
+    table = {name: commands.evaluate_model(path, CONFIG, out / f'eval_{name}.json', sets)
+             for name, path in models.items()}
+    onnx = export_onnx(distilled, out / 'distilled' / 'model.onnx')
+
+    log.info('4/6 recording a synthetic drive to a bag')
+    drive = out / 'drive'
+    if not (drive / 'bag').exists():
+        synth(drive, clips=1, frames=plan['drive_frames'], size=plan['size'], seed=777,
+              bag=True)
+    log.info('5/6 eval-bag: baseline vs distilled')
+    report_dir = out / 'report'
+    bag_summary = eval_bag(drive / 'bag', [baseline, distilled], IMAGE_TOPIC,
+                           label_topic=LABEL_TOPIC, report=report_dir)
+    log.info('6/6 replaying the bag through segment_node and flicker_monitor')
+    live = {name: replay(drive / 'bag', models[name], IMAGE_TOPIC, out / f'replay_{name}')
+            for name in ('baseline', 'distilled')}
+
+    summary = {'held_out': {n: {k: r[k] for k in ('miou', 'tc', 'flicker', 'ms_per_frame')}
+                            for n, r in table.items()},
+               'bag': {n: {k: m[k] for k in ('miou', 'flicker_mean', 'tc_mean')}
+                       for n, m in bag_summary['models'].items()},
+               'live': live, 'report': bag_summary['report'], 'onnx': str(onnx),
+               'preview': str(shown)}
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+    _print(summary, bag_summary, live)
+    return summary
+
+
+def _print(summary, bag_summary, live):
+    print('\nheld-out synthetic clips (exact flow):')
+    print(f'  {"model":<10} {"mIoU":>7} {"TC":>7} {"flicker":>8} {"ms/frame":>9}')
+    for name, r in summary['held_out'].items():
+        print(f'  {name:<10} {r["miou"]:7.4f} {r["tc"]:7.4f} {r["flicker"]:8.4f} '
+              f'{r["ms_per_frame"]:9.1f}')
+    print('\nrecorded drive (eval-bag, DIS flow):')
+    for name, m in bag_summary['models'].items():
+        print(f'  {name:<22} mIoU {m["miou"]:.4f}  flicker {m["flicker_mean"]:.4f}  '
+              f'TC {m["tc_mean"]:.4f}')
+    print('\nlive replay (bag_player -> segment_node -> flicker_monitor):')
+    for name, r in live.items():
+        print(f'  {name:<10} flicker {r["flicker_mean"]:.4f}  TC {r["tc_mean"]:.4f} over '
+              f'{r["steps"]} steps')
+    print(f'\nreport: {summary["report"]}\nONNX:   {summary["onnx"]}\n'
+          f'preview: {summary["preview"]}')

@@ -66,8 +66,9 @@ class DistillationTask(ModelTask):
         n = frames.shape[0]
         both = torch.cat([frames[:, 0], frames[:, 1]])
         s = self.forward_model(both)
+        uses_teacher = c.pixel or c.pairwise or c.temporal_kd or self.discriminator is not None
         with torch.no_grad():
-            t = self.teacher(both)
+            t = self.teacher(both) if uses_teacher else {}
         s_t, s_next = s['logits'][:n], s['logits'][n:]
         branches = [b for b in BRANCHES if f'{b}_logits' in t]   # a two-branch teacher
         losses = {}

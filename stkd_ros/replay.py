@@ -1,0 +1,60 @@
+"""Replay a bag through segment_node and flicker_monitor as real ROS 2 processes."""
+
+import csv
+import os
+from pathlib import Path
+import random
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+PROFILE = Path(__file__).resolve().parents[1] / 'config' / 'fastdds_profile.xml'
+
+
+def _node(module, *ros_args, env):
+    return subprocess.Popen([sys.executable, '-m', f'stkd_ros.nodes.{module}', '--ros-args',
+                             *ros_args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
+    """Play ``bag``'s ``topic`` into segment_node + flicker_monitor; live flicker figures."""
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = log_dir / 'flicker_live.csv'
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(100, 200)),
+           'PYTHONUNBUFFERED': '1'}
+    if PROFILE.is_file():
+        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(PROFILE)
+    remap = ['-r', f'image:={topic}']
+    segment = _node('segment_node', '-p', f'model_path:={model}', '-p',
+                    'publish_color:=false', '-p', 'publish_overlay:=false', *remap, env=env)
+    monitor = _node('flicker_node', '-p', f'log_path:={csv_path}', *remap, env=env)
+    time.sleep(8.0)   # both load (torch, the model) and subscribe before playback starts
+    player = _node('bag_player_node', '-p', f'bag:={bag}', '-p', f'topics:=[{topic}]', '-p',
+                   'wait_for_subscribers:=2', env=env)
+    try:
+        player.wait(timeout=timeout)
+        time.sleep(2.0)   # the last masks reach the monitor
+    finally:
+        logs = {}
+        for name, proc in (('bag_player', player), ('segment_node', segment),
+                           ('flicker_monitor', monitor)):
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                logs[name] = proc.communicate(timeout=15)[0]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                logs[name] = proc.communicate()[0]
+            (log_dir / f'{name}.log').write_text(logs[name] or '')
+    rows = []
+    if csv_path.is_file():
+        with open(csv_path, newline='') as f:
+            rows = [r for r in csv.DictReader(f) if r['flicker'] != 'nan']
+    flick = np.array([float(r['flicker']) for r in rows])
+    return {'steps': len(rows), 'flicker_mean': float(flick.mean()) if len(flick) else
+            float('nan'), 'tc_mean': float(np.mean([float(r['tc']) for r in rows]))
+            if rows else float('nan'), 'log_dir': str(log_dir)}
