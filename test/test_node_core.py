@@ -137,3 +137,12 @@ def test_flicker_meter_on_a_panning_scene(tmp_path):
     meter.close()
     assert len((tmp_path / 'flicker.csv').read_text().splitlines()) == 5
     assert meter.summary()['steps'] == 4
+
+
+def test_a_bigger_buffer_queues_and_drops_the_oldest():
+    slot = LatestSlot(capacity=3)
+    for i in range(5):
+        slot.put(i)
+    assert [slot.take(0.1) for _ in range(3)] == [2, 3, 4] and slot.dropped == 2
+    with pytest.raises(ValueError, match='at least 1'):
+        LatestSlot(0)

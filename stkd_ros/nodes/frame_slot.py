@@ -1,36 +1,40 @@
-"""A latest-frame-only slot between the subscription callback and the inference thread."""
+"""A bounded frame buffer between the subscription callback and the inference thread."""
 
+from collections import deque
 import threading
 
 
 class LatestSlot:
     """
-    Holds at most one item; a newer ``put`` replaces (and counts as dropped) the older one.
+    Holds at most ``capacity`` items; a ``put`` into a full buffer drops (and counts) the oldest.
 
-    Under overload the consumer always gets the newest frame, so latency stays bounded by one
-    inference instead of growing with a queue.
+    With capacity 1 (the default) the consumer always gets the newest frame, so under overload
+    latency stays bounded by one inference instead of growing with a queue.
     """
 
-    def __init__(self):
+    def __init__(self, capacity: int = 1):
+        if capacity < 1:
+            raise ValueError(f'capacity must be at least 1, got {capacity}')
         self._cond = threading.Condition()
-        self._item = None
+        self._items = deque()
+        self._capacity = capacity
         self._closed = False
         self.dropped = 0
 
     def put(self, item):
         with self._cond:
-            if self._item is not None:
+            if len(self._items) >= self._capacity:
+                self._items.popleft()
                 self.dropped += 1
-            self._item = item
+            self._items.append(item)
             self._cond.notify()
 
     def take(self, timeout: float = None):
-        """Wait for an item and return it; None on timeout or after ``close``."""
+        """Wait for an item and return the oldest held; None on timeout or after ``close``."""
         with self._cond:
-            if self._item is None and not self._closed:
+            if not self._items and not self._closed:
                 self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
+            return self._items.popleft() if self._items else None
 
     def close(self):
         with self._cond:

@@ -50,7 +50,7 @@ class SegmentNode(Node):
         self.pub = {k: self.create_publisher(Image, f'segmentation/{k}', 10)
                     for k in ('mask', 'color', 'overlay')}
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.stats, self.slot = RollingStats(), LatestSlot()
+        self.stats, self.slot = RollingStats(), LatestSlot(p['frame_buffer'])
         self.image_sub = AdaptiveSubscription(
             self, CompressedImage if self.compressed else Image, 'image', self._on_image,
             self.reliability_setting, self.depth)
@@ -87,6 +87,10 @@ class SegmentNode(Node):
             ('qos_depth', 1, _describe('image subscription queue depth (1 = latest frame)',
                                        True, integer_range=[IntegerRange(
                                            from_value=1, to_value=100, step=1)])),
+            ('frame_buffer', 1, _describe('frames waiting for inference; 1 = latest frame '
+                                          'only (bounded latency), more = a queue', True,
+                                          integer_range=[IntegerRange(from_value=1,
+                                                                      to_value=100, step=1)])),
             ('palette', Parameter.Type.INTEGER_ARRAY, _describe(
                 'flat RGB list (3 ints per class) replacing the model palette', True)),
             ('diagnostics_period', 1.0, _describe('seconds between /diagnostics messages',
