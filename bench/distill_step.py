@@ -6,11 +6,9 @@ step, and flow for the batch computed cold (DIS) and read from the cache.
 """
 
 import argparse
-import statistics
 import tempfile
-import time
 
-from report import emit
+from report import emit, median_ms
 from stkd_ros.config import DistillConfig
 from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transforms
@@ -20,16 +18,6 @@ from stkd_ros.models import build_model
 from stkd_ros.training.distill_task import DistillationTask
 from stkd_ros.training.tasks import SupervisedTask
 import torch
-
-
-def _ms(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main():
@@ -84,16 +72,17 @@ def main():
     dis = build_flow('dis')
     with tempfile.TemporaryDirectory() as tmp:
         cache = FlowCache(tmp, dis, 'bench')
-        cold = _ms(lambda: [dis.between(c, 0, 1) for c in items], args.repeats)
+        cold = median_ms(lambda: [dis.between(c, 0, 1) for c in items], args.repeats)
         for c in items:
             cache.between(c, 0, 1, c.gap)
-        cached = _ms(lambda: [cache.between(c, 0, 1, c.gap) for c in items], args.repeats)
+        cached = median_ms(lambda: [cache.between(c, 0, 1, c.gap) for c in items],
+                           args.repeats)
     r = args.repeats
-    parts = {'plain student step (CE only)': _ms(plain_step, r),
+    parts = {'plain student step (CE only)': median_ms(plain_step, r),
              'distillation step (all)': None,
-             '  teacher forward, 2 frames': _ms(teacher_forward, r),
-             '  student fwd+bwd, all losses (incl. teacher)': _ms(distill_step, r),
-             '  discriminator step': _ms(d_step, r),
+             '  teacher forward, 2 frames': median_ms(teacher_forward, r),
+             '  student fwd+bwd, all losses (incl. teacher)': median_ms(distill_step, r),
+             '  discriminator step': median_ms(d_step, r),
              '  flow DIS, cold': cold, '  flow, cached': cached}
     parts['distillation step (all)'] = (parts['  student fwd+bwd, all losses (incl. teacher)']
                                         + parts['  discriminator step'] + cached)

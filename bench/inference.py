@@ -7,11 +7,9 @@ same run.
 
 import argparse
 from pathlib import Path
-import statistics
 import tempfile
-import time
 
-from report import emit
+from report import emit, median_ms
 from stkd_ros.export import LogitsOnly
 from stkd_ros.models import build_model
 from stkd_ros.models.registry import STUDENTS
@@ -30,16 +28,6 @@ class TorchvisionLRASPP(torch.nn.Module):
         return {'logits': self.net(x)['out']}
 
 
-def _median_ms(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def measure(name, model, size, repeats, onnx_dir):
     import onnxruntime as ort
     model = LogitsOnly(model).eval()
@@ -47,13 +35,13 @@ def measure(name, model, size, repeats, onnx_dir):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     with torch.inference_mode():
-        torch_ms = _median_ms(lambda: model(x), repeats)
+        torch_ms = median_ms(lambda: model(x), repeats)
     path = Path(onnx_dir) / f'{name}_{size[0]}x{size[1]}.onnx'
     torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=['image'],
                       output_names=['logits'], opset_version=17)
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     feed = {'image': x.numpy()}
-    ort_ms = _median_ms(lambda: session.run(None, feed), repeats)
+    ort_ms = median_ms(lambda: session.run(None, feed), repeats)
     return {'model': name, 'size': f'{size[0]}x{size[1]}',
             'params_m': sum(p.numel() for p in model.parameters()) / 1e6,
             # FlopCounterMode counts a multiply-add as 2 FLOPs.

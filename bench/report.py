@@ -34,6 +34,17 @@ def emit(name: str, rows: list, columns: list, out_dir: str = None) -> Path:
     return path
 
 
+def median_ms(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2] * 1e3
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f'{value:.3g}' if abs(value) < 100 else f'{value:.1f}'

@@ -92,20 +92,38 @@ def test_masks_have_input_size_header_and_the_segmenter_values(ros, segment_node
     ros.destroy_publisher(pub)
 
 
+def _node_counts(diags):
+    values = [{kv.key: kv.value for kv in s.values}
+              for d in diags for s in d.status if 'segment_node' in s.name]
+    return {k: int(v) for k, v in values[-1].items() if v.isdigit()} if values else {}
+
+
 @pytest.mark.parametrize('reliable', [True, False], ids=['reliable', 'best_effort'])
 def test_every_frame_arrives_from_480x360_to_1920x1080(ros, segment_node, frames, reliable):
+    """
+    Every frame reaches the node (its 'received' counter), whatever the camera's reliability.
+
+    Whether the node also keeps up with 10 Hz at 1080p depends on the CPU; frames it cannot
+    process in time are dropped by design (latest frame wins) and counted, so the masks
+    received are checked for size, not number.
+    """
     proc, masks = segment_node
+    diags, dsub = _collect(ros, '/diagnostics', DiagnosticArray)
     pub = ros.create_publisher(Image, '/cam/image', qos(reliable, 1))
     _wait_for_subscriber(ros, pub)
     time.sleep(2.5)   # the node re-checks the publishers' QoS every second
+    assert spin_until(ros, lambda: 'received' in _node_counts(diags), 5)
     for size in ((360, 480), (720, 1280), (1080, 1920)):
+        before = _node_counts(diags)['received']
         masks.clear()
         images = [cv2.resize(f, size[::-1]) for f in frames[:10]]
         _send(ros, pub, images)
-        spin_until(ros, lambda: len(masks) >= 10, 15)
-        assert len(masks) == 10, f'{size}: {len(masks)} of 10 masks'
-        assert (masks[0].height, masks[0].width) == size
+        arrived = spin_until(ros, lambda: _node_counts(diags)['received'] - before >= 10, 10)
+        got = _node_counts(diags)['received'] - before
+        assert arrived and got == 10, f'{size}: {got} of 10 frames reached the node'
+        assert masks and all((m.height, m.width) == size for m in masks)
     ros.destroy_publisher(pub)
+    ros.destroy_subscription(dsub)
 
 
 def test_bad_messages_are_counted_and_skipped(ros, segment_node, frames):
@@ -130,11 +148,8 @@ def test_bad_messages_are_counted_and_skipped(ros, segment_node, frames):
     assert spin_until(ros, lambda: any(m.header.frame_id == 'after' for m in masks), 15)
     assert len(masks) == 1
 
-    def rejected():
-        values = [{kv.key: kv.value for kv in s.values}
-                  for d in diags for s in d.status if 'segment_node' in s.name]
-        return values and int(values[-1]['rejected']) == 5
-    assert spin_until(ros, rejected, 5), 'diagnostics did not count 5 rejected frames'
+    assert spin_until(ros, lambda: _node_counts(diags).get('rejected') == 5, 5), \
+        'diagnostics did not count 5 rejected frames'
     ros.destroy_publisher(pub)
     ros.destroy_subscription(dsub)
 

@@ -5,17 +5,16 @@ Reads sqlite3 and MCAP bags with `rosbags`, so replay works where `ros2 bag` is 
 Header stamps are kept as recorded; ``loop`` starts over at the end.
 """
 
-import sys
 import time
 
 import rclpy
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from stkd_ros.bag.reader import image_topics, iter_messages, open_bag
+from stkd_ros.nodes.lifecycle import run
 
 
 def to_ros(msgtype: str, msg):
@@ -90,22 +89,13 @@ class BagPlayer(Node):
                 return
 
 
+def _play(node):
+    time.sleep(1.0)   # let subscribers discover the publishers first
+    node.play()
+
+
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = BagPlayer()
-        time.sleep(1.0)   # let subscribers discover the publishers first
-        node.play()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (FileNotFoundError, ValueError) as exc:
-        print(f'bag_player: error: {exc}', file=sys.stderr)
-        raise SystemExit(1)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run(BagPlayer, 'bag_player', args, work=_play)
 
 
 if __name__ == '__main__':

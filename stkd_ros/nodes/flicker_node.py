@@ -7,11 +7,7 @@ consecutive images, and publishes each step's flicker (``segmentation/flicker``)
 optionally a CSV log (``log_path``).
 """
 
-import sys
-
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-import rclpy
-from rclpy.executors import ExternalShutdownException
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
@@ -19,6 +15,7 @@ from std_msgs.msg import Float32
 from stkd_ros.flicker import FlickerMeter, StampPairer
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
 from stkd_ros.nodes.conversion import ImageError, message_to_rgb
+from stkd_ros.nodes.lifecycle import diagnostics, run
 
 
 def _stamp(msg) -> int:
@@ -77,15 +74,9 @@ class FlickerMonitor(Node):
 
     def _diagnostics(self):
         s = {**self.meter.summary(), 'rejected': self.rejected}
-        status = DiagnosticStatus(name=f'{self.get_name()}: temporal consistency',
-                                  level=DiagnosticStatus.OK,
-                                  message=f'flicker {s.get("flicker_mean", float("nan")):.4f} '
-                                          f'over {s["steps"]} steps')
-        status.values = [KeyValue(key=k, value=f'{v:.5f}' if isinstance(v, float) else str(v))
-                         for k, v in s.items()]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(msg)
+        self.pub_diag.publish(diagnostics(
+            self, 'temporal consistency', 'dis-flow',
+            f'flicker {s.get("flicker_mean", float("nan")):.4f} over {s["steps"]} steps', s))
 
     def destroy_node(self):
         self.meter.close()
@@ -93,20 +84,7 @@ class FlickerMonitor(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = FlickerMonitor()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (FileNotFoundError, ValueError) as exc:
-        print(f'flicker_monitor: error: {exc}', file=sys.stderr)
-        raise SystemExit(1)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run(FlickerMonitor, 'flicker_monitor', args)
 
 
 if __name__ == '__main__':

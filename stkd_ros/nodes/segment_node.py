@@ -11,18 +11,21 @@ latest-frame-only slot, so under overload old frames are dropped, not queued.
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
+from stkd_ros.data.classes import palette_lut
+from stkd_ros.inference import Segmenter
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
 from stkd_ros.nodes.conversion import fill_image, ImageError, message_to_rgb
 from stkd_ros.nodes.frame_slot import LatestSlot
+from stkd_ros.nodes.lifecycle import diagnostics, run
 from stkd_ros.nodes.stats import RollingStats
 
 
@@ -34,14 +37,11 @@ class SegmentNode(Node):
     def __init__(self, **kwargs):
         super().__init__('segment_node', **kwargs)
         p = self._declare()
-        from stkd_ros.inference import Segmenter
         size = tuple(p['input_size']) if any(p['input_size']) else None
         self.segmenter = Segmenter(p['model_path'], backend=p['backend'], device=p['device'],
                                    threads=p['threads'], onnx_path=p['onnx_path'] or None,
                                    input_size=size)
         if p['palette']:
-            import numpy as np
-            from stkd_ros.data.classes import palette_lut
             self.segmenter.lut = palette_lut(np.array(p['palette'], np.uint8).reshape(-1, 3))
         self.overlay_alpha = p['overlay_alpha']
         self.publish_flags = {k: p[f'publish_{k}'] for k in ('mask', 'color', 'overlay')}
@@ -116,6 +116,7 @@ class SegmentNode(Node):
         return SetParametersResult(successful=True)
 
     def _on_image(self, msg):
+        self.stats.counts['received'] += 1
         self.slot.put((time.monotonic(), msg))
 
     def _run(self):
@@ -151,15 +152,10 @@ class SegmentNode(Node):
     def _publish_diagnostics(self):
         self.stats.counts['dropped'] = self.slot.dropped
         s = self.stats.summary()
-        status = DiagnosticStatus(name=f'{self.get_name()}: segmentation',
-                                  hardware_id=self.segmenter.meta['arch'])
-        status.level = DiagnosticStatus.OK if s['rejected'] == 0 else DiagnosticStatus.WARN
-        status.message = f'{s["rate_hz"]:.1f} Hz, p95 {s["p95_ms"]:.1f} ms'
-        status.values = [KeyValue(key=k, value=f'{v:.3f}' if isinstance(v, float) else str(v))
-                         for k, v in s.items()]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(msg)
+        level = DiagnosticStatus.OK if s['rejected'] == 0 else DiagnosticStatus.WARN
+        self.diag_pub.publish(diagnostics(
+            self, 'segmentation', self.segmenter.meta['arch'],
+            f'{s["rate_hz"]:.1f} Hz, p95 {s["p95_ms"]:.1f} ms', s, level))
 
     def destroy_node(self):
         self.slot.close()
@@ -167,21 +163,7 @@ class SegmentNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SegmentNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (FileNotFoundError, ValueError) as exc:   # model file or parameters: say why, stop
-        import sys
-        print(f'segment_node: error: {exc}', file=sys.stderr)
-        raise SystemExit(1)
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run(SegmentNode, 'segment_node', args)
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ class RollingStats:
     def __init__(self, window: int = 300):
         self.latencies = deque(maxlen=window)
         self.done_at = deque(maxlen=window)
-        self.counts = {'processed': 0, 'dropped': 0, 'rejected': 0}
+        self.counts = {'received': 0, 'processed': 0, 'dropped': 0, 'rejected': 0}
 
     def record(self, latency_s: float, now: float = None):
         self.latencies.append(latency_s)
