@@ -60,7 +60,6 @@ def main():
     models = {'torchvision_lraspp (reference)': TorchvisionLRASPP(args.classes)}
     models.update({name: build_model(name, args.classes) for name in STUDENTS})
     models['teacher (tiny)'] = build_model('teacher', args.classes, size='tiny')
-    models['teacher (base)'] = build_model('teacher', args.classes, size='base')
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
