@@ -9,7 +9,9 @@ command of every run is printed and stored, so any row can be reproduced alone.
 """
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import json
+import os
 from pathlib import Path
 import shlex
 import statistics
@@ -29,9 +31,25 @@ ROWS = {   # name: (directory slug, distill weights to set; None keeps the defau
 }
 
 
-def run(cmd, log):
+def run(cmd, log, threads=None):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     with open(log, 'w') as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env)
+
+
+def train_and_score(stkd, args, shared, run_dir, cmd, threads):
+    """Train one run (unless its model file exists), score it, and return its results."""
+    if not (run_dir / 'model.safetensors').is_file():
+        # One write per line: with --jobs, runs start from several threads.
+        sys.stdout.write(f"$ {shlex.join(['stkd'] + cmd[3:])}\n")
+        sys.stdout.flush()
+        run(cmd, run_dir.with_suffix('.log'), threads)
+    evaluation = run_dir / 'eval.json'
+    if not evaluation.is_file():
+        run(stkd + ['evaluate', '--model', str(run_dir / 'model.safetensors'),
+                    '--config', args.config, '--json', str(evaluation)] + shared,
+            run_dir.with_suffix('.eval.log'), threads)
+    return json.loads(evaluation.read_text())
 
 
 def main():
@@ -42,6 +60,7 @@ def main():
     parser.add_argument('--steps', type=int, default=200)
     parser.add_argument('--seeds', default='0,1,2')
     parser.add_argument('--set', action='append', default=[], help='shared overrides')
+    parser.add_argument('--jobs', type=int, default=1, help='runs trained at the same time')
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,6 +71,10 @@ def main():
     if not teacher_json.is_file():
         run(stkd + ['evaluate', '--model', args.teacher, '--config', args.config, '--json',
                     str(teacher_json)] + shared, out / 'teacher.log')
+    # Runs are independent; with --jobs N they share the cores, each with cpu_count / N threads
+    # (the figures depend only on the seed, not on the thread count's timing).
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    planned = []
     for name, (slug, weights) in ROWS.items():
         for seed in args.seeds.split(','):
             run_dir = out / f'{slug}_s{seed}'
@@ -59,18 +82,13 @@ def main():
                 f'--set=distill.{k}={v}' for k, v in weights.items() if v is not None]
             cmd = stkd + ['distill', '--config', args.config, '--teacher', args.teacher,
                           '--out', str(run_dir), '--steps', str(args.steps)] + sets
-            if not (run_dir / 'model.safetensors').is_file():
-                print('$', shlex.join(['stkd'] + cmd[3:]), flush=True)
-                run(cmd, run_dir.with_suffix('.log'))
-            evaluation = run_dir / 'eval.json'
-            if not evaluation.is_file():
-                run(stkd + ['evaluate', '--model', str(run_dir / 'model.safetensors'),
-                            '--config', args.config, '--json', str(evaluation)] + shared,
-                    run_dir.with_suffix('.eval.log'))
-            r = json.loads(evaluation.read_text())
-            results.append({'row': name, 'seed': seed, 'command': shlex.join(['stkd'] + cmd[3:]),
-                            **{k: r[k] for k in ('miou', 'tc', 'tc_occlusion_masked',
-                                                 'flicker')}})
+            planned.append((name, seed, run_dir, cmd))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        scores = list(pool.map(lambda p: train_and_score(stkd, args, shared, p[2], p[3],
+                                                         threads), planned))
+    for (name, seed, _, cmd), r in zip(planned, scores):
+        results.append({'row': name, 'seed': seed, 'command': shlex.join(['stkd'] + cmd[3:]),
+                        **{k: r[k] for k in ('miou', 'tc', 'tc_occlusion_masked', 'flicker')}})
     teacher = json.loads(teacher_json.read_text())
     rows = [{'row': 'teacher (reference)', 'seeds': 1,
              **{k: f'{teacher[k]:.4f}' for k in ('miou', 'tc', 'flicker')}}]

@@ -105,9 +105,13 @@ class TemporalConsistency:
     def flicker(self) -> float:
         return self.changed / self.counted if self.counted else float('nan')
 
-    def summary(self) -> Dict[str, float]:
+    def summary(self, class_names=None) -> Dict[str, object]:
+        # Per class: a class predicted only now and then (small, rare objects) scores near 0
+        # and pulls TC down, while a class never predicted does not count at all.
+        names = class_names or [str(i) for i in range(self.all.num_classes)]
         return {'tc': self.all.miou(), 'tc_occlusion_masked': self.visible.miou(),
-                'flicker': self.flicker()}
+                'flicker': self.flicker(), 'per_class_tc': dict(zip(names, self.all.iou()
+                                                                    .tolist()))}
 
 
 def flicker(pred_t: torch.Tensor, pred_next: torch.Tensor, flow: torch.Tensor,

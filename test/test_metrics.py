@@ -69,3 +69,4 @@ def test_flicker_counts_changed_pixels_among_valid_ones():
     # Unmasked: class 0 tp 2 of union 4 -> 0.5, class 1 tp 0 -> 0; masked: 2/3 and 0.
     assert s['tc'] == pytest.approx(0.25)
     assert s['tc_occlusion_masked'] == pytest.approx(1 / 3)
+    assert tc.summary(['a', 'b'])['per_class_tc'] == pytest.approx({'a': 0.5, 'b': 0.0})

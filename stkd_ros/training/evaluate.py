@@ -81,7 +81,7 @@ def _evaluate(model, clips, input_size, mean, std, num_classes, class_names, flo
             fw, valid = _pair_flow(flow, clip)
             tc.update(pred[:1], pred[1:2], fw, valid)
     out = cm.summary(class_names)
-    out.update(tc.summary())
+    out.update(tc.summary(class_names))
     out['ms_per_frame'] = 1e3 * forward_s / max(frames_done, 1)
     out['fps'] = frames_done / forward_s if forward_s else float('nan')
     out['clips'] = n
