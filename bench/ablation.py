@@ -88,20 +88,54 @@ def main():
                                                          threads), planned))
     for (name, seed, _, cmd), r in zip(planned, scores):
         results.append({'row': name, 'seed': seed, 'command': shlex.join(['stkd'] + cmd[3:]),
-                        **{k: r[k] for k in ('miou', 'tc', 'tc_occlusion_masked', 'flicker')}})
+                        **{k: r[k] for k in ('miou', 'tc', 'tc_occlusion_masked', 'flicker',
+                                             'per_class_iou', 'per_class_tc')}})
+    # TC is a mean over the classes a model predicts; a rare class predicted in a few pixels of
+    # one frame scores 0 and one never predicted does not count, which swings TC between seeds.
+    # The same mean over the classes every run predicts separates that from real stability.
+    names = results[0]['per_class_tc']
+    shared_classes = [c for c in names if all(r['per_class_tc'][c] == r['per_class_tc'][c]
+                                              for r in results)]
+    for r in results:
+        r['tc_shared_classes'] = statistics.mean(r['per_class_tc'][c] for c in shared_classes)
     teacher = json.loads(teacher_json.read_text())
+    teacher['tc_shared_classes'] = statistics.mean(teacher['per_class_tc'][c]
+                                                   for c in shared_classes)
+    metrics = ('miou', 'tc', 'tc_shared_classes', 'flicker')
     rows = [{'row': 'teacher (reference)', 'seeds': 1,
-             **{k: f'{teacher[k]:.4f}' for k in ('miou', 'tc', 'flicker')}}]
+             **{k: f'{teacher[k]:.4f}' for k in metrics}}]
     for name in ROWS:
         mine = [r for r in results if r['row'] == name]
         row = {'row': name, 'seeds': len(mine)}
-        for k in ('miou', 'tc', 'flicker'):
+        for k in metrics:
             values = [r[k] for r in mine]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             row[k] = f'{statistics.mean(values):.4f} ± {spread:.4f}'
         rows.append(row)
     (out / 'runs.json').write_text(json.dumps(results, indent=2))
-    emit('ablation', rows, ['row', 'seeds', 'miou', 'tc', 'flicker'])
+    emit('ablation', rows, ['row', 'seeds', *metrics])
+    print(f'tc_shared_classes: TC over {", ".join(shared_classes)}\n')
+    per_class(results)
+
+
+def nanmean(values):
+    kept = [v for v in values if v == v]
+    return statistics.mean(kept) if kept else float('nan')
+
+
+def per_class(results):
+    """Per class, IoU and TC of each row (mean over seeds): where TC is won or lost."""
+    columns, by_class = ['class'], {}
+    for name, (slug, _) in ROWS.items():
+        mine = [r for r in results if r['row'] == name]
+        for metric, key in (('IoU', 'per_class_iou'), ('TC', 'per_class_tc')):
+            column = f'{slug} {metric}'
+            columns.append(column)
+            for cls in mine[0][key]:
+                value = nanmean([r[key][cls] for r in mine])
+                by_class.setdefault(cls, {'class': cls})[column] = (
+                    f'{value:.3f}' if value == value else 'n/a')
+    emit('ablation_per_class', list(by_class.values()), columns)
 
 
 if __name__ == '__main__':
