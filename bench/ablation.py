@@ -11,6 +11,7 @@ command of every run is printed and stored, so any row can be reproduced alone.
 import argparse
 from concurrent.futures import ThreadPoolExecutor
 import json
+import math
 import os
 from pathlib import Path
 import shlex
@@ -84,8 +85,8 @@ def main():
                           '--out', str(run_dir), '--steps', str(args.steps)] + sets
             planned.append((name, seed, run_dir, cmd))
     with ThreadPoolExecutor(args.jobs) as pool:
-        scores = list(pool.map(lambda p: train_and_score(stkd, args, shared, p[2], p[3],
-                                                         threads), planned))
+        scores = list(pool.map(
+            lambda plan: train_and_score(stkd, args, shared, *plan[2:], threads), planned))
     for (name, seed, _, cmd), r in zip(planned, scores):
         results.append({'row': name, 'seed': seed, 'command': shlex.join(['stkd'] + cmd[3:]),
                         **{k: r[k] for k in ('miou', 'tc', 'tc_occlusion_masked', 'flicker',
@@ -94,8 +95,8 @@ def main():
     # one frame scores 0 and one never predicted does not count, which swings TC between seeds.
     # The same mean over the classes every run predicts separates that from real stability.
     names = results[0]['per_class_tc']
-    shared_classes = [c for c in names if all(r['per_class_tc'][c] == r['per_class_tc'][c]
-                                              for r in results)]
+    shared_classes = [c for c in names
+                      if not any(math.isnan(r['per_class_tc'][c]) for r in results)]
     for r in results:
         r['tc_shared_classes'] = statistics.mean(r['per_class_tc'][c] for c in shared_classes)
     teacher = json.loads(teacher_json.read_text())
@@ -119,7 +120,7 @@ def main():
 
 
 def nanmean(values):
-    kept = [v for v in values if v == v]
+    kept = [v for v in values if not math.isnan(v)]
     return statistics.mean(kept) if kept else float('nan')
 
 
@@ -134,7 +135,7 @@ def per_class(results):
             for cls in mine[0][key]:
                 value = nanmean([r[key][cls] for r in mine])
                 by_class.setdefault(cls, {'class': cls})[column] = (
-                    f'{value:.3f}' if value == value else 'n/a')
+                    'n/a' if math.isnan(value) else f'{value:.3f}')
     emit('ablation_per_class', list(by_class.values()), columns)
 
 

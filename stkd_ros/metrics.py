@@ -67,11 +67,14 @@ class ConfusionMatrix:
         total = self.mat.sum()
         return float(self.mat.diag().sum() / total) if total > 0 else float('nan')
 
-    def summary(self, class_names=None) -> Dict[str, object]:
-        iou = self.iou().tolist()
+    def per_class_iou(self, class_names=None) -> Dict[str, float]:
+        """Per-class IoU keyed by class name (the class index where no names are given)."""
         names = class_names or [str(i) for i in range(self.num_classes)]
+        return dict(zip(names, self.iou().tolist()))
+
+    def summary(self, class_names=None) -> Dict[str, object]:
         return {'miou': self.miou(), 'pixel_accuracy': self.pixel_accuracy(),
-                'per_class_iou': dict(zip(names, iou))}
+                'per_class_iou': self.per_class_iou(class_names)}
 
 
 class TemporalConsistency:
@@ -108,10 +111,8 @@ class TemporalConsistency:
     def summary(self, class_names=None) -> Dict[str, object]:
         # Per class: a class predicted only now and then (small, rare objects) scores near 0
         # and pulls TC down, while a class never predicted does not count at all.
-        names = class_names or [str(i) for i in range(self.all.num_classes)]
         return {'tc': self.all.miou(), 'tc_occlusion_masked': self.visible.miou(),
-                'flicker': self.flicker(), 'per_class_tc': dict(zip(names, self.all.iou()
-                                                                    .tolist()))}
+                'flicker': self.flicker(), 'per_class_tc': self.all.per_class_iou(class_names)}
 
 
 def flicker(pred_t: torch.Tensor, pred_next: torch.Tensor, flow: torch.Tensor,
