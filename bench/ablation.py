@@ -62,7 +62,10 @@ def main():
     parser.add_argument('--seeds', default='0,1,2')
     parser.add_argument('--set', action='append', default=[], help='shared overrides')
     parser.add_argument('--jobs', type=int, default=1, help='runs trained at the same time')
+    parser.add_argument('--rows', default=','.join(slug for slug, _ in ROWS.values()),
+                        help='comma-separated row slugs to run (default: all)')
     args = parser.parse_args()
+    chosen = chosen_rows(args.rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stkd = [sys.executable, '-m', 'stkd_ros.cli']
@@ -76,7 +79,7 @@ def main():
     # (the figures depend only on the seed, not on the thread count's timing).
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     planned = []
-    for name, (slug, weights) in ROWS.items():
+    for name, (slug, weights) in chosen.items():
         for seed in args.seeds.split(','):
             run_dir = out / f'{slug}_s{seed}'
             sets = shared + [f'--set=train.seed={seed}'] + [
@@ -105,7 +108,7 @@ def main():
     metrics = ('miou', 'tc', 'tc_shared_classes', 'flicker')
     rows = [{'row': 'teacher (reference)', 'seeds': 1,
              **{k: f'{teacher[k]:.4f}' for k in metrics}}]
-    for name in ROWS:
+    for name in chosen:
         mine = [r for r in results if r['row'] == name]
         row = {'row': name, 'seeds': len(mine)}
         for k in metrics:
@@ -116,7 +119,17 @@ def main():
     (out / 'runs.json').write_text(json.dumps(results, indent=2))
     emit('ablation', rows, ['row', 'seeds', *metrics])
     print(f'tc_shared_classes: TC over {", ".join(shared_classes)}\n')
-    per_class(results)
+    per_class(results, chosen)
+
+
+def chosen_rows(slugs: str) -> dict:
+    """Pick the rows of ROWS named by their slugs, in table order; an unknown slug is an error."""
+    wanted = set(slugs.split(','))
+    unknown = wanted - {slug for slug, _ in ROWS.values()}
+    if unknown:
+        raise SystemExit(f'--rows: unknown row(s) {", ".join(sorted(unknown))}; expected '
+                         f'{", ".join(slug for slug, _ in ROWS.values())}')
+    return {name: row for name, row in ROWS.items() if row[0] in wanted}
 
 
 def nanmean(values):
@@ -124,10 +137,10 @@ def nanmean(values):
     return statistics.mean(kept) if kept else float('nan')
 
 
-def per_class(results):
+def per_class(results, rows):
     """Per class, IoU and TC of each row (mean over seeds): where TC is won or lost."""
     columns, by_class = ['class'], {}
-    for name, (slug, _) in ROWS.items():
+    for name, (slug, _) in rows.items():
         mine = [r for r in results if r['row'] == name]
         for metric, key in (('IoU', 'per_class_iou'), ('TC', 'per_class_tc')):
             column = f'{slug} {metric}'

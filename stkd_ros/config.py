@@ -86,6 +86,7 @@ class DistillConfig:
     pixel: float = 1.0                      # KL to the teacher's fused prediction
     pixel_branches: float = 0.5             # x pixel, for each teacher branch
     temperature: float = 1.0
+    pixel_skip_teacher_errors: bool = False  # no pixel KD where the teacher misses the label
     pairwise: float = 1.0                   # affinity matching with the fused features
     pairwise_branches: float = 0.5          # x pairwise, for each teacher branch
     grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)

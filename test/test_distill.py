@@ -85,6 +85,27 @@ def test_terms_switch_off_one_by_one():
                          DistillConfig(gan='lsgan'), MEAN, STD)
 
 
+def test_pixel_kd_can_skip_pixels_where_the_teacher_misses_the_label():
+    pixel_only = {'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0,
+                  'pixel_branches': 0}
+    torch.manual_seed(0)
+    student, teacher = build_model('bisenet_lite', 5), build_model('teacher', 5, size='tiny')
+    plain = DistillationTask(student, teacher, 5, DistillConfig(**pixel_only), MEAN, STD)
+    masked = DistillationTask(student, teacher, 5, DistillConfig(
+        **pixel_only, pixel_skip_teacher_errors=True), MEAN, STD)
+    plain.eval(), masked.eval()
+    batch = _batch()
+    with torch.no_grad():
+        # Labels equal to the teacher's own classes: nothing is skipped.
+        n = batch['frames'].shape[0]
+        both = torch.cat([batch['frames'][:, 0], batch['frames'][:, 1]])
+        classes = teacher(both)['logits'].argmax(1)
+        agreeing = dict(batch, labels=torch.stack([classes[:n], classes[n:]], 1))
+        torch.testing.assert_close(masked(agreeing)['kd_pixel'], plain(agreeing)['kd_pixel'])
+        # Random labels: the teacher misses most of them, and those pixels drop out.
+        assert not torch.allclose(masked(batch)['kd_pixel'], plain(batch)['kd_pixel'])
+
+
 def test_flow_cache_returns_what_was_computed(tmp_path, small_world):
     clip = small_world.clip(0, length=2, gap=2)
     dis = build_flow('dis')

@@ -4,7 +4,7 @@ import pytest
 from stkd_ros.losses.adversarial import (discriminator_loss, generator_loss,
                                          gradient_penalty)
 from stkd_ros.losses.pairwise import affinity, pairwise_kd
-from stkd_ros.losses.pixel import pixel_kd
+from stkd_ros.losses.pixel import pixel_kd, teacher_right
 from stkd_ros.losses.temporal import motion_consistency, temporal_kd
 from stkd_ros.models.discriminator import PairDiscriminator
 import torch
@@ -25,6 +25,24 @@ def test_pixel_kd_gradient_reaches_student_not_teacher():
     pixel_kd(student, teacher, temperature=2.0).backward()
     assert student.grad is not None and student.grad.abs().sum() > 0
     assert teacher.grad is None
+
+
+def test_pixel_kd_mask_skips_labeled_pixels_the_teacher_gets_wrong():
+    teacher = torch.zeros(1, 3, 1, 3)
+    teacher[0, :, 0, 0] = torch.tensor([5.0, 0, 0])    # says 0, label 0: right
+    teacher[0, :, 0, 1] = torch.tensor([5.0, 0, 0])    # says 0, label 2: wrong
+    teacher[0, :, 0, 2] = torch.tensor([0, 5.0, 0])    # no label: kept
+    labels = torch.tensor([[[0, 2, 255]]])
+    mask = teacher_right(teacher, labels)
+    assert mask.tolist() == [[[True, False, True]]]
+    student = torch.randn(1, 3, 1, 3, requires_grad=True)
+    pixel_kd(student, teacher, mask=mask).backward()
+    assert student.grad[0, :, 0, 1].abs().sum() == 0
+    assert student.grad[0, :, 0, 0].abs().sum() > 0 and student.grad[0, :, 0, 2].abs().sum() > 0
+    # Averaged over the kept pixels: a student equal to the teacher there scores zero.
+    matched = teacher.clone()
+    matched[0, :, 0, 1] = torch.tensor([0, 0, 5.0])
+    assert pixel_kd(matched, teacher, mask=mask).abs() < 1e-6
 
 
 def test_pairwise_kd_compares_structure_not_channels():

@@ -13,7 +13,7 @@ from stkd_ros.config import DistillConfig
 from stkd_ros.flow.occlusion import photometric_valid
 from stkd_ros.losses.adversarial import discriminator_loss, generator_loss, gradient_penalty
 from stkd_ros.losses.pairwise import pairwise_kd
-from stkd_ros.losses.pixel import pixel_kd
+from stkd_ros.losses.pixel import pixel_kd, teacher_right
 from stkd_ros.losses.temporal import motion_consistency, temporal_kd
 from stkd_ros.models.discriminator import PairDiscriminator
 from stkd_ros.training.tasks import cross_entropy, ModelTask
@@ -72,14 +72,18 @@ class DistillationTask(ModelTask):
         s_t, s_next = s['logits'][:n], s['logits'][n:]
         branches = [b for b in BRANCHES if f'{b}_logits' in t]   # a two-branch teacher
         losses = {}
+        both_labels = torch.cat([labels[:, 0], labels[:, 1]])
         if c.ce:
-            both_labels = torch.cat([labels[:, 0], labels[:, 1]])
             losses['ce'] = c.ce * cross_entropy(s['logits'], both_labels)
         if c.pixel:
-            losses['kd_pixel'] = c.pixel * pixel_kd(s['logits'], t['logits'], c.temperature)
+            def kd(teacher_logits):
+                mask = (teacher_right(teacher_logits, both_labels)
+                        if c.pixel_skip_teacher_errors else None)
+                return pixel_kd(s['logits'], teacher_logits, c.temperature, mask)
+            losses['kd_pixel'] = c.pixel * kd(t['logits'])
             if c.pixel_branches and branches:
                 losses['kd_pixel_branches'] = c.pixel * c.pixel_branches * sum(
-                    pixel_kd(s['logits'], t[f'{b}_logits'], c.temperature) for b in branches)
+                    kd(t[f'{b}_logits']) for b in branches)
         if c.pairwise:
             losses['kd_pairwise'] = c.pairwise * pairwise_kd(s['features'], t['features'],
                                                              tuple(c.grid))
