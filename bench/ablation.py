@@ -30,6 +30,7 @@ ROWS = {   # name: (directory slug, distill weights to set; None keeps the defau
     '+ adversarial': ('adversarial', {**OFF, 'adversarial': None}),
     'full method': ('full', {}),
 }
+SLUGS = [slug for slug, _ in ROWS.values()]
 
 
 def run(cmd, log, threads=None):
@@ -62,7 +63,7 @@ def main():
     parser.add_argument('--seeds', default='0,1,2')
     parser.add_argument('--set', action='append', default=[], help='shared overrides')
     parser.add_argument('--jobs', type=int, default=1, help='runs trained at the same time')
-    parser.add_argument('--rows', default=','.join(slug for slug, _ in ROWS.values()),
+    parser.add_argument('--rows', default=','.join(SLUGS),
                         help='comma-separated row slugs to run (default: all)')
     args = parser.parse_args()
     chosen = chosen_rows(args.rows)
@@ -125,10 +126,10 @@ def main():
 def chosen_rows(slugs: str) -> dict:
     """Pick the rows of ROWS named by their slugs, in table order; an unknown slug is an error."""
     wanted = set(slugs.split(','))
-    unknown = wanted - {slug for slug, _ in ROWS.values()}
+    unknown = wanted - set(SLUGS)
     if unknown:
         raise SystemExit(f'--rows: unknown row(s) {", ".join(sorted(unknown))}; expected '
-                         f'{", ".join(slug for slug, _ in ROWS.values())}')
+                         f'{", ".join(SLUGS)}')
     return {name: row for name, row in ROWS.items() if row[0] in wanted}
 
 

@@ -3,6 +3,7 @@
 from typing import Optional
 
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.losses.reduce import masked_mean
 import torch
 import torch.nn.functional as nnf
 
@@ -23,10 +24,7 @@ def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     log_p_s = nnf.log_softmax(student_logits / t, dim=1)
     log_p_t = nnf.log_softmax(teacher_logits.detach() / t, dim=1)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
-    if mask is None:
-        return kl.mean() * t * t
-    mask = mask.to(kl.dtype)
-    return (kl * mask).sum() / mask.sum().clamp(min=1.0) * t * t
+    return (kl.mean() if mask is None else masked_mean(kl, mask)) * t * t
 
 
 def teacher_right(teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

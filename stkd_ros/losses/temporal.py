@@ -10,6 +10,7 @@ Temporal losses between frames t and t+k linked by optical flow.
 
 from stkd_ros.flow.warp import in_bounds, warp
 from stkd_ros.losses.pairwise import affinity
+from stkd_ros.losses.reduce import masked_mean
 import torch
 import torch.nn.functional as nnf
 
@@ -28,9 +29,7 @@ def motion_consistency(logits_t: torch.Tensor, logits_next: torch.Tensor, flow: 
     mask = in_bounds(flow)
     if valid is not None:
         mask = mask & valid
-    mask = mask.to(p_t.dtype)
-    dist = (p_t - p_next).pow(2).sum(dim=1) * mask
-    return dist.sum() / mask.sum().clamp(min=1.0)
+    return masked_mean((p_t - p_next).pow(2).sum(dim=1), mask)
 
 
 def cross_frame_affinity(feat_t: torch.Tensor, feat_next: torch.Tensor, grid) -> torch.Tensor:
