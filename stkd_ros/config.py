@@ -91,6 +91,7 @@ class DistillConfig:
     pairwise_branches: float = 0.5          # x pairwise, for each teacher branch
     grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)
     temporal: float = 3.0                   # motion-guided consistency (student, t vs t+k)
+    temporal_pool: int = 1                  # compare pool x pool windows instead of pixels
     temporal_kd: float = 1.0                # inter-frame relation matched to the teacher
     photometric_threshold: float = 0.1      # occlusion test for the temporal loss
     adversarial: float = 0.1                # student's GAN loss

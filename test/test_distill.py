@@ -83,6 +83,9 @@ def test_terms_switch_off_one_by_one():
     with pytest.raises(ValueError, match='unknown GAN loss'):
         DistillationTask(build_model('bisenet_lite', 5), build_model('teacher', 5), 5,
                          DistillConfig(gan='lsgan'), MEAN, STD)
+    with pytest.raises(ValueError, match='temporal_pool'):
+        DistillationTask(build_model('bisenet_lite', 5), build_model('teacher', 5), 5,
+                         DistillConfig(temporal_pool=0), MEAN, STD)
 
 
 def test_pixel_kd_can_skip_pixels_where_the_teacher_misses_the_label():

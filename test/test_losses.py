@@ -75,6 +75,40 @@ def test_zero_flow_makes_motion_consistency_a_plain_frame_difference():
     assert a.grad is not None
 
 
+def _line_logits(coverage):
+    """Two-class logits (1, 2, 4, 8) of a vertical line with the given coverage per column."""
+    p = torch.tensor(coverage).expand(4, 8).clamp(1e-6, 1 - 1e-6)
+    return torch.stack([torch.log(1 - p), torch.log(p)])[None]
+
+
+def test_per_pixel_consistency_pulls_a_thin_line_down_and_window_consistency_does_not():
+    # A one-pixel line at column 5 moves half a pixel: the next frame sees it half in column 5
+    # and half in column 6. Along this exact flow, bilinear warping lowers its peak.
+    logits_t = _line_logits([0, 0, 0, 0, 0, 1, 0, 0]).requires_grad_(True)
+    logits_next = _line_logits([0, 0, 0, 0, 0, 0.5, 0.5, 0])
+    flow = torch.zeros(1, 2, 4, 8)
+    flow[:, 0] = 0.5
+    per_pixel = motion_consistency(logits_t, logits_next, flow)
+    assert per_pixel > 0.01
+    per_pixel.backward()
+    assert logits_t.grad[0, 1, :, 5].max() > 0          # descent lowers the line's logit
+    # The line's mass stays inside its 4-pixel window (columns 4-7): nothing to penalize.
+    assert motion_consistency(logits_t, logits_next, flow, pool=4) < 1e-6
+
+
+def test_window_consistency_counts_only_valid_pixels():
+    logits_t, logits_next = torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8)
+    flow = torch.zeros(1, 2, 8, 8)
+    valid = torch.zeros(1, 8, 8, dtype=torch.bool)
+    assert motion_consistency(logits_t, logits_next, flow, valid, pool=4) == 0
+    valid[:, :4, :4] = True       # one window counts: its mean distributions are compared
+    p_t = torch.softmax(logits_t, 1)[..., :4, :4].mean(dim=(2, 3))
+    p_n = torch.softmax(logits_next, 1)[..., :4, :4].mean(dim=(2, 3))
+    expected = (p_t - p_n).pow(2).sum()
+    torch.testing.assert_close(motion_consistency(logits_t, logits_next, flow, valid, pool=4),
+                               expected)
+
+
 def test_temporal_kd_zero_when_student_relates_frames_like_the_teacher():
     s_t, s_n = torch.randn(2, 8, 8, 16), torch.randn(2, 8, 8, 16)
     assert temporal_kd(s_t, s_n, 2 * s_t, 2 * s_n, grid=(4, 4)) < 1e-10

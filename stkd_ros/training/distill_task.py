@@ -33,6 +33,9 @@ class DistillationTask(ModelTask):
         if cfg.gan not in ('hinge', 'wgan-gp'):
             raise ValueError(f'distill.gan: unknown GAN loss {cfg.gan!r}; expected hinge or '
                              f'wgan-gp')
+        if cfg.temporal_pool < 1:
+            raise ValueError(f'distill.temporal_pool: expected a window of 1 or more pixels, '
+                             f'got {cfg.temporal_pool}')
         self.cfg = cfg
         self.needs_flow = cfg.temporal > 0
         # The teacher is frozen and not a registered submodule: it is in no optimizer,
@@ -96,7 +99,8 @@ class DistillationTask(ModelTask):
             images = frames * self.std + self.mean
             valid = photometric_valid(images[:, 0], images[:, 1], flow,
                                       c.photometric_threshold)
-            losses['temporal'] = c.temporal * motion_consistency(s_t, s_next, flow, valid)
+            losses['temporal'] = c.temporal * motion_consistency(s_t, s_next, flow, valid,
+                                                                 c.temporal_pool)
         if c.temporal_kd:
             f, tf = s['features'], t['features']
             losses['temporal_kd'] = c.temporal_kd * temporal_kd(f[:n], f[n:], tf[:n], tf[n:],
