@@ -29,8 +29,14 @@ ROWS = {   # name: (directory slug, distill weights to set; None keeps the defau
                                                            'temporal_kd': None}),
     '+ adversarial': ('adversarial', {**OFF, 'adversarial': None}),
     'full method': ('full', {}),
+    # Leave-one-out rows, run only when named in --rows: which term costs the full method.
+    'full - spatial': ('no_spatial', {'pixel': 0, 'pairwise': 0}),
+    'full - temporal consistency': ('no_temporal', {'temporal': 0}),
+    'full - temporal KD': ('no_temporal_kd', {'temporal_kd': 0}),
+    'full - adversarial': ('no_adversarial', {'adversarial': 0}),
 }
 SLUGS = [slug for slug, _ in ROWS.values()]
+DEFAULT_SLUGS = SLUGS[:5]   # the issue's table: baseline, each family alone, full
 
 
 def run(cmd, log, threads=None):
@@ -63,8 +69,9 @@ def main():
     parser.add_argument('--seeds', default='0,1,2')
     parser.add_argument('--set', action='append', default=[], help='shared overrides')
     parser.add_argument('--jobs', type=int, default=1, help='runs trained at the same time')
-    parser.add_argument('--rows', default=','.join(SLUGS),
-                        help='comma-separated row slugs to run (default: all)')
+    parser.add_argument('--rows', default=','.join(DEFAULT_SLUGS),
+                        help=f'comma-separated row slugs to run, of {", ".join(SLUGS)} '
+                             f'(default: {",".join(DEFAULT_SLUGS)})')
     args = parser.parse_args()
     chosen = chosen_rows(args.rows)
     out = Path(args.out)

@@ -49,6 +49,19 @@ def poly_with_warmup(step: int, total: int, warmup: int, power: float) -> float:
     return max(0.0, 1.0 - progress) ** power
 
 
+def flow_source(cfg: Config, task, out_dir):
+    """Where distillation gets flow: the synthetic ground truth, or a cached estimator."""
+    if task.frames_needed < 2 or not getattr(task, 'needs_flow', False):
+        return None
+    d = cfg.distill
+    estimator = build_flow(d.flow, **d.flow_args)
+    if d.flow == 'ground_truth':
+        return estimator
+    data = cfg.data
+    key = data.dataset + '|' + (str(data.root) if data.root else str(data.synthetic))
+    return FlowCache(d.flow_cache or Path(out_dir) / 'flow_cache', estimator, key)
+
+
 class Trainer:
     """Train ``model_cfg`` with ``make_task(model)``; writes everything into ``out_dir``."""
 
@@ -84,7 +97,7 @@ class Trainer:
         loader, _ = train_loader(cfg.data, clip_length=task.frames_needed,
                                  batch_size=t.batch_size, seed=t.seed, start_step=step,
                                  workers=t.workers, rank=rt.rank, world_size=rt.world_size,
-                                 flow_source=self._flow_source(task))
+                                 flow_source=flow_source(cfg, task, self.out_dir))
         if rt.distributed:
             task.distribute(rt.device)   # DDP around the trained model only
         runner = torch.compile(task) if t.torch_compile else task
@@ -152,18 +165,6 @@ class Trainer:
                     p.grad /= rt.world_size
         d_optimizer.step()
         return {k: v for k, v in d_losses.items() if k != 'loss'}
-
-    def _flow_source(self, task):
-        """Where distillation gets flow: the synthetic ground truth, or a cached estimator."""
-        if task.frames_needed < 2 or not getattr(task, 'needs_flow', False):
-            return None
-        d = self.cfg.distill
-        estimator = build_flow(d.flow, **d.flow_args)
-        if d.flow == 'ground_truth':
-            return estimator
-        data = self.cfg.data
-        key = data.dataset + '|' + (str(data.root) if data.root else str(data.synthetic))
-        return FlowCache(d.flow_cache or self.out_dir / 'flow_cache', estimator, key)
 
     def _resume(self, task, optimizer, schedule, d_optimizer=None) -> int:
         path = self.out_dir / 'last.ckpt'
