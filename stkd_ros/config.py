@@ -98,6 +98,7 @@ class DistillConfig:
     gan: str = 'hinge'                      # hinge | wgan-gp
     gp_weight: float = 10.0                 # WGAN-GP only
     d_lr: float = 0.0004
+    d_lr_decay: bool = True                 # discriminator follows the student's lr schedule
     d_with_frames: bool = False             # discriminator also sees the two frames
     flow: str = 'dis'                       # dis | farneback | raft | ground_truth
     flow_args: Dict[str, Any] = field(default_factory=dict)

@@ -129,12 +129,18 @@ def test_flow_cache_returns_what_was_computed(tmp_path, small_world):
 def test_stkd_distill_runs_the_full_method(tmp_path):
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
                    check=True, capture_output=True)
-    args = _cmd('distill', tmp_path / 'd', 2, ['train.eval_every=2', 'distill.flow=dis'])
+    # Warm-up longer than the run: the discriminator's rate must follow the student's factor.
+    args = _cmd('distill', tmp_path / 'd', 2, ['train.eval_every=2', 'distill.flow=dis',
+                                               'train.warmup_steps=4'])
     args += ['--teacher', str(tmp_path / 't' / 'model.safetensors')]
     res = subprocess.run(args, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     with open(tmp_path / 'd' / 'metrics.csv', newline='') as f:
-        tags = {r['tag'] for r in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    tags = {r['tag'] for r in rows}
+    # Logged at step 2, for the second update: 0.0004 x warm-up factor (1 + 1) / 4.
+    (d_lr,) = [float(r['value']) for r in rows if r['tag'] == 'train/d_lr']
+    assert d_lr == pytest.approx(0.0002)
     for term in ('ce', 'kd_pixel', 'kd_pairwise', 'temporal', 'temporal_kd', 'adversarial',
                  'd_loss'):
         assert f'train/{term}' in tags, term

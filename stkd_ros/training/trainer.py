@@ -121,7 +121,13 @@ class Trainer:
             scaler.update()
             schedule.step()
             if d_optimizer is not None:
-                losses.update(self._discriminator_step(task, losses, d_optimizer, rt, use_amp))
+                # The discriminator follows the student's schedule (as in SKD's training
+                # script); at a constant rate it overpowers the decaying student late in training.
+                d_lr = cfg.distill.d_lr * (poly_with_warmup(step, t.steps, t.warmup_steps,
+                                                            t.poly_power)
+                                           if cfg.distill.d_lr_decay else 1.0)
+                losses.update(self._discriminator_step(task, losses, d_optimizer, d_lr, rt,
+                                                       use_amp))
             step += 1
             bar.update(1)
             if step % t.log_every == 0 or step == t.steps:
@@ -152,8 +158,10 @@ class Trainer:
         return metrics
 
     @staticmethod
-    def _discriminator_step(task, losses, d_optimizer, rt, use_amp) -> dict:
-        """One update of the discriminator on the detached pairs of this step."""
+    def _discriminator_step(task, losses, d_optimizer, d_lr, rt, use_amp) -> dict:
+        """One discriminator update at rate ``d_lr`` on the detached pairs of this step."""
+        for group in d_optimizer.param_groups:
+            group['lr'] = d_lr
         with torch.autocast(rt.device.type, enabled=use_amp):
             d_losses = task.discriminator_loss(losses)
         d_optimizer.zero_grad(set_to_none=True)
@@ -164,7 +172,8 @@ class Trainer:
                     torch.distributed.all_reduce(p.grad)
                     p.grad /= rt.world_size
         d_optimizer.step()
-        return {k: v for k, v in d_losses.items() if k != 'loss'}
+        return {'d_lr': torch.tensor(d_lr),
+                **{k: v for k, v in d_losses.items() if k != 'loss'}}
 
     def _resume(self, task, optimizer, schedule, d_optimizer=None) -> int:
         path = self.out_dir / 'last.ckpt'
