@@ -79,7 +79,8 @@ class DistillConfig:
     pair-wise 1 and adversarial 0.1 as in SKD (Liu et al. CVPR 2019, their released training
     script). SKD's pixel weight of 10 made the soft targets outweigh the labels about 6:1 here.
     The temporal consistency weight (3) was chosen among 1, 3 and 10 on tuning clips that are
-    not the reported held-out clips (docs/results.md).
+    not the reported held-out clips (docs/results.md). The discriminator's learning rate decays
+    with the student's schedule, as both do in SKD's training script.
     """
 
     ce: float = 1.0                         # cross-entropy on labeled frames
