@@ -28,7 +28,7 @@ def motion_consistency(logits_t: torch.Tensor, logits_next: torch.Tensor, flow: 
     pixels; windows weighted by how many count). Bilinear warping spreads a structure one or
     two pixels wide over its neighbours and lowers its peak even along exact flow, so a
     per-pixel comparison pulls thin classes down; the class mass of a window survives the
-    warp, so the pooled comparison leaves them alone.
+    warp, so a structure that stays inside its window is not penalized.
     """
     p_t = nnf.softmax(logits_t, dim=1)
     p_next = warp(nnf.softmax(logits_next, dim=1), flow)
