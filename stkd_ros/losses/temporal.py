@@ -35,8 +35,7 @@ def motion_consistency(logits_t: torch.Tensor, logits_next: torch.Tensor, flow: 
     mask = in_bounds(flow)
     if valid is not None:
         mask = mask & valid
-    if pool == 1:
-        return masked_mean((p_t - p_next).pow(2).sum(dim=1), mask)
+    # pool 1 is the per-pixel comparison: each window is one pixel, counted or not.
     weight = mask.to(p_t.dtype)[:, None]
     counted = nnf.avg_pool2d(weight, pool, ceil_mode=True)
     diff = nnf.avg_pool2d((p_t - p_next) * weight, pool, ceil_mode=True)

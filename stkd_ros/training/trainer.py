@@ -87,8 +87,11 @@ class Trainer:
         model = build_model(self.model_cfg.arch, len(classes), **self.model_cfg.args)
         task = self.make_task(model).to(rt.device)
         optimizer = build_optimizer(task.trainable_parameters(), t)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: poly_with_warmup(s, t.steps, t.warmup_steps, t.poly_power))
+
+        def lr_factor(s):
+            return poly_with_warmup(s, t.steps, t.warmup_steps, t.poly_power)
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
         d_optimizer = None
         if task.discriminator is not None:
             d_optimizer = torch.optim.Adam(task.discriminator.parameters(),
@@ -123,9 +126,7 @@ class Trainer:
             if d_optimizer is not None:
                 # The discriminator follows the student's schedule (as in SKD's training
                 # script); at a constant rate it overpowers the decaying student late in training.
-                d_lr = cfg.distill.d_lr * (poly_with_warmup(step, t.steps, t.warmup_steps,
-                                                            t.poly_power)
-                                           if cfg.distill.d_lr_decay else 1.0)
+                d_lr = cfg.distill.d_lr * (lr_factor(step) if cfg.distill.d_lr_decay else 1.0)
                 losses.update(self._discriminator_step(task, losses, d_optimizer, d_lr, rt,
                                                        use_amp))
             step += 1
