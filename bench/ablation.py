@@ -21,7 +21,7 @@ import sys
 
 from report import emit
 
-OFF = {'pixel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
+OFF = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
 ROWS = {   # name: (directory slug, distill weights to set; None keeps the default)
     'baseline (CE only)': ('baseline', OFF),
     '+ spatial (pixel, pair-wise)': ('spatial', {**OFF, 'pixel': None, 'pairwise': None}),
@@ -30,7 +30,7 @@ ROWS = {   # name: (directory slug, distill weights to set; None keeps the defau
     '+ adversarial': ('adversarial', {**OFF, 'adversarial': None}),
     'full method': ('full', {}),
     # Leave-one-out rows, run only when named in --rows: which term costs the full method.
-    'full - spatial': ('no_spatial', {'pixel': 0, 'pairwise': 0}),
+    'full - spatial': ('no_spatial', {'pixel': 0, 'channel': 0, 'pairwise': 0}),
     'full - temporal consistency': ('no_temporal', {'temporal': 0}),
     'full - temporal KD': ('no_temporal_kd', {'temporal_kd': 0}),
     'full - adversarial': ('no_adversarial', {'adversarial': 0}),

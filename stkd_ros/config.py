@@ -78,6 +78,8 @@ class DistillConfig:
     Sources: pixel-wise KD with weight 1 at temperature 1 as in CIRKD (Yang et al. CVPR 2022);
     pair-wise 1 and adversarial 0.1 as in SKD (Liu et al. CVPR 2019, their released training
     script). SKD's pixel weight of 10 made the soft targets outweigh the labels about 6:1 here.
+    Channel-wise KD (CWD, Shu et al. ICCV 2021) is off by default; OpenMMLab's mmrazor
+    distils Cityscapes logits with it at weight 5, temperature 1.
     The temporal consistency weight (3) was chosen among 1, 3 and 10 on tuning clips that are
     not the reported held-out clips (docs/results.md). The discriminator's learning rate decays
     with the student's schedule, as both do in SKD's training script.
@@ -88,6 +90,7 @@ class DistillConfig:
     pixel_branches: float = 0.5             # x pixel, for each teacher branch
     temperature: float = 1.0
     pixel_skip_teacher_errors: bool = False  # no pixel KD where the teacher misses the label
+    channel: float = 0.0                    # channel-wise KD with the fused logits (CWD)
     pairwise: float = 1.0                   # affinity matching with the fused features
     pairwise_branches: float = 0.5          # x pairwise, for each teacher branch
     grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)

@@ -88,6 +88,20 @@ def test_terms_switch_off_one_by_one():
                          DistillConfig(temporal_pool=0), MEAN, STD)
 
 
+def test_channel_kd_is_a_term_of_its_own():
+    torch.manual_seed(0)
+    cfg = DistillConfig(pixel=0, channel=2.0, pairwise=0, temporal=0, temporal_kd=0,
+                        adversarial=0)
+    task = DistillationTask(build_model('bisenet_lite', 5), build_model('teacher', 5), 5, cfg,
+                            MEAN, STD)
+    out = task(_batch())
+    assert set(out) == {'loss', 'ce', 'kd_channel', 'output'}
+    assert out['kd_channel'] > 0
+    out['kd_channel'].backward()
+    assert sum(p.grad.abs().sum() for p in task.model.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None for p in task.teacher.parameters())
+
+
 def test_pixel_kd_can_skip_pixels_where_the_teacher_misses_the_label():
     pixel_only = {'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0,
                   'pixel_branches': 0}

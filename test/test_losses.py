@@ -3,6 +3,7 @@
 import pytest
 from stkd_ros.losses.adversarial import (discriminator_loss, generator_loss,
                                          gradient_penalty)
+from stkd_ros.losses.channel import channel_kd
 from stkd_ros.losses.pairwise import affinity, pairwise_kd
 from stkd_ros.losses.pixel import pixel_kd, teacher_right
 from stkd_ros.losses.temporal import motion_consistency, temporal_kd
@@ -43,6 +44,40 @@ def test_pixel_kd_mask_skips_labeled_pixels_the_teacher_gets_wrong():
     matched = teacher.clone()
     matched[0, :, 0, 1] = torch.tensor([0, 0, 5.0])
     assert pixel_kd(matched, teacher, mask=mask).abs() < 1e-6
+
+
+def test_channel_kd_zero_for_identical_channels_up_to_an_offset():
+    logits = torch.randn(2, 5, 4, 6)
+    assert channel_kd(logits, logits.clone()).abs() < 1e-6
+    offsets = torch.randn(1, 5, 1, 1)      # one constant per channel: same spatial softmax
+    assert channel_kd(logits, logits + offsets).abs() < 1e-5
+    assert channel_kd(logits, torch.randn(2, 5, 4, 6)) > 0.01
+    with pytest.raises(ValueError, match='differ'):
+        channel_kd(logits, torch.randn(2, 5, 4, 5))
+    student = logits.clone().requires_grad_(True)
+    teacher = torch.randn(2, 5, 4, 6, requires_grad=True)
+    channel_kd(student, teacher, temperature=2.0).backward()
+    assert student.grad.abs().sum() > 0 and teacher.grad is None
+
+
+def test_channel_kd_does_not_dilute_a_small_class_with_image_area():
+    # Two classes; the small one sits on one pixel for the teacher and on the next pixel for
+    # the student. Pixel-wise KD averages that miss over every pixel, so it shrinks as the
+    # image grows; channel-wise KD compares where each class is and stays the same.
+    def scene(width, at):
+        logits = torch.zeros(1, 2, 1, width)
+        logits[0, 0] = 8.0
+        logits[0, 1, 0, at] = 16.0
+        return logits
+
+    small, large = 8, 64
+    pixel_small = pixel_kd(scene(small, 2), scene(small, 1))
+    pixel_large = pixel_kd(scene(large, 2), scene(large, 1))
+    assert pixel_large < pixel_small / 4
+    channel_small = channel_kd(scene(small, 2), scene(small, 1))
+    channel_large = channel_kd(scene(large, 2), scene(large, 1))
+    assert channel_small > 1.0
+    torch.testing.assert_close(channel_large, channel_small, rtol=0.05, atol=0.0)
 
 
 def test_pairwise_kd_compares_structure_not_channels():

@@ -12,6 +12,7 @@ detached predictions, so its update never moves the student.
 from stkd_ros.config import DistillConfig
 from stkd_ros.flow.occlusion import photometric_valid
 from stkd_ros.losses.adversarial import discriminator_loss, generator_loss, gradient_penalty
+from stkd_ros.losses.channel import channel_kd
 from stkd_ros.losses.pairwise import pairwise_kd
 from stkd_ros.losses.pixel import pixel_kd, teacher_right
 from stkd_ros.losses.temporal import motion_consistency, temporal_kd
@@ -69,7 +70,8 @@ class DistillationTask(ModelTask):
         n = frames.shape[0]
         both = torch.cat([frames[:, 0], frames[:, 1]])
         s = self.forward_model(both)
-        uses_teacher = c.pixel or c.pairwise or c.temporal_kd or self.discriminator is not None
+        uses_teacher = (c.pixel or c.channel or c.pairwise or c.temporal_kd
+                        or self.discriminator is not None)
         with torch.no_grad():
             t = self.teacher(both) if uses_teacher else {}
         s_t, s_next = s['logits'][:n], s['logits'][n:]
@@ -87,6 +89,9 @@ class DistillationTask(ModelTask):
             if c.pixel_branches and branches:
                 losses['kd_pixel_branches'] = c.pixel * c.pixel_branches * sum(
                     kd(t[f'{b}_logits']) for b in branches)
+        if c.channel:
+            losses['kd_channel'] = c.channel * channel_kd(s['logits'], t['logits'],
+                                                          c.temperature)
         if c.pairwise:
             losses['kd_pairwise'] = c.pairwise * pairwise_kd(s['features'], t['features'],
                                                              tuple(c.grid))
