@@ -24,7 +24,8 @@ from report import emit
 OFF = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
 ROWS = {   # name: (directory slug, distill weights to set; None keeps the default)
     'baseline (CE only)': ('baseline', OFF),
-    '+ spatial (pixel, pair-wise)': ('spatial', {**OFF, 'pixel': None, 'pairwise': None}),
+    '+ spatial (pixel, pair-wise)': ('spatial', {**OFF, 'pixel': None, 'channel': None,
+                                                 'pairwise': None}),
     '+ temporal (consistency, temporal KD)': ('temporal', {**OFF, 'temporal': None,
                                                            'temporal_kd': None}),
     '+ adversarial': ('adversarial', {**OFF, 'adversarial': None}),

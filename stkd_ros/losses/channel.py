@@ -7,8 +7,8 @@ weighs the same, whatever its area, where pixel-wise distillation weighs each cl
 pixels it covers: a fence or a pole counts as much as the road.
 """
 
+from stkd_ros.losses.softened_kl import softened_kl
 import torch
-import torch.nn.functional as nnf
 
 
 def channel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -19,11 +19,6 @@ def channel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     student_logits, teacher_logits: (N, K, H, W). Zero when each channel of the student is the
     teacher's up to a constant (the spatial softmax ignores a per-channel offset).
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f'channel_kd: student {tuple(student_logits.shape)} and teacher '
-                         f'{tuple(teacher_logits.shape)} differ')
-    t = temperature
-    log_p_s = nnf.log_softmax(student_logits.flatten(2) / t, dim=2)     # (N, K, H*W)
-    log_p_t = nnf.log_softmax(teacher_logits.detach().flatten(2) / t, dim=2)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=2)             # (N, K)
-    return kl.mean() * t * t
+    kl = softened_kl(student_logits.flatten(2), teacher_logits.flatten(2), temperature, 2,
+                     'channel_kd')                                      # (N, K)
+    return kl.mean() * temperature * temperature

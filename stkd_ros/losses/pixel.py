@@ -4,8 +4,8 @@ from typing import Optional
 
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.losses.reduce import masked_mean
+from stkd_ros.losses.softened_kl import softened_kl
 import torch
-import torch.nn.functional as nnf
 
 
 def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -17,14 +17,8 @@ def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     that count. Zero when the two agree; the T^2 factor keeps gradient size independent of the
     temperature (Hinton et al. 2015).
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f'pixel_kd: student {tuple(student_logits.shape)} and teacher '
-                         f'{tuple(teacher_logits.shape)} differ')
-    t = temperature
-    log_p_s = nnf.log_softmax(student_logits / t, dim=1)
-    log_p_t = nnf.log_softmax(teacher_logits.detach() / t, dim=1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
-    return (kl.mean() if mask is None else masked_mean(kl, mask)) * t * t
+    kl = softened_kl(student_logits, teacher_logits, temperature, 1, 'pixel_kd')   # (N, H, W)
+    return (kl.mean() if mask is None else masked_mean(kl, mask)) * temperature * temperature
 
 
 def teacher_right(teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
