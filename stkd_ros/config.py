@@ -27,6 +27,7 @@ class SyntheticDataConfig:
     train_clips: int = 40
     val_clips: int = 6
     keys_per_clip: int = 4
+    label_every: int = 1        # training labels on one frame in N (Cityscapes, CamVid: 30)
 
 
 @dataclass

@@ -1,11 +1,15 @@
 """The synthetic world: deterministic, hard in the intended ways, with exact labels and flow."""
 
+import random
+
 import numpy as np
 import pytest
+from stkd_ros.config import DataConfig, SyntheticDataConfig
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig, SyntheticWorld
 from stkd_ros.data.world.render import render
 from stkd_ros.flow.warp import warp_numpy
+from stkd_ros.training.data import build_clips
 
 
 def test_same_seed_and_index_give_the_same_pixels(small_world):
@@ -102,3 +106,31 @@ def test_dataset_splits_are_disjoint_and_eval_is_fixed():
 def test_dataset_rejects_gaps_longer_than_the_clip():
     with pytest.raises(ValueError, match='cannot hold'):
         SyntheticClips(SyntheticConfig(frames=3), gap=(1, 5))
+
+
+def test_sparse_labels_keep_only_the_annotated_key_frames_of_training_clips():
+    cfg = DataConfig(gap=[1, 3], synthetic=SyntheticDataConfig(height=32, width=64, frames=30,
+                                                               label_every=30))
+    train = build_clips(cfg, 'train', clip_length=2, gap=cfg.gap)
+    for item in range(3):
+        random.seed(item)
+        clip = train[item]
+        # Frame 15 is the one annotated frame of a 30-frame clip; its neighbour is unlabeled.
+        assert clip.name.endswith('_015')
+        assert (clip.labels[0] != IGNORE_INDEX).any()
+        assert (clip.labels[1] == IGNORE_INDEX).all()
+    val = build_clips(cfg, 'val', clip_length=2, gap=cfg.eval_gap)
+    assert all((val[i].labels != IGNORE_INDEX).any(axis=(1, 2)).all() for i in range(2))
+    dense = build_clips(DataConfig(synthetic=SyntheticDataConfig(height=32, width=64)),
+                        'train', clip_length=2, gap=[1, 3])
+    assert (dense[0].labels != IGNORE_INDEX).any(axis=(1, 2)).all()
+
+
+@pytest.mark.parametrize('label_every, match', [
+    (0, 'label_every must be 1 or more'),
+    (10, 'no labeled frame of a 6-frame clip'),
+])
+def test_sparse_labels_that_leave_nothing_to_train_on_are_refused(label_every, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticClips(SyntheticConfig(height=32, width=64, frames=6), gap=(1, 3),
+                       label_every=label_every)

@@ -13,7 +13,7 @@ from functools import lru_cache
 import random
 
 import numpy as np
-from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE
+from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
 from stkd_ros.data.clip import Clip, FrameGap
 from stkd_ros.data.world.render import Camera, exact_flow, render
 from stkd_ros.data.world.scene import build_scene, Scene
@@ -99,12 +99,19 @@ class SyntheticClips:
     Split ``train`` draws the key frame and the gap at random; ``val`` and ``test`` use fixed,
     evenly spaced key frames and the smallest gap. Splits use disjoint seeds, so they share
     no street.
+
+    ``label_every`` > 1 annotates the training split as real driving video is annotated
+    (Cityscapes: one frame of each 30-frame snippet; CamVid: 1 Hz of 30 Hz video): only frames
+    t with t % label_every == label_every // 2 keep their labels, every training clip starts
+    at one of them, and its later frames carry 255. Held-out splits stay fully labeled, since
+    scoring is not training.
     """
 
     SPLIT_SEED = {'train': 0, 'val': 1_000_003, 'test': 2_000_003}
 
     def __init__(self, config: SyntheticConfig, *, split: str = 'train', clips: int = 100,
-                 gap=(1, 3), clip_length: int = 2, keys_per_clip: int = 4):
+                 gap=(1, 3), clip_length: int = 2, keys_per_clip: int = 4,
+                 label_every: int = 1):
         if split not in self.SPLIT_SEED:
             raise ValueError(f'unknown split {split!r}; expected one of {list(self.SPLIT_SEED)}')
         seeded = SyntheticConfig(**{**config.__dict__, 'seed': config.seed
@@ -117,6 +124,14 @@ class SyntheticClips:
         if span >= seeded.frames:
             raise ValueError(f'clips of {seeded.frames} frames cannot hold {clip_length} '
                              f'frames {self.gap.high} apart')
+        if label_every < 1:
+            raise ValueError(f'label_every must be 1 or more frames, got {label_every}')
+        self.label_every = label_every
+        # Labeled frames from which even the longest gap fits; they are the training starts.
+        self.labeled_starts = [t for t in range(seeded.frames - span) if self.labeled(t)]
+        if not self.labeled_starts:
+            raise ValueError(f'label_every {label_every}: no labeled frame of a '
+                             f'{seeded.frames}-frame clip is followed by {span} more frames')
 
     def __len__(self):
         return self.clips * self.keys_per_clip
@@ -126,11 +141,22 @@ class SyntheticClips:
             raise IndexError(item)
         index, key = divmod(item, self.keys_per_clip)
         frames = self.world.config.frames
-        if self.split == 'train':
-            gap = self.gap.sample()
-            start = random.randint(0, frames - 1 - (self.clip_length - 1) * gap)
-        else:
+        if self.split != 'train':
             gap = self.gap.low
             last = frames - 1 - (self.clip_length - 1) * gap
             start = (key * last) // max(self.keys_per_clip - 1, 1)
-        return self.world.clip(index, start=start, length=self.clip_length, gap=gap)
+            return self.world.clip(index, start=start, length=self.clip_length, gap=gap)
+        gap = self.gap.sample()
+        last = frames - 1 - (self.clip_length - 1) * gap
+        # randint when every frame is labeled keeps the draws of fully labeled runs unchanged.
+        start = (random.choice(self.labeled_starts) if self.label_every > 1
+                 else random.randint(0, last))
+        clip = self.world.clip(index, start=start, length=self.clip_length, gap=gap)
+        for i in range(self.clip_length):
+            if not self.labeled(start + i * gap):
+                clip.labels[i] = IGNORE_INDEX
+        return clip
+
+    def labeled(self, t: int) -> bool:
+        """Whether frame ``t`` of a training clip keeps its label."""
+        return t % self.label_every == self.label_every // 2

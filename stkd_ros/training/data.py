@@ -23,7 +23,8 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
                                 difficulty=s.difficulty, seed=s.seed)
         clips = s.train_clips if split == 'train' else s.val_clips
         return SyntheticClips(world, split=split, clips=clips, gap=gap,
-                              clip_length=clip_length, keys_per_clip=s.keys_per_clip)
+                              clip_length=clip_length, keys_per_clip=s.keys_per_clip,
+                              label_every=s.label_every)
     if cfg.dataset not in ('camvid', 'cityscapes'):
         raise ValueError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
                          f'camvid or cityscapes')
