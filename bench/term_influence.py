@@ -84,7 +84,7 @@ def main():
     parser.add_argument('--run', required=True, help='a stkd distill output directory')
     parser.add_argument('--teacher', required=True, help='the teacher model file it used')
     parser.add_argument('--batches', type=int, default=4)
-    parser.add_argument('--name', default='term_influence', help='JSON file name')
+    parser.add_argument('--name', default='term_influence', help='JSON file name, without .json')
     args = parser.parse_args()
     cfg, task, classes, precondition = load_run(Path(args.run), args.teacher)
     task.train()
