@@ -127,9 +127,8 @@ class SyntheticClips:
         if label_every < 1:
             raise ValueError(f'label_every must be 1 or more frames, got {label_every}')
         self.label_every = label_every
-        # Labeled frames from which even the longest gap fits; they are the training starts.
-        self.labeled_starts = [t for t in range(seeded.frames - span) if self.labeled(t)]
-        if not self.labeled_starts:
+        self.labeled_frames = [t for t in range(seeded.frames) if self.labeled(t)]
+        if not any(t < seeded.frames - span for t in self.labeled_frames):
             raise ValueError(f'label_every {label_every}: no labeled frame of a '
                              f'{seeded.frames}-frame clip is followed by {span} more frames')
 
@@ -148,9 +147,8 @@ class SyntheticClips:
             return self.world.clip(index, start=start, length=self.clip_length, gap=gap)
         gap = self.gap.sample()
         last = frames - 1 - (self.clip_length - 1) * gap
-        # randint when every frame is labeled keeps the draws of fully labeled runs unchanged.
-        start = (random.choice(self.labeled_starts) if self.label_every > 1
-                 else random.randint(0, last))
+        # With every frame labeled this draws what randint(0, last) did: same runs as before.
+        start = random.choice([t for t in self.labeled_frames if t <= last])
         clip = self.world.clip(index, start=start, length=self.clip_length, gap=gap)
         for i in range(self.clip_length):
             if not self.labeled(start + i * gap):
