@@ -84,6 +84,8 @@ class DistillConfig:
     The temporal consistency weight (3) was chosen among 1, 3 and 10 on tuning clips that are
     not the reported held-out clips (docs/results.md). The discriminator's learning rate decays
     with the student's schedule, as both do in SKD's training script.
+    ``ramp_down`` (off by default) fades every term but cross-entropy linearly over the last
+    part of training, down to ``ramp_down_to`` times its weight (docs/results.md).
     """
 
     ce: float = 1.0                         # cross-entropy on labeled frames
@@ -108,6 +110,8 @@ class DistillConfig:
     flow: str = 'dis'                       # dis | farneback | raft | ground_truth
     flow_args: Dict[str, Any] = field(default_factory=dict)
     flow_cache: Optional[str] = None        # default: <out>/flow_cache
+    ramp_down: float = 0.0                  # last fraction of steps: every term but ce fades
+    ramp_down_to: float = 0.0               # x those weights at the last step
 
 
 @dataclass

@@ -10,7 +10,7 @@ from stkd_ros.config import DistillConfig
 from stkd_ros.flow import build_flow
 from stkd_ros.flow.cache import FlowCache
 from stkd_ros.models import build_model
-from stkd_ros.training.distill_task import DistillationTask
+from stkd_ros.training.distill_task import DistillationTask, ramp_down_factor
 import torch
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -123,6 +123,34 @@ def test_pixel_kd_can_skip_pixels_where_the_teacher_misses_the_label():
         assert not torch.allclose(masked(batch)['kd_pixel'], plain(batch)['kd_pixel'])
 
 
+def test_ramp_down_fades_every_term_but_cross_entropy():
+    assert [ramp_down_factor(s, 100, 0.0, 0.0) for s in (0, 99)] == [1.0, 1.0]
+    factors = [ramp_down_factor(s, 100, 0.5, 0.0) for s in range(100)]
+    assert factors[:51] == [1.0] * 51 and factors[99] == 0.0
+    assert all(a > b for a, b in zip(factors[50:], factors[51:]))      # linear, falling
+    assert ramp_down_factor(99, 100, 0.5, 0.2) == pytest.approx(0.2)
+    torch.manual_seed(0)
+    student, teacher = build_model('bisenet_lite', 5), build_model('teacher', 5, size='tiny')
+    task = DistillationTask(student, teacher, 5, DistillConfig(ramp_down=0.5, ramp_down_to=0.25),
+                            MEAN, STD).eval()
+    batch = _batch()
+    with torch.no_grad():
+        task.set_progress(0, 100)
+        full = task(batch)
+        task.set_progress(99, 100)
+        faded = task(batch)
+    assert (float(full['distill_scale']), float(faded['distill_scale'])) == (1.0, 0.25)
+    torch.testing.assert_close(faded['ce'], full['ce'])
+    terms = [k for k in full if k not in ('loss', 'ce', 'output', 'distill_scale')
+             and not k.startswith('_')]
+    assert len(terms) == 7 and 'adversarial' in terms
+    for k in terms:
+        torch.testing.assert_close(faded[k], 0.25 * full[k])
+    for bad in ({'ramp_down': 1.5}, {'ramp_down_to': -0.1}):
+        with pytest.raises(ValueError, match='distill.ramp_down'):
+            DistillationTask(student, teacher, 5, DistillConfig(**bad), MEAN, STD)
+
+
 def test_flow_cache_returns_what_was_computed(tmp_path, small_world):
     clip = small_world.clip(0, length=2, gap=2)
     dis = build_flow('dis')
@@ -144,8 +172,10 @@ def test_stkd_distill_runs_the_full_method(tmp_path):
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
                    check=True, capture_output=True)
     # Warm-up longer than the run: the discriminator's rate must follow the student's factor.
+    # Ramp-down over the whole run: the second (last) step's terms carry half their weight.
     args = _cmd('distill', tmp_path / 'd', 2, ['train.eval_every=2', 'distill.flow=dis',
-                                               'train.warmup_steps=4'])
+                                               'train.warmup_steps=4', 'distill.ramp_down=1',
+                                               'distill.ramp_down_to=0.5'])
     args += ['--teacher', str(tmp_path / 't' / 'model.safetensors')]
     res = subprocess.run(args, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -155,6 +185,7 @@ def test_stkd_distill_runs_the_full_method(tmp_path):
     # Logged at step 2, for the second update: 0.0004 x warm-up factor (1 + 1) / 4.
     (d_lr,) = [float(r['value']) for r in rows if r['tag'] == 'train/d_lr']
     assert d_lr == pytest.approx(0.0002)
+    assert [float(r['value']) for r in rows if r['tag'] == 'train/distill_scale'] == [0.5]
     for term in ('ce', 'kd_pixel', 'kd_pairwise', 'temporal', 'temporal_kd', 'adversarial',
                  'd_loss'):
         assert f'train/{term}' in tags, term

@@ -25,6 +25,19 @@ import torch.nn.functional as nnf
 BRANCHES = ('cnn', 'transformer')
 
 
+def ramp_down_factor(step: int, total: int, fraction: float, floor: float) -> float:
+    """
+    Distillation weight factor of 0-based ``step`` of ``total``.
+
+    1 until the last ``fraction`` of the steps, then linear down to ``floor``, reached at the
+    last step.
+    """
+    start = total * (1.0 - fraction)
+    if fraction <= 0 or step < start:
+        return 1.0
+    return 1.0 - (1.0 - floor) * min(1.0, (step - start) / max(1.0, total - 1 - start))
+
+
 class DistillationTask(ModelTask):
     frames_needed = 2
 
@@ -37,6 +50,10 @@ class DistillationTask(ModelTask):
         if cfg.temporal_pool < 1:
             raise ValueError(f'distill.temporal_pool: expected a window of 1 or more pixels, '
                              f'got {cfg.temporal_pool}')
+        for key in ('ramp_down', 'ramp_down_to'):
+            if not 0 <= getattr(cfg, key) <= 1:
+                raise ValueError(f'distill.{key}: expected a value in [0, 1], got '
+                                 f'{getattr(cfg, key)}')
         self.cfg = cfg
         self.needs_flow = cfg.temporal > 0
         # The teacher is frozen and not a registered submodule: it is in no optimizer,
@@ -47,6 +64,12 @@ class DistillationTask(ModelTask):
                               if cfg.adversarial > 0 else None)
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        # A buffer, not a float attribute: a compiled forward reads it without recompiling.
+        self.register_buffer('distill_scale', torch.ones(()), persistent=False)
+
+    def set_progress(self, step: int, total: int):
+        c = self.cfg
+        self.distill_scale.fill_(ramp_down_factor(step, total, c.ramp_down, c.ramp_down_to))
 
     def _apply(self, fn, *args, **kwargs):
         # Move the unregistered teacher along with the task (.to, .cuda, ...).
@@ -113,7 +136,11 @@ class DistillationTask(ModelTask):
         if self.discriminator is not None:
             fake = self._pair(s_t, s_next, frames)
             losses['adversarial'] = c.adversarial * generator_loss(self.discriminator(fake))
+        if c.ramp_down:
+            losses = {k: v if k == 'ce' else v * self.distill_scale for k, v in losses.items()}
         out = {'loss': sum(losses.values()), **losses, 'output': s['logits'][:n]}
+        if c.ramp_down:
+            out['distill_scale'] = self.distill_scale.clone()   # the buffer changes next step
         if self.discriminator is not None:
             out['_d_fake'] = fake.detach()
             out['_d_real'] = self._pair(t['logits'][:n], t['logits'][n:], frames).detach()

@@ -36,6 +36,9 @@ class ModelTask(nn.Module):
         object.__setattr__(self, 'forward_model',
                            nn.parallel.DistributedDataParallel(self.model, device_ids=ids))
 
+    def set_progress(self, step: int, total: int):
+        """Take the step about to run; a task whose loss weights follow training overrides this."""
+
     def trainable_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]
 

@@ -116,6 +116,7 @@ class Trainer:
         task.train()
         while step < t.steps:
             batch = {k: v.to(rt.device, non_blocking=True) for k, v in next(batches).items()}
+            task.set_progress(step, t.steps)
             with torch.autocast(rt.device.type, enabled=use_amp):
                 losses = runner(batch)
             optimizer.zero_grad(set_to_none=True)
