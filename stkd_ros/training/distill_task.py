@@ -87,6 +87,11 @@ class DistillationTask(ModelTask):
             pair += [frames[:, 0], frames[:, 1]]
         return torch.cat(pair, 1)
 
+    def _pixel_kd(self, logits, teacher_logits, labels):
+        mask = (teacher_right(teacher_logits, labels)
+                if self.cfg.pixel_skip_teacher_errors else None)
+        return pixel_kd(logits, teacher_logits, self.cfg.temperature, mask)
+
     def forward(self, batch):
         c = self.cfg
         frames, labels = batch['frames'], batch['labels']      # (N, 2, 3, H, W), (N, 2, H, W)
@@ -104,14 +109,12 @@ class DistillationTask(ModelTask):
         if c.ce:
             losses['ce'] = c.ce * cross_entropy(s['logits'], both_labels)
         if c.pixel:
-            def kd(teacher_logits):
-                mask = (teacher_right(teacher_logits, both_labels)
-                        if c.pixel_skip_teacher_errors else None)
-                return pixel_kd(s['logits'], teacher_logits, c.temperature, mask)
-            losses['kd_pixel'] = c.pixel * kd(t['logits'])
+            losses['kd_pixel'] = c.pixel * self._pixel_kd(s['logits'], t['logits'],
+                                                          both_labels)
             if c.pixel_branches and branches:
                 losses['kd_pixel_branches'] = c.pixel * c.pixel_branches * sum(
-                    kd(t[f'{b}_logits']) for b in branches)
+                    self._pixel_kd(s['logits'], t[f'{b}_logits'], both_labels)
+                    for b in branches)
         if c.channel:
             losses['kd_channel'] = c.channel * channel_kd(s['logits'], t['logits'],
                                                           c.temperature)
