@@ -139,8 +139,8 @@ class DistillationTask(ModelTask):
         if self.discriminator is not None:
             fake = self._pair(s_t, s_next, frames)
             losses['adversarial'] = c.adversarial * generator_loss(self.discriminator(fake))
-        if c.ramp_down:
-            losses = {k: v if k == 'ce' else v * self.distill_scale for k, v in losses.items()}
+        # The scale is exactly 1 unless ramp_down fades the distillation late in training.
+        losses = {k: v if k == 'ce' else v * self.distill_scale for k, v in losses.items()}
         out = {'loss': sum(losses.values()), **losses, 'output': s['logits'][:n]}
         if c.ramp_down:
             out['distill_scale'] = self.distill_scale.clone()   # the buffer changes next step
