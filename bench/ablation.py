@@ -42,7 +42,8 @@ DEFAULT_SLUGS = SLUGS[:5]   # the issue's table: baseline, each family alone, fu
 
 def run(cmd, log, threads=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-    with open(log, 'w') as f:
+    # Append: a killed run resumes from its checkpoint and its log keeps the first part.
+    with open(log, 'a') as f:
         subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env)
 
 
