@@ -28,6 +28,7 @@ class SyntheticDataConfig:
     val_clips: int = 6
     keys_per_clip: int = 4
     label_every: int = 1        # training labels on one frame in N (Cityscapes, CamVid: 30)
+    unlabeled_keys: float = 0.0  # share of distillation clips starting at any frame
 
 
 @dataclass

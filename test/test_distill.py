@@ -73,6 +73,11 @@ def test_terms_switch_off_one_by_one():
     task = DistillationTask(build_model('bisenet_lite', 5), build_model('teacher', 5), 5, cfg,
                             MEAN, STD)
     assert task.discriminator is None and not task.needs_flow
+    # Cross-entropy alone has nothing to learn on an unlabeled frame; any other term has.
+    assert not task.learns_from_unlabeled
+    assert DistillationTask(build_model('bisenet_lite', 5), build_model('teacher', 5), 5,
+                            DistillConfig(**{**cfg.__dict__, 'temporal': 3.0}), MEAN,
+                            STD).learns_from_unlabeled
     batch = _batch()
     del batch['flows']
     out = task(batch)

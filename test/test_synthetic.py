@@ -126,6 +126,30 @@ def test_sparse_labels_keep_only_the_annotated_key_frames_of_training_clips():
     assert (dense[0].labels != IGNORE_INDEX).any(axis=(1, 2)).all()
 
 
+def test_unlabeled_keys_start_clips_anywhere_but_keep_labels_only_where_annotated():
+    cfg = DataConfig(gap=[1, 1], synthetic=SyntheticDataConfig(
+        height=32, width=64, frames=30, label_every=30, unlabeled_keys=1.0))
+    train = build_clips(cfg, 'train', clip_length=2, gap=cfg.gap, unlabeled_keys=True)
+    starts = set()
+    for item in range(40):
+        random.seed(item)
+        clip = train[item % len(train)]
+        start = int(clip.name.rsplit('_', 1)[1])
+        starts.add(start)
+        for i, t in enumerate((start, start + 1)):
+            assert (clip.labels[i] != IGNORE_INDEX).any() == (t == 15)
+    assert len(starts) > 10
+    # A task that cannot learn from unlabeled frames does not ask for them: the share is unused.
+    labeled_only = build_clips(cfg, 'train', clip_length=2, gap=cfg.gap)
+    random.seed(0)
+    assert labeled_only[0].name.endswith('_015')
+
+
+def test_an_unlabeled_key_share_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match='unlabeled_keys must be a share in'):
+        SyntheticClips(SyntheticConfig(height=32, width=64), unlabeled_keys=1.5)
+
+
 @pytest.mark.parametrize('label_every, match', [
     (0, 'label_every must be 1 or more'),
     (10, 'no labeled frame of a 6-frame clip'),

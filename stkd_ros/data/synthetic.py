@@ -105,13 +105,18 @@ class SyntheticClips:
     t with t % label_every == label_every // 2 keep their labels, every training clip starts
     at one of them, and its later frames carry 255. Held-out splits stay fully labeled, since
     scoring is not training.
+
+    ``unlabeled_keys`` is the share of training clips that start at any frame instead, labeled
+    or not: a distilled student learns from the teacher's targets on the unlabeled frames of
+    the video too, as it would on Cityscapes' 30-frame snippets. Frames keep their labels only
+    where annotated.
     """
 
     SPLIT_SEED = {'train': 0, 'val': 1_000_003, 'test': 2_000_003}
 
     def __init__(self, config: SyntheticConfig, *, split: str = 'train', clips: int = 100,
                  gap=(1, 3), clip_length: int = 2, keys_per_clip: int = 4,
-                 label_every: int = 1):
+                 label_every: int = 1, unlabeled_keys: float = 0.0):
         if split not in self.SPLIT_SEED:
             raise ValueError(f'unknown split {split!r}; expected one of {list(self.SPLIT_SEED)}')
         seeded = SyntheticConfig(**{**config.__dict__, 'seed': config.seed
@@ -126,7 +131,9 @@ class SyntheticClips:
                              f'frames {self.gap.high} apart')
         if label_every < 1:
             raise ValueError(f'label_every must be 1 or more frames, got {label_every}')
-        self.label_every = label_every
+        if not 0 <= unlabeled_keys <= 1:
+            raise ValueError(f'unlabeled_keys must be a share in [0, 1], got {unlabeled_keys}')
+        self.label_every, self.unlabeled_keys = label_every, unlabeled_keys
         self.labeled_frames = [t for t in range(seeded.frames) if self.labeled(t)]
         if not any(t < seeded.frames - span for t in self.labeled_frames):
             raise ValueError(f'label_every {label_every}: no labeled frame of a '
@@ -148,7 +155,10 @@ class SyntheticClips:
         gap = self.gap.sample()
         last = frames - 1 - (self.clip_length - 1) * gap
         # With every frame labeled this draws what randint(0, last) did: same runs as before.
-        start = random.choice([t for t in self.labeled_frames if t <= last])
+        # The share is only drawn when set, so runs without it keep their random stream.
+        keys = (range(last + 1) if self.unlabeled_keys and random.random() < self.unlabeled_keys
+                else [t for t in self.labeled_frames if t <= last])
+        start = random.choice(keys)
         clip = self.world.clip(index, start=start, length=self.clip_length, gap=gap)
         for i in range(self.clip_length):
             if not self.labeled(start + i * gap):

@@ -14,8 +14,14 @@ from stkd_ros.flow.cache import FlowCache
 import torch
 
 
-def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
-    """Build the dataset of ``cfg`` for ``split`` ('train' or 'val'); it returns Clips."""
+def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap,
+                unlabeled_keys: bool = False):
+    """
+    Build the dataset of ``cfg`` for ``split`` ('train' or 'val'); it returns Clips.
+
+    ``unlabeled_keys`` lets training clips start at unlabeled frames, in the share the config
+    gives; only a task that learns from unlabeled frames asks for it.
+    """
     if cfg.dataset == 'synthetic':
         from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
         s = cfg.synthetic
@@ -24,7 +30,8 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
         clips = s.train_clips if split == 'train' else s.val_clips
         return SyntheticClips(world, split=split, clips=clips, gap=gap,
                               clip_length=clip_length, keys_per_clip=s.keys_per_clip,
-                              label_every=s.label_every)
+                              label_every=s.label_every,
+                              unlabeled_keys=s.unlabeled_keys if unlabeled_keys else 0.0)
     if cfg.dataset not in ('camvid', 'cityscapes'):
         raise ValueError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
                          f'camvid or cityscapes')
@@ -106,9 +113,10 @@ class FlowClips:
 
 def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: int,
                  start_step: int, workers: int, rank: int = 0, world_size: int = 1,
-                 flow_source=None):
+                 flow_source=None, unlabeled_keys: bool = False):
     """Build an endless, seeded, resumable loader of training batches (dicts of tensors)."""
-    clips = build_clips(cfg, 'train', clip_length=clip_length, gap=tuple(cfg.gap))
+    clips = build_clips(cfg, 'train', clip_length=clip_length, gap=tuple(cfg.gap),
+                        unlabeled_keys=unlabeled_keys)
     if flow_source is not None:
         clips = FlowClips(clips, flow_source)
     transform = train_transforms(crop_size=tuple(cfg.crop_size),

@@ -56,6 +56,10 @@ class DistillationTask(ModelTask):
                                  f'{getattr(cfg, key)}')
         self.cfg = cfg
         self.needs_flow = cfg.temporal > 0
+        # Every term but cross-entropy has a target on unlabeled frames.
+        self.learns_from_unlabeled = any(
+            getattr(cfg, k) for k in ('pixel', 'channel', 'pairwise', 'temporal', 'temporal_kd',
+                                      'adversarial'))
         # The teacher is frozen and not a registered submodule: it is in no optimizer,
         # no DDP wrapper and no checkpoint.
         teacher.eval().requires_grad_(False)

@@ -24,6 +24,7 @@ class ModelTask(nn.Module):
     """
 
     frames_needed = 1
+    learns_from_unlabeled = False   # whether a clip may start at an unlabeled frame
 
     def __init__(self, model: nn.Module):
         super().__init__()

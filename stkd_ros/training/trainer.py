@@ -100,7 +100,8 @@ class Trainer:
         loader, _ = train_loader(cfg.data, clip_length=task.frames_needed,
                                  batch_size=t.batch_size, seed=t.seed, start_step=step,
                                  workers=t.workers, rank=rt.rank, world_size=rt.world_size,
-                                 flow_source=flow_source(cfg, task, self.out_dir))
+                                 flow_source=flow_source(cfg, task, self.out_dir),
+                                 unlabeled_keys=task.learns_from_unlabeled)
         if rt.distributed:
             task.distribute(rt.device)   # DDP around the trained model only
         runner = torch.compile(task) if t.torch_compile else task
