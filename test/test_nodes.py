@@ -116,15 +116,22 @@ def test_every_frame_arrives_from_480x360_to_1920x1080(ros, segment_node, frames
     _wait_for_subscriber(ros, pub)
     time.sleep(2.5)   # the node re-checks the publishers' QoS every second
     assert spin_until(ros, lambda: 'received' in _node_counts(diags), 5)
-    for size in ((360, 480), (720, 1280), (1080, 1920)):
+    for n, size in enumerate(((360, 480), (720, 1280), (1080, 1920))):
         before = _node_counts(diags)['received']
-        masks.clear()
         images = [cv2.resize(f, size[::-1]) for f in frames[:10]]
-        _send(ros, pub, images)
+        # Each size has its own second of stamps: on a busy CPU the last mask of the size
+        # before can still arrive after this size's frames went out.
+        second = 10 * (n + 1)
+        _send(ros, pub, images, start_ns=second * 1_000_000_000)
         arrived = spin_until(ros, lambda: _node_counts(diags)['received'] - before >= 10, 10)
         got = _node_counts(diags)['received'] - before
         assert arrived and got == 10, f'{size}: {got} of 10 frames reached the node'
-        assert masks and all((m.height, m.width) == size for m in masks)
+
+        def mine():
+            return [m for m in masks if m.header.stamp.sec == second]
+
+        assert spin_until(ros, mine, 10), f'{size}: no mask came back'
+        assert all((m.height, m.width) == size for m in mine())
     ros.destroy_publisher(pub)
     ros.destroy_subscription(dsub)
 
