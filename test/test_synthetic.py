@@ -129,7 +129,7 @@ def test_sparse_labels_keep_only_the_annotated_key_frames_of_training_clips():
 def test_unlabeled_keys_start_clips_anywhere_but_keep_labels_only_where_annotated():
     cfg = DataConfig(gap=[1, 1], synthetic=SyntheticDataConfig(
         height=32, width=64, frames=30, label_every=30, unlabeled_keys=1.0))
-    train = build_clips(cfg, 'train', clip_length=2, gap=cfg.gap, unlabeled_keys=True)
+    train = build_clips(cfg, 'train', clip_length=2, gap=cfg.gap, learns_from_unlabeled=True)
     starts = set()
     for item in range(40):
         random.seed(item)

@@ -15,12 +15,12 @@ import torch
 
 
 def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap,
-                unlabeled_keys: bool = False):
+                learns_from_unlabeled: bool = False):
     """
     Build the dataset of ``cfg`` for ``split`` ('train' or 'val'); it returns Clips.
 
-    ``unlabeled_keys`` lets training clips start at unlabeled frames, in the share the config
-    gives; only a task that learns from unlabeled frames asks for it.
+    ``learns_from_unlabeled`` lets training clips start at unlabeled frames, in the share
+    ``data.synthetic.unlabeled_keys`` gives; a task without it draws labeled key frames only.
     """
     if cfg.dataset == 'synthetic':
         from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
@@ -31,7 +31,7 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap,
         return SyntheticClips(world, split=split, clips=clips, gap=gap,
                               clip_length=clip_length, keys_per_clip=s.keys_per_clip,
                               label_every=s.label_every,
-                              unlabeled_keys=s.unlabeled_keys if unlabeled_keys else 0.0)
+                              unlabeled_keys=s.unlabeled_keys if learns_from_unlabeled else 0.0)
     if cfg.dataset not in ('camvid', 'cityscapes'):
         raise ValueError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
                          f'camvid or cityscapes')
@@ -113,10 +113,10 @@ class FlowClips:
 
 def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: int,
                  start_step: int, workers: int, rank: int = 0, world_size: int = 1,
-                 flow_source=None, unlabeled_keys: bool = False):
+                 flow_source=None, learns_from_unlabeled: bool = False):
     """Build an endless, seeded, resumable loader of training batches (dicts of tensors)."""
     clips = build_clips(cfg, 'train', clip_length=clip_length, gap=tuple(cfg.gap),
-                        unlabeled_keys=unlabeled_keys)
+                        learns_from_unlabeled=learns_from_unlabeled)
     if flow_source is not None:
         clips = FlowClips(clips, flow_source)
     transform = train_transforms(crop_size=tuple(cfg.crop_size),

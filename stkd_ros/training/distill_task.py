@@ -56,10 +56,11 @@ class DistillationTask(ModelTask):
                                  f'{getattr(cfg, key)}')
         self.cfg = cfg
         self.needs_flow = cfg.temporal > 0
-        # Every term but cross-entropy has a target on unlabeled frames.
-        self.learns_from_unlabeled = any(
-            getattr(cfg, k) for k in ('pixel', 'channel', 'pairwise', 'temporal', 'temporal_kd',
-                                      'adversarial'))
+        # Every term but cross-entropy has a target on unlabeled frames; all but the
+        # student's own consistency need the teacher.
+        self.uses_teacher = any(getattr(cfg, k) for k in ('pixel', 'channel', 'pairwise',
+                                                          'temporal_kd', 'adversarial'))
+        self.learns_from_unlabeled = self.uses_teacher or cfg.temporal > 0
         # The teacher is frozen and not a registered submodule: it is in no optimizer,
         # no DDP wrapper and no checkpoint.
         teacher.eval().requires_grad_(False)
@@ -102,10 +103,8 @@ class DistillationTask(ModelTask):
         n = frames.shape[0]
         both = torch.cat([frames[:, 0], frames[:, 1]])
         s = self.forward_model(both)
-        uses_teacher = (c.pixel or c.channel or c.pairwise or c.temporal_kd
-                        or self.discriminator is not None)
         with torch.no_grad():
-            t = self.teacher(both) if uses_teacher else {}
+            t = self.teacher(both) if self.uses_teacher else {}
         s_t, s_next = s['logits'][:n], s['logits'][n:]
         branches = [b for b in BRANCHES if f'{b}_logits' in t]   # a two-branch teacher
         losses = {}

@@ -101,7 +101,7 @@ class Trainer:
                                  batch_size=t.batch_size, seed=t.seed, start_step=step,
                                  workers=t.workers, rank=rt.rank, world_size=rt.world_size,
                                  flow_source=flow_source(cfg, task, self.out_dir),
-                                 unlabeled_keys=task.learns_from_unlabeled)
+                                 learns_from_unlabeled=task.learns_from_unlabeled)
         if rt.distributed:
             task.distribute(rt.device)   # DDP around the trained model only
         runner = torch.compile(task) if t.torch_compile else task
