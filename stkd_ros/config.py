@@ -73,7 +73,7 @@ class TrainConfig:
 
 
 @dataclass
-class DistillConfig:
+class DistillWeights:
     """
     Loss weights of `stkd distill`; 0 switches a term off.
 
@@ -83,36 +83,70 @@ class DistillConfig:
     Channel-wise KD (CWD, Shu et al. ICCV 2021) is off by default; OpenMMLab's mmrazor
     distils Cityscapes logits with it at weight 5, temperature 1.
     The temporal consistency weight (3) was chosen among 1, 3 and 10 on tuning clips that are
-    not the reported held-out clips (docs/results.md). The discriminator's learning rate decays
-    with the student's schedule, as both do in SKD's training script.
-    ``ramp_down`` (off by default) fades every term but cross-entropy linearly over the last
-    part of training, down to ``ramp_down_to`` times its weight (docs/results.md).
+    not the reported held-out clips (docs/results.md).
     """
 
     ce: float = 1.0                         # cross-entropy on labeled frames
     pixel: float = 1.0                      # KL to the teacher's fused prediction
     pixel_branches: float = 0.5             # x pixel, for each teacher branch
-    temperature: float = 1.0
-    pixel_skip_teacher_errors: bool = False  # no pixel KD where the teacher misses the label
     channel: float = 0.0                    # channel-wise KD with the fused logits (CWD)
     pairwise: float = 1.0                   # affinity matching with the fused features
     pairwise_branches: float = 0.5          # x pairwise, for each teacher branch
-    grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)
     temporal: float = 3.0                   # motion-guided consistency (student, t vs t+k)
-    temporal_pool: int = 1                  # compare pool x pool windows instead of pixels
     temporal_kd: float = 1.0                # inter-frame relation matched to the teacher
+    adversarial: float = 0.1                # student's GAN loss (hinge)
+
+    def __post_init__(self):
+        for f in fields(self):
+            if getattr(self, f.name) < 0:
+                raise ConfigError(f'config: distill.weights.{f.name}: expected a weight of 0 '
+                                  f'or more, got {getattr(self, f.name)}')
+
+
+@dataclass
+class DiscriminatorConfig:
+    """The discriminator's Adam rate; it decays with the student's schedule, as in SKD."""
+
+    lr: float = 0.0004
+
+    def __post_init__(self):
+        if not self.lr > 0:
+            raise ConfigError(f'config: distill.discriminator.lr: expected a rate above 0, '
+                              f'got {self.lr}')
+
+
+@dataclass
+class DistillFlowConfig:
+    """Where the temporal terms get their flow, and which pixels they trust."""
+
+    method: str = 'dis'                     # dis | farneback | raft | ground_truth
+    args: Dict[str, Any] = field(default_factory=dict)
+    cache: Optional[str] = None             # default: <out>/flow_cache
     photometric_threshold: float = 0.1      # occlusion test for the temporal loss
-    adversarial: float = 0.1                # student's GAN loss
-    gan: str = 'hinge'                      # hinge | wgan-gp
-    gp_weight: float = 10.0                 # WGAN-GP only
-    d_lr: float = 0.0004
-    d_lr_decay: bool = True                 # discriminator follows the student's lr schedule
-    d_with_frames: bool = False             # discriminator also sees the two frames
-    flow: str = 'dis'                       # dis | farneback | raft | ground_truth
-    flow_args: Dict[str, Any] = field(default_factory=dict)
-    flow_cache: Optional[str] = None        # default: <out>/flow_cache
-    ramp_down: float = 0.0                  # last fraction of steps: every term but ce fades
-    ramp_down_to: float = 0.0               # x those weights at the last step
+
+    def __post_init__(self):
+        if not self.photometric_threshold > 0:
+            raise ConfigError(f'config: distill.flow.photometric_threshold: expected a value '
+                              f'above 0, got {self.photometric_threshold}')
+
+
+@dataclass
+class DistillConfig:
+    """Settings of `stkd distill`: loss weights, soft targets, discriminator, flow."""
+
+    weights: DistillWeights = field(default_factory=DistillWeights)
+    temperature: float = 1.0                # softening of pixel-wise and channel-wise KD
+    grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    flow: DistillFlowConfig = field(default_factory=DistillFlowConfig)
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ConfigError(f'config: distill.temperature: expected a value above 0, got '
+                              f'{self.temperature}')
+        if len(self.grid) != 2 or min(self.grid) < 1:
+            raise ConfigError(f'config: distill.grid: expected two node counts [h, w] of 1 or '
+                              f'more, got {self.grid}')
 
 
 @dataclass

@@ -1,11 +1,10 @@
 """Each distillation loss: zero in the ideal case, positive otherwise, gradients where due."""
 
 import pytest
-from stkd_ros.losses.adversarial import (discriminator_loss, generator_loss,
-                                         gradient_penalty)
+from stkd_ros.losses.adversarial import discriminator_loss, generator_loss
 from stkd_ros.losses.channel import channel_kd
 from stkd_ros.losses.pairwise import affinity, pairwise_kd
-from stkd_ros.losses.pixel import pixel_kd, teacher_right
+from stkd_ros.losses.pixel import pixel_kd
 from stkd_ros.losses.temporal import motion_consistency, temporal_kd
 from stkd_ros.models.discriminator import PairDiscriminator
 import torch
@@ -26,24 +25,6 @@ def test_pixel_kd_gradient_reaches_student_not_teacher():
     pixel_kd(student, teacher, temperature=2.0).backward()
     assert student.grad is not None and student.grad.abs().sum() > 0
     assert teacher.grad is None
-
-
-def test_pixel_kd_mask_skips_labeled_pixels_the_teacher_gets_wrong():
-    teacher = torch.zeros(1, 3, 1, 3)
-    teacher[0, :, 0, 0] = torch.tensor([5.0, 0, 0])    # says 0, label 0: right
-    teacher[0, :, 0, 1] = torch.tensor([5.0, 0, 0])    # says 0, label 2: wrong
-    teacher[0, :, 0, 2] = torch.tensor([0, 5.0, 0])    # no label: kept
-    labels = torch.tensor([[[0, 2, 255]]])
-    mask = teacher_right(teacher, labels)
-    assert mask.tolist() == [[[True, False, True]]]
-    student = torch.randn(1, 3, 1, 3, requires_grad=True)
-    pixel_kd(student, teacher, mask=mask).backward()
-    assert student.grad[0, :, 0, 1].abs().sum() == 0
-    assert student.grad[0, :, 0, 0].abs().sum() > 0 and student.grad[0, :, 0, 2].abs().sum() > 0
-    # Averaged over the kept pixels: a student equal to the teacher there scores zero.
-    matched = teacher.clone()
-    matched[0, :, 0, 1] = torch.tensor([0, 0, 5.0])
-    assert pixel_kd(matched, teacher, mask=mask).abs() < 1e-6
 
 
 def test_channel_kd_zero_for_identical_channels_up_to_an_offset():
@@ -116,7 +97,7 @@ def _line_logits(coverage):
     return torch.stack([torch.log(1 - p), torch.log(p)])[None]
 
 
-def test_per_pixel_consistency_pulls_a_thin_line_down_and_window_consistency_does_not():
+def test_per_pixel_consistency_pulls_a_thin_line_down():
     # A one-pixel line at column 5 moves half a pixel: the next frame sees it half in column 5
     # and half in column 6. Along this exact flow, bilinear warping lowers its peak.
     logits_t = _line_logits([0, 0, 0, 0, 0, 1, 0, 0]).requires_grad_(True)
@@ -127,21 +108,18 @@ def test_per_pixel_consistency_pulls_a_thin_line_down_and_window_consistency_doe
     assert per_pixel > 0.01
     per_pixel.backward()
     assert logits_t.grad[0, 1, :, 5].max() > 0          # descent lowers the line's logit
-    # The line's mass stays inside its 4-pixel window (columns 4-7): nothing to penalize.
-    assert motion_consistency(logits_t, logits_next, flow, pool=4) < 1e-6
 
 
-def test_window_consistency_counts_only_valid_pixels():
+def test_consistency_counts_only_valid_pixels():
     logits_t, logits_next = torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8)
     flow = torch.zeros(1, 2, 8, 8)
     valid = torch.zeros(1, 8, 8, dtype=torch.bool)
-    assert motion_consistency(logits_t, logits_next, flow, valid, pool=4) == 0
-    valid[:, :4, :4] = True       # one window counts: its mean distributions are compared
-    p_t = torch.softmax(logits_t, 1)[..., :4, :4].mean(dim=(2, 3))
-    p_n = torch.softmax(logits_next, 1)[..., :4, :4].mean(dim=(2, 3))
-    expected = (p_t - p_n).pow(2).sum()
-    torch.testing.assert_close(motion_consistency(logits_t, logits_next, flow, valid, pool=4),
-                               expected)
+    assert motion_consistency(logits_t, logits_next, flow, valid) == 0
+    valid[:, :4, :4] = True       # the mean squared distance over those 16 pixels
+    p_t = torch.softmax(logits_t, 1)[..., :4, :4]
+    p_n = torch.softmax(logits_next, 1)[..., :4, :4]
+    expected = (p_t - p_n).pow(2).sum(dim=1).mean()
+    torch.testing.assert_close(motion_consistency(logits_t, logits_next, flow, valid), expected)
 
 
 def test_temporal_kd_zero_when_student_relates_frames_like_the_teacher():
@@ -156,20 +134,15 @@ def test_temporal_kd_zero_when_student_relates_frames_like_the_teacher():
 
 def test_gan_losses_point_the_right_way():
     real, fake = torch.tensor([2.0, 3.0]), torch.tensor([-2.0, -3.0])
-    assert discriminator_loss(real, fake, 'hinge') == 0      # confident and right: no loss
-    assert discriminator_loss(fake, real, 'hinge') > 0
-    assert discriminator_loss(real, fake, 'wgan-gp') < discriminator_loss(fake, real, 'wgan-gp')
+    assert discriminator_loss(real, fake) == 0      # confident and right: no loss
+    assert discriminator_loss(fake, real) > 0
     assert generator_loss(fake) > generator_loss(real)
-    with pytest.raises(ValueError, match='unknown GAN loss'):
-        discriminator_loss(real, fake, 'lsgan')
 
 
-def test_discriminator_scores_pairs_and_gradient_penalty_runs():
+def test_discriminator_scores_pairs_with_spectral_normalization():
     torch.manual_seed(0)
-    d = PairDiscriminator(num_classes=3, with_frames=True, width=8)
-    pair = torch.rand(2, 2 * 3 + 6, 32, 64)
+    d = PairDiscriminator(num_classes=3, width=8)
+    pair = torch.rand(2, 2 * 3, 32, 64)
     assert d(pair).shape == (2,)
-    gp = gradient_penalty(d, pair, torch.rand_like(pair))
-    assert gp.dim() == 0 and gp >= 0
     spectral = [n for n, _ in d.named_parameters() if 'parametrizations' in n]
     assert spectral, 'discriminator layers use spectral normalization'

@@ -4,6 +4,7 @@ import csv
 import os
 from pathlib import Path
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,10 +54,16 @@ def test_teacher_trains_with_both_branches_supervised(tmp_path):
     assert list((tmp_path / 't').glob('events.out.tfevents.*'))
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def test_torchrun_two_processes_on_cpu_with_gloo(tmp_path):
     out = tmp_path / 'ddp'
     launcher = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-                '--master_port', '29533', '-m']
+                '--master_port', str(_free_port()), '-m']
     args = launcher + _cmd('train-student', out, 4, ['train.eval_every=4'])[2:]
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)

@@ -16,31 +16,20 @@ import torch.nn.functional as nnf
 
 
 def motion_consistency(logits_t: torch.Tensor, logits_next: torch.Tensor, flow: torch.Tensor,
-                       valid: torch.Tensor = None, pool: int = 1) -> torch.Tensor:
+                       valid: torch.Tensor = None) -> torch.Tensor:
     """
     Squared L2 distance between the class distributions of t and of t+k warped back to t.
 
     logits_t, logits_next: (N, K, H, W); flow: (N, 2, H, W) from t to t+k; valid: optional
     (N, H, W) bool occlusion mask. Pixels whose flow leaves the image never count. The
     distance is summed over classes (0 .. 2 per pixel) and averaged over counted pixels.
-
-    pool > 1 compares the mean distributions of pool x pool windows (over their counted
-    pixels; windows weighted by how many count). Bilinear warping spreads a structure one or
-    two pixels wide over its neighbours and lowers its peak even along exact flow, so a
-    per-pixel comparison pulls thin classes down; the class mass of a window survives the
-    warp, so a structure that stays inside its window is not penalized.
     """
     p_t = nnf.softmax(logits_t, dim=1)
     p_next = warp(nnf.softmax(logits_next, dim=1), flow)
     mask = in_bounds(flow)
     if valid is not None:
         mask = mask & valid
-    # pool 1 is the per-pixel comparison: each window is one pixel, counted or not.
-    weight = mask.to(p_t.dtype)[:, None]
-    counted = nnf.avg_pool2d(weight, pool, ceil_mode=True)
-    diff = nnf.avg_pool2d((p_t - p_next) * weight, pool, ceil_mode=True)
-    window = diff / counted.clamp(min=1e-6)
-    return masked_mean(window.pow(2).sum(dim=1), counted[:, 0])
+    return masked_mean((p_t - p_next).pow(2).sum(dim=1), mask)
 
 
 def cross_frame_affinity(feat_t: torch.Tensor, feat_next: torch.Tensor, grid) -> torch.Tensor:

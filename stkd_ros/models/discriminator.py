@@ -1,8 +1,7 @@
 """
 The discriminator of the GAN structure: it sees a pair of consecutive predictions.
 
-Input: the class probabilities of frames t and t+k (and optionally the two frames), stacked
-on channels. Convolutions with spectral normalization (Miyato et al. ICLR 2018) and one
+Input: the class probabilities of frames t and t+k, stacked on channels. Convolutions with spectral normalization (Miyato et al. ICLR 2018) and one
 self-attention block (SAGAN, Zhang et al. ICML 2019) so that it can judge both the shape of
 each prediction and how the two agree across the image; one score per pair.
 """
@@ -34,10 +33,9 @@ class SelfAttention(nn.Module):
 
 
 class PairDiscriminator(nn.Module):
-    def __init__(self, num_classes: int, with_frames: bool = False, width: int = 32):
+    def __init__(self, num_classes: int, width: int = 32):
         super().__init__()
-        cin = 2 * num_classes + (6 if with_frames else 0)
-        self.with_frames = with_frames
+        cin = 2 * num_classes
         act = nn.LeakyReLU(0.2, inplace=True)
         self.body = nn.Sequential(
             _sn_conv(cin, width), act, _sn_conv(width, 2 * width), act,
@@ -46,5 +44,5 @@ class PairDiscriminator(nn.Module):
         self.score = spectral_norm(nn.Linear(8 * width, 1))
 
     def forward(self, pair: torch.Tensor) -> torch.Tensor:
-        """(N, 2K [+6], H, W) -> (N,) scores; higher means 'looks like the teacher'."""
+        """(N, 2K, H, W) -> (N,) scores; higher means 'looks like the teacher'."""
         return self.score(self.body(pair).mean(dim=(2, 3))).squeeze(1)

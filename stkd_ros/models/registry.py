@@ -1,5 +1,7 @@
 """Model names -> builders: a plain dict, so an editor can follow every name."""
 
+import inspect
+
 from stkd_ros.models.bisenet import BiSeNetLite
 from stkd_ros.models.lraspp import LRASPPMobileNetV3
 from stkd_ros.models.pspnet import PSPNetResNet18
@@ -19,7 +21,9 @@ def build_model(name: str, num_classes: int, **kwargs):
     """Build model ``name`` for ``num_classes`` classes; kwargs are its constructor's."""
     if name not in MODELS:
         raise ValueError(f'unknown model {name!r}; expected one of {sorted(MODELS)}')
-    try:
-        return MODELS[name](num_classes=num_classes, **kwargs)
+    builder = MODELS[name]
+    try:   # check the arguments alone: a TypeError inside the constructor is a bug to show
+        inspect.signature(builder).bind(num_classes=num_classes, **kwargs)
     except TypeError as exc:
         raise ValueError(f'model {name!r}: bad arguments {kwargs}: {exc}') from None
+    return builder(num_classes=num_classes, **kwargs)

@@ -4,9 +4,10 @@ import json
 import logging
 from pathlib import Path
 
-from stkd_ros.config import load_config
+from stkd_ros.config import Config, load_config
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.flow import build_flow
+from stkd_ros.flow.cache import FlowCache
 from stkd_ros.model_file import load_model_file
 from stkd_ros.training.data import build_clips
 from stkd_ros.training.evaluate import evaluate
@@ -37,6 +38,17 @@ def train_student(config_path, out, steps=None, overrides=()) -> dict:
     return Trainer(cfg, out, cfg.student, lambda m: SupervisedTask(m), 'student').run()
 
 
+def flow_source(cfg: Config, out):
+    """Where distillation gets flow: the synthetic ground truth, or a cached estimator."""
+    f = cfg.distill.flow
+    estimator = build_flow(f.method, **f.args)
+    if f.method == 'ground_truth':
+        return estimator
+    data = cfg.data
+    key = data.dataset + '|' + (str(data.root) if data.root else str(data.synthetic))
+    return FlowCache(f.cache or Path(out) / 'flow_cache', estimator, key)
+
+
 def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     """Distill the config's student from a trained teacher model file."""
     from stkd_ros.training.distill_task import DistillationTask
@@ -51,9 +63,10 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     if meta['num_classes'] != len(classes):
         raise ValueError(f'{teacher_path}: teacher predicts {meta["num_classes"]} classes, '
                          f'{cfg.data.dataset} has {len(classes)}')
+    flow = flow_source(cfg, out) if cfg.distill.weights.temporal else None
     return Trainer(cfg, out, cfg.student,
                    lambda student: DistillationTask(student, teacher, len(classes), cfg.distill,
-                                                    IMAGENET_MEAN, IMAGENET_STD),
+                                                    IMAGENET_MEAN, IMAGENET_STD, flow),
                    'distilled').run()
 
 

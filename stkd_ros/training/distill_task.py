@@ -5,76 +5,61 @@ A frozen teacher, a student, and a discriminator that judges pairs of consecutiv
 
 One forward pass runs the student on frames t and t+k together and the teacher under
 ``no_grad``; the returned dict holds every weighted term so that logging just iterates it.
-The discriminator has its own optimizer and its own step (``discriminator_loss``), on
-detached predictions, so its update never moves the student.
+The task owns the discriminator, its optimizer, its learning rate and its step
+(``after_step``), which judges the pairs of the last forward, detached, so the discriminator's
+update never moves the student.
 """
 
 from stkd_ros.config import DistillConfig
 from stkd_ros.flow.occlusion import photometric_valid
-from stkd_ros.losses.adversarial import discriminator_loss, generator_loss, gradient_penalty
+from stkd_ros.losses.adversarial import discriminator_loss, generator_loss
 from stkd_ros.losses.channel import channel_kd
 from stkd_ros.losses.pairwise import pairwise_kd
-from stkd_ros.losses.pixel import pixel_kd, teacher_right
+from stkd_ros.losses.pixel import pixel_kd
 from stkd_ros.losses.temporal import motion_consistency, temporal_kd
 from stkd_ros.models.discriminator import PairDiscriminator
 from stkd_ros.training.tasks import cross_entropy, ModelTask
 import torch
 from torch import nn
+import torch.distributed as dist
 import torch.nn.functional as nnf
 
 BRANCHES = ('cnn', 'transformer')
 
 
-def ramp_down_factor(step: int, total: int, fraction: float, floor: float) -> float:
-    """
-    Distillation weight factor of 0-based ``step`` of ``total``.
-
-    1 until the last ``fraction`` of the steps, then linear down to ``floor``, reached at the
-    last step.
-    """
-    start = total * (1.0 - fraction)
-    if fraction <= 0 or step < start:
-        return 1.0
-    return 1.0 - (1.0 - floor) * min(1.0, (step - start) / max(1.0, total - 1 - start))
-
-
 class DistillationTask(ModelTask):
+    """
+    Distill ``student`` from the frozen ``teacher`` with the terms ``cfg.weights`` switches on.
+
+    ``flow_source`` gives the training clips their flow from frame t to t+k (an estimator, a
+    cache or the synthetic ground truth); it is needed only when the temporal consistency term
+    is on.
+    """
+
     frames_needed = 2
 
     def __init__(self, student: nn.Module, teacher: nn.Module, num_classes: int,
-                 cfg: DistillConfig, mean, std):
+                 cfg: DistillConfig, mean, std, flow_source=None):
         super().__init__(student)
-        if cfg.gan not in ('hinge', 'wgan-gp'):
-            raise ValueError(f'distill.gan: unknown GAN loss {cfg.gan!r}; expected hinge or '
-                             f'wgan-gp')
-        if cfg.temporal_pool < 1:
-            raise ValueError(f'distill.temporal_pool: expected a window of 1 or more pixels, '
-                             f'got {cfg.temporal_pool}')
-        for key in ('ramp_down', 'ramp_down_to'):
-            if not 0 <= getattr(cfg, key) <= 1:
-                raise ValueError(f'distill.{key}: expected a value in [0, 1], got '
-                                 f'{getattr(cfg, key)}')
         self.cfg = cfg
-        self.needs_flow = cfg.temporal > 0
+        w = cfg.weights
+        if w.temporal > 0 and flow_source is None:
+            raise ValueError('distill.weights.temporal needs optical flow; no flow source '
+                             'was given')
+        self.flow_source = flow_source if w.temporal > 0 else None
         # Every term but cross-entropy has a target on unlabeled frames; all but the
         # student's own consistency need the teacher.
-        self.uses_teacher = any(getattr(cfg, k) for k in ('pixel', 'channel', 'pairwise',
-                                                          'temporal_kd', 'adversarial'))
-        self.learns_from_unlabeled = self.uses_teacher or cfg.temporal > 0
+        self.uses_teacher = any((w.pixel, w.channel, w.pairwise, w.temporal_kd, w.adversarial))
+        self.learns_from_unlabeled = self.uses_teacher or w.temporal > 0
         # The teacher is frozen and not a registered submodule: it is in no optimizer,
         # no DDP wrapper and no checkpoint.
         teacher.eval().requires_grad_(False)
         object.__setattr__(self, 'teacher', teacher)
-        self.discriminator = (PairDiscriminator(num_classes, cfg.d_with_frames)
-                              if cfg.adversarial > 0 else None)
+        self.discriminator = PairDiscriminator(num_classes) if w.adversarial > 0 else None
         self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        # A buffer, not a float attribute: a compiled forward reads it without recompiling.
-        self.register_buffer('distill_scale', torch.ones(()), persistent=False)
-
-    def set_progress(self, step: int, total: int):
-        c = self.cfg
-        self.distill_scale.fill_(ramp_down_factor(step, total, c.ramp_down, c.ramp_down_to))
+        self._d_step = None     # optimizer, schedule and scaler, from start_training
+        self._judged = None     # (real, fake) pairs of the last forward, detached
 
     def _apply(self, fn, *args, **kwargs):
         # Move the unregistered teacher along with the task (.to, .cuda, ...).
@@ -86,20 +71,20 @@ class DistillationTask(ModelTask):
         self.teacher.eval()
         return self
 
-    def _pair(self, logits_t, logits_next, frames):
-        pair = [nnf.softmax(logits_t, 1), nnf.softmax(logits_next, 1)]
-        if self.cfg.d_with_frames:
-            pair += [frames[:, 0], frames[:, 1]]
-        return torch.cat(pair, 1)
-
-    def _pixel_kd(self, logits, teacher_logits, labels):
-        mask = (teacher_right(teacher_logits, labels)
-                if self.cfg.pixel_skip_teacher_errors else None)
-        return pixel_kd(logits, teacher_logits, self.cfg.temperature, mask)
-
     def forward(self, batch):
-        c = self.cfg
-        frames, labels = batch['frames'], batch['labels']      # (N, 2, 3, H, W), (N, 2, H, W)
+        """
+        Return the weighted terms of one batch of frame pairs.
+
+        batch: ``frames`` (N, 2, 3, H, W) normalized frames t and t+k, ``labels`` (N, 2, H, W)
+        with 255 where a frame has no label, and ``flows`` (N, 1, 2, H, W) from t to t+k when
+        the temporal term is on. Returns ``loss`` (the sum that is optimized), one entry per
+        term that is switched on (``ce``, ``kd_pixel``, ``kd_pixel_branches``, ``kd_channel``,
+        ``kd_pairwise``, ``kd_pairwise_branches``, ``temporal``, ``temporal_kd``,
+        ``adversarial``), each already weighted, and ``output``, the student's logits of
+        frame t.
+        """
+        w, grid = self.cfg.weights, tuple(self.cfg.grid)
+        frames, labels = batch['frames'], batch['labels']
         n = frames.shape[0]
         both = torch.cat([frames[:, 0], frames[:, 1]])
         s = self.forward_model(both)
@@ -108,58 +93,92 @@ class DistillationTask(ModelTask):
         s_t, s_next = s['logits'][:n], s['logits'][n:]
         branches = [b for b in BRANCHES if f'{b}_logits' in t]   # a two-branch teacher
         losses = {}
-        both_labels = torch.cat([labels[:, 0], labels[:, 1]])
-        if c.ce:
-            losses['ce'] = c.ce * cross_entropy(s['logits'], both_labels)
-        if c.pixel:
-            losses['kd_pixel'] = c.pixel * self._pixel_kd(s['logits'], t['logits'],
-                                                          both_labels)
-            if c.pixel_branches and branches:
-                losses['kd_pixel_branches'] = c.pixel * c.pixel_branches * sum(
-                    self._pixel_kd(s['logits'], t[f'{b}_logits'], both_labels)
-                    for b in branches)
-        if c.channel:
-            losses['kd_channel'] = c.channel * channel_kd(s['logits'], t['logits'],
-                                                          c.temperature)
-        if c.pairwise:
-            losses['kd_pairwise'] = c.pairwise * pairwise_kd(s['features'], t['features'],
-                                                             tuple(c.grid))
-            if c.pairwise_branches and branches:
-                losses['kd_pairwise_branches'] = c.pairwise * c.pairwise_branches * sum(
-                    pairwise_kd(s['features'], t[f'{b}_features'], tuple(c.grid))
-                    for b in branches)
-        if c.temporal:
+        if w.ce:
+            both_labels = torch.cat([labels[:, 0], labels[:, 1]])
+            losses['ce'] = w.ce * cross_entropy(s['logits'], both_labels)
+        if w.pixel:
+            temp = self.cfg.temperature
+            losses['kd_pixel'] = w.pixel * pixel_kd(s['logits'], t['logits'], temp)
+            if w.pixel_branches and branches:
+                losses['kd_pixel_branches'] = w.pixel * w.pixel_branches * sum(
+                    pixel_kd(s['logits'], t[f'{b}_logits'], temp) for b in branches)
+        if w.channel:
+            losses['kd_channel'] = w.channel * channel_kd(s['logits'], t['logits'],
+                                                          self.cfg.temperature)
+        if w.pairwise:
+            losses['kd_pairwise'] = w.pairwise * pairwise_kd(s['features'], t['features'], grid)
+            if w.pairwise_branches and branches:
+                losses['kd_pairwise_branches'] = w.pairwise * w.pairwise_branches * sum(
+                    pairwise_kd(s['features'], t[f'{b}_features'], grid) for b in branches)
+        if w.temporal:
             flow = batch['flows'][:, 0].to(frames.dtype)       # (N, 2, H, W), t -> t+k
             images = frames * self.std + self.mean
             valid = photometric_valid(images[:, 0], images[:, 1], flow,
-                                      c.photometric_threshold)
-            losses['temporal'] = c.temporal * motion_consistency(s_t, s_next, flow, valid,
-                                                                 c.temporal_pool)
-        if c.temporal_kd:
+                                      self.cfg.flow.photometric_threshold)
+            losses['temporal'] = w.temporal * motion_consistency(s_t, s_next, flow, valid)
+        if w.temporal_kd:
             f, tf = s['features'], t['features']
-            losses['temporal_kd'] = c.temporal_kd * temporal_kd(f[:n], f[n:], tf[:n], tf[n:],
-                                                                tuple(c.grid))
+            losses['temporal_kd'] = w.temporal_kd * temporal_kd(f[:n], f[n:], tf[:n], tf[n:],
+                                                                grid)
         if self.discriminator is not None:
-            fake = self._pair(s_t, s_next, frames)
-            losses['adversarial'] = c.adversarial * generator_loss(self.discriminator(fake))
-        # The scale is exactly 1 unless ramp_down fades the distillation late in training.
-        losses = {k: v if k == 'ce' else v * self.distill_scale for k, v in losses.items()}
-        out = {'loss': sum(losses.values()), **losses, 'output': s['logits'][:n]}
-        if c.ramp_down:
-            out['distill_scale'] = self.distill_scale.clone()   # the buffer changes next step
-        if self.discriminator is not None:
-            out['_d_fake'] = fake.detach()
-            out['_d_real'] = self._pair(t['logits'][:n], t['logits'][n:], frames).detach()
-        return out
+            fake = self._pair(s_t, s_next)
+            losses['adversarial'] = w.adversarial * generator_loss(self.discriminator(fake))
+            self._judged = (self._pair(t['logits'][:n], t['logits'][n:]).detach(),
+                            fake.detach())
+        return {'loss': sum(losses.values()), **losses, 'output': s_t}
 
-    def discriminator_loss(self, out) -> dict:
-        """Compute the discriminator's loss on detached teacher (real) and student (fake) pairs."""
-        real, fake = out['_d_real'], out['_d_fake']
+    @staticmethod
+    def _pair(logits_t, logits_next):
+        return torch.cat([nnf.softmax(logits_t, 1), nnf.softmax(logits_next, 1)], 1)
+
+    def start_training(self, lr_factor, amp: bool):
+        """Build the discriminator's Adam, on the student's learning-rate factor."""
+        if self.discriminator is None:
+            return
+        optimizer = torch.optim.Adam(self.discriminator.parameters(),
+                                     lr=self.cfg.discriminator.lr, betas=(0.5, 0.999))
+        # The discriminator follows the student's schedule (as in SKD's training script); at
+        # a constant rate it overpowers the decaying student late in training.
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        scaler = torch.amp.GradScaler(self.mean.device.type, enabled=amp)
+        self._d_step = (optimizer, schedule, scaler, amp)
+
+    def after_step(self) -> dict:
+        """Update the discriminator on the teacher (real) and student (fake) pairs just seen."""
+        if self.discriminator is None:
+            return {}
+        optimizer, schedule, scaler, amp = self._d_step
+        real, fake = self._judged
         d = self.discriminator
-        loss = discriminator_loss(d(real), d(fake), self.cfg.gan)
-        result = {'d_loss': loss}
-        if self.cfg.gan == 'wgan-gp':
-            result['d_gp'] = self.cfg.gp_weight * gradient_penalty(d, real, fake)
-            loss = loss + result['d_gp']
-        result['loss'] = loss
-        return result
+        lr = schedule.get_last_lr()[0]
+        with torch.autocast(real.device.type, enabled=amp):
+            loss = discriminator_loss(d(real), d(fake))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            # The discriminator is outside DDP: average its gradients by hand.
+            for p in d.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= dist.get_world_size()
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step()
+        self._judged = None
+        return {'d_loss': loss.detach(), 'd_lr': torch.tensor(lr)}
+
+    def get_extra_state(self):
+        # Saved with the task's state_dict, so a resumed run continues the same Adam moments.
+        if self._d_step is None:
+            return {}
+        optimizer, schedule, scaler, _ = self._d_step
+        return {'d_optimizer': optimizer.state_dict(), 'd_schedule': schedule.state_dict(),
+                'd_scaler': scaler.state_dict()}
+
+    def set_extra_state(self, state):
+        if self._d_step is None or not state:
+            return
+        optimizer, schedule, scaler, _ = self._d_step
+        optimizer.load_state_dict(state['d_optimizer'])
+        schedule.load_state_dict(state['d_schedule'])
+        scaler.load_state_dict(state['d_scaler'])

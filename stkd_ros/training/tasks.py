@@ -2,7 +2,8 @@
 Training tasks: modules whose ``forward(batch)`` returns a dict of losses.
 
 ``loss`` is what is optimized; every other scalar is logged as it is; ``output`` holds the
-model's output for sample overlays.
+model's output for sample overlays. A task with updates of its own beyond the model's (a
+discriminator) builds their optimizers in ``start_training`` and runs them in ``after_step``.
 """
 
 from stkd_ros.data.classes import IGNORE_INDEX
@@ -25,11 +26,11 @@ class ModelTask(nn.Module):
 
     frames_needed = 1
     learns_from_unlabeled = False   # whether a clip may start at an unlabeled frame
+    flow_source = None              # where training clips get their flow, if the task needs it
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.discriminator = None   # a task with a GAN sets a module here
         object.__setattr__(self, 'forward_model', model)
 
     def distribute(self, device):
@@ -37,8 +38,17 @@ class ModelTask(nn.Module):
         object.__setattr__(self, 'forward_model',
                            nn.parallel.DistributedDataParallel(self.model, device_ids=ids))
 
-    def set_progress(self, step: int, total: int):
-        """Take the step about to run; a task whose loss weights follow training overrides this."""
+    def start_training(self, lr_factor, amp: bool):
+        """
+        Prepare the task's own updates, once, before the first step (and before a resume).
+
+        lr_factor: step -> the model's learning-rate factor; amp: whether steps run under
+        autocast with a gradient scaler.
+        """
+
+    def after_step(self) -> dict:
+        """Run the task's own updates after the model's step; return scalars to log."""
+        return {}
 
     def trainable_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]

@@ -1,15 +1,17 @@
 """
 The training loop shared by every command: one task, one optimizer, resumable, distributed.
 
-A task is a module whose ``forward(batch)`` returns a dict of losses (``loss`` is optimized).
-The loop handles the rest: data, schedule, AMP, DDP, logging, evaluation, checkpoints and the
-deployable model file.
+A task is a module whose ``forward(batch)`` returns a dict of losses (``loss`` is optimized)
+and whose ``after_step`` runs its own extra updates (training/tasks.py). The loop handles the
+rest: data, schedule, AMP, DDP, logging, evaluation, checkpoints and the deployable model file.
 """
 
+from dataclasses import dataclass
 import logging
 from pathlib import Path
 import sys
 import time
+from typing import Iterator
 
 import numpy as np
 from stkd_ros import __version__
@@ -17,14 +19,13 @@ from stkd_ros.config import Config, save_config
 from stkd_ros.data.classes import colorize
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.flow import build_flow
-from stkd_ros.flow.cache import FlowCache
 from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
 from stkd_ros.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from stkd_ros.training.data import build_clips, train_loader
 from stkd_ros.training.evaluate import eval_mode, evaluate, predict
 from stkd_ros.training.logbook import Logbook
-from stkd_ros.training.run import seed_everything, setup_runtime, teardown_runtime
+from stkd_ros.training.run import Runtime, seed_everything, setup_runtime, teardown_runtime
 import torch
 from tqdm import tqdm
 
@@ -49,17 +50,24 @@ def poly_with_warmup(step: int, total: int, warmup: int, power: float) -> float:
     return max(0.0, 1.0 - progress) ** power
 
 
-def flow_source(cfg: Config, task, out_dir):
-    """Where distillation gets flow: the synthetic ground truth, or a cached estimator."""
-    if task.frames_needed < 2 or not getattr(task, 'needs_flow', False):
-        return None
-    d = cfg.distill
-    estimator = build_flow(d.flow, **d.flow_args)
-    if d.flow == 'ground_truth':
-        return estimator
-    data = cfg.data
-    key = data.dataset + '|' + (str(data.root) if data.root else str(data.synthetic))
-    return FlowCache(d.flow_cache or Path(out_dir) / 'flow_cache', estimator, key)
+@dataclass
+class _Session:
+    """What one training run holds between its steps."""
+
+    rt: Runtime
+    model: torch.nn.Module
+    task: torch.nn.Module
+    runner: torch.nn.Module       # the task, or its compiled form
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp: bool
+    batches: Iterator[dict]
+    val: object                   # held-out clips
+    flow: object                  # the flow evaluation uses
+    book: Logbook
+    meta: dict
+    step: int
 
 
 class Trainer:
@@ -70,21 +78,36 @@ class Trainer:
         self.make_task, self.role = make_task, role
 
     def run(self) -> dict:
-        cfg, t = self.cfg, self.cfg.train
-        rt = setup_runtime(t.device)
+        """
+        Train to ``train.steps``, resuming from ``out_dir/last.ckpt`` if it is there.
+
+        Evaluates every ``train.eval_every`` steps and at the end, checkpoints every
+        ``train.checkpoint_every`` steps, writes ``model.safetensors`` and returns the last
+        held-out metrics (mIoU, TC, flicker, ...).
+        """
+        rt = setup_runtime(self.cfg.train.device)
         try:
-            return self._run(cfg, t, rt)
+            session = self._setup(rt)
+            metrics = self._train(session)
+            if rt.is_main:
+                session.meta['provenance']['val'] = {k: v for k, v in metrics.items()
+                                                     if k != 'per_class_iou'}
+                save_model_file(self.out_dir / 'model.safetensors', session.model,
+                                session.meta)
+                log.info('%s: model file %s', self.role, self.out_dir / 'model.safetensors')
+            session.book.close()
+            return metrics
         finally:
             teardown_runtime(rt)
 
-    def _run(self, cfg, t, rt):
+    def _setup(self, rt: Runtime) -> _Session:
+        cfg, t = self.cfg, self.cfg.train
         seed_everything(t.seed)
         if rt.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out_dir / 'config.yaml')
         val = build_clips(cfg.data, 'val', clip_length=2, gap=cfg.data.eval_gap)
-        classes, palette = val.classes, val.palette
-        model = build_model(self.model_cfg.arch, len(classes), **self.model_cfg.args)
+        model = build_model(self.model_cfg.arch, len(val.classes), **self.model_cfg.args)
         task = self.make_task(model).to(rt.device)
         optimizer = build_optimizer(task.trainable_parameters(), t)
 
@@ -92,93 +115,71 @@ class Trainer:
             return poly_with_warmup(s, t.steps, t.warmup_steps, t.poly_power)
 
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-        d_optimizer = None
-        if task.discriminator is not None:
-            d_optimizer = torch.optim.Adam(task.discriminator.parameters(),
-                                           lr=cfg.distill.d_lr, betas=(0.5, 0.999))
-        step = self._resume(task, optimizer, schedule, d_optimizer)
+        amp = t.amp and rt.device.type == 'cuda'
+        task.start_training(lr_factor, amp)
+        step = self._resume(task, optimizer, schedule)
         loader, _ = train_loader(cfg.data, clip_length=task.frames_needed,
                                  batch_size=t.batch_size, seed=t.seed, start_step=step,
                                  workers=t.workers, rank=rt.rank, world_size=rt.world_size,
-                                 flow_source=flow_source(cfg, task, self.out_dir),
+                                 flow_source=task.flow_source,
                                  learns_from_unlabeled=task.learns_from_unlabeled)
         if rt.distributed:
             task.distribute(rt.device)   # DDP around the trained model only
-        runner = torch.compile(task) if t.torch_compile else task
-        use_amp = t.amp and rt.device.type == 'cuda'
-        scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
-        book = Logbook(self.out_dir, step, enabled=rt.is_main)
-        flow = build_flow(cfg.evaluation.flow, **cfg.evaluation.flow_args)
-        meta = self._metadata(classes, palette)
+        return _Session(
+            rt=rt, model=model, task=task,
+            runner=torch.compile(task) if t.torch_compile else task,
+            optimizer=optimizer, schedule=schedule,
+            scaler=torch.amp.GradScaler('cuda', enabled=amp), amp=amp,
+            batches=iter(loader), val=val,
+            flow=build_flow(cfg.evaluation.flow, **cfg.evaluation.flow_args),
+            book=Logbook(self.out_dir, step, enabled=rt.is_main),
+            meta=self._metadata(val.classes, val.palette), step=step)
+
+    def _train(self, s: _Session) -> dict:
+        t, rt = self.cfg.train, s.rt
         # A live bar on a terminal; in a log file, the periodic log line says the same.
-        bar = tqdm(total=t.steps, initial=step, desc=self.role, dynamic_ncols=True,
+        bar = tqdm(total=t.steps, initial=s.step, desc=self.role, dynamic_ncols=True,
                    disable=not (rt.is_main and sys.stderr.isatty()))
-        metrics, batches, tic = {}, iter(loader), time.perf_counter()
-        task.train()
-        while step < t.steps:
-            batch = {k: v.to(rt.device, non_blocking=True) for k, v in next(batches).items()}
-            task.set_progress(step, t.steps)
-            with torch.autocast(rt.device.type, enabled=use_amp):
-                losses = runner(batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses['loss']).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
-            if d_optimizer is not None:
-                # The discriminator follows the student's schedule (as in SKD's training
-                # script); at a constant rate it overpowers the decaying student late in training.
-                d_lr = cfg.distill.d_lr * (lr_factor(step) if cfg.distill.d_lr_decay else 1.0)
-                losses.update(self._discriminator_step(task, losses, d_optimizer, d_lr, rt,
-                                                       use_amp))
-            step += 1
+        metrics, tic = {}, time.perf_counter()
+        s.task.train()
+        while s.step < t.steps:
+            losses = self._train_step(s)
+            s.step += 1
             bar.update(1)
-            if step % t.log_every == 0 or step == t.steps:
-                scalars = {k: float(v.detach()) for k, v in losses.items()
-                           if k != 'output' and not k.startswith('_')}
-                scalars['lr'] = schedule.get_last_lr()[0]
+            if s.step % t.log_every == 0 or s.step == t.steps:
+                scalars = {k: float(v.detach()) for k, v in losses.items() if k != 'output'}
+                scalars['lr'] = s.schedule.get_last_lr()[0]
                 scalars['steps_per_s'] = t.log_every / (time.perf_counter() - tic)
                 tic = time.perf_counter()
-                book.scalars(step, scalars, 'train')
+                s.book.scalars(s.step, scalars, 'train')
                 bar.set_postfix(loss=f'{scalars["loss"]:.3f}')
                 if bar.disable and rt.is_main:
-                    log.info('%s step %d/%d loss %.4f (%.2f steps/s)', self.role, step,
+                    log.info('%s step %d/%d loss %.4f (%.2f steps/s)', self.role, s.step,
                              t.steps, scalars['loss'], scalars['steps_per_s'])
-            if rt.is_main and (step % t.eval_every == 0 or step == t.steps):
-                metrics = self._evaluate(model, val, flow, rt, book, step, meta)
-            if rt.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
-                extra = {'d_optimizer': d_optimizer.state_dict()} if d_optimizer else {}
-                save_checkpoint(self.out_dir / 'last.ckpt', step=step, task=task.state_dict(),
-                                optimizer=optimizer.state_dict(),
-                                schedule=schedule.state_dict(), rng=rng_state(), **extra)
+            if rt.is_main and (s.step % t.eval_every == 0 or s.step == t.steps):
+                metrics = self._evaluate(s)
+            if rt.is_main and (s.step % t.checkpoint_every == 0 or s.step == t.steps):
+                save_checkpoint(self.out_dir / 'last.ckpt', step=s.step,
+                                task=s.task.state_dict(), optimizer=s.optimizer.state_dict(),
+                                schedule=s.schedule.state_dict(), rng=rng_state())
         bar.close()
-        if rt.is_main:
-            meta['provenance']['val'] = {k: v for k, v in metrics.items()
-                                         if k != 'per_class_iou'}
-            save_model_file(self.out_dir / 'model.safetensors', model, meta)
-            log.info('%s: model file %s', self.role, self.out_dir / 'model.safetensors')
-        book.close()
         return metrics
 
     @staticmethod
-    def _discriminator_step(task, losses, d_optimizer, d_lr, rt, use_amp) -> dict:
-        """One discriminator update at rate ``d_lr`` on the detached pairs of this step."""
-        for group in d_optimizer.param_groups:
-            group['lr'] = d_lr
-        with torch.autocast(rt.device.type, enabled=use_amp):
-            d_losses = task.discriminator_loss(losses)
-        d_optimizer.zero_grad(set_to_none=True)
-        d_losses['loss'].backward()
-        if rt.distributed:
-            for p in task.discriminator.parameters():
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= rt.world_size
-        d_optimizer.step()
-        return {'d_lr': torch.tensor(d_lr),
-                **{k: v for k, v in d_losses.items() if k != 'loss'}}
+    def _train_step(s: _Session) -> dict:
+        """One update of the model, then the task's own updates; returns what to log."""
+        device = s.rt.device
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(s.batches).items()}
+        with torch.autocast(device.type, enabled=s.amp):
+            losses = s.runner(batch)
+        s.optimizer.zero_grad(set_to_none=True)
+        s.scaler.scale(losses['loss']).backward()
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+        s.schedule.step()
+        return {**losses, **s.task.after_step()}
 
-    def _resume(self, task, optimizer, schedule, d_optimizer=None) -> int:
+    def _resume(self, task, optimizer, schedule) -> int:
         path = self.out_dir / 'last.ckpt'
         if not path.is_file():
             return 0
@@ -186,27 +187,26 @@ class Trainer:
         task.load_state_dict(state['task'])
         optimizer.load_state_dict(state['optimizer'])
         schedule.load_state_dict(state['schedule'])
-        if d_optimizer is not None:
-            d_optimizer.load_state_dict(state['d_optimizer'])
         set_rng_state(state['rng'])
         log.info('resumed from %s at step %d', path, state['step'])
         return int(state['step'])
 
-    def _evaluate(self, model, val, flow, rt, book, step, meta):
-        d, e = self.cfg.data, self.cfg.evaluation
-        metrics = evaluate(model, val, input_size=d.eval_size, mean=meta['mean'],
+    def _evaluate(self, s: _Session) -> dict:
+        d, e, meta = self.cfg.data, self.cfg.evaluation, s.meta
+        metrics = evaluate(s.model, s.val, input_size=d.eval_size, mean=meta['mean'],
                            std=meta['std'], num_classes=meta['num_classes'],
-                           class_names=meta['classes'], flow=flow, device=rt.device,
+                           class_names=meta['classes'], flow=s.flow, device=s.rt.device,
                            max_clips=e.max_batches)
-        book.scalars(step, {k: v for k, v in metrics.items() if k != 'per_class_iou'}, 'val')
-        clip = val[0]
-        with eval_mode(model):
-            pred = predict(model, clip.frames[:1], d.eval_size, meta['mean'], meta['std'],
-                           rt.device)[0].numpy().astype(np.uint8)
+        s.book.scalars(s.step, {k: v for k, v in metrics.items() if k != 'per_class_iou'},
+                       'val')
+        clip = s.val[0]
+        with eval_mode(s.model):
+            pred = predict(s.model, clip.frames[:1], d.eval_size, meta['mean'], meta['std'],
+                           s.rt.device)[0].numpy().astype(np.uint8)
         palette = np.array(meta['palette'], np.uint8)
-        book.image(step, 'val/frame_prediction_label', np.concatenate(
+        s.book.image(s.step, 'val/frame_prediction_label', np.concatenate(
             [clip.frames[0], colorize(pred, palette), colorize(clip.labels[0], palette)], 1))
-        log.info('step %d: mIoU %.4f TC %.4f flicker %.4f', step, metrics['miou'],
+        log.info('step %d: mIoU %.4f TC %.4f flicker %.4f', s.step, metrics['miou'],
                  metrics['tc'], metrics['flicker'])
         return metrics
 
