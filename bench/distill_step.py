@@ -39,10 +39,11 @@ def main():
 
     student = build_model(args.student, 11)
     teacher = build_model('teacher', 11, size=args.teacher_size)
+    dis = build_flow('dis')
     task = DistillationTask(student, teacher, 11, DistillConfig(), IMAGENET_MEAN,
-                            IMAGENET_STD).train()
+                            IMAGENET_STD, flow_source=dis).train()
+    task.start_training(lambda step: 1.0, amp=False)
     opt = torch.optim.SGD(task.trainable_parameters(), lr=1e-3)
-    d_opt = torch.optim.Adam(task.discriminator.parameters(), lr=1e-4)
     plain = SupervisedTask(build_model(args.student, 11)).train()
     p_opt = torch.optim.SGD(plain.trainable_parameters(), lr=1e-3)
     both = torch.cat([batch['frames'][:, 0], batch['frames'][:, 1]])
@@ -56,20 +57,17 @@ def main():
         with torch.no_grad():
             teacher(both)
 
-    state = {}
-
     def distill_step():
         opt.zero_grad()
-        state['out'] = task(batch)
-        state['out']['loss'].backward()
+        task(batch)['loss'].backward()
         opt.step()
 
-    def d_step():
-        d_opt.zero_grad()
-        task.discriminator_loss(state['out'])['loss'].backward()
-        d_opt.step()
+    task(batch)
+    judged = task._judged    # the pairs of one forward, judged again at every repeat
 
-    dis = build_flow('dis')
+    def d_step():
+        task._judged = judged
+        task.after_step()
     with tempfile.TemporaryDirectory() as tmp:
         cache = FlowCache(tmp, dis, 'bench')
         cold = median_ms(lambda: [dis.between(c, 0, 1) for c in items], args.repeats)
