@@ -134,6 +134,9 @@ def main():
     emit('ablation', rows, ['row', 'seeds', *metrics], RESULTS)
     print(f'tc_shared_classes: TC over {", ".join(shared_classes)}\n')
     per_class(results, chosen)
+    print('\nEach run alone (reused runs included):')
+    for r in results:
+        print(f"{r['row']}, seed {r['seed']}: {r['command']}")
 
 
 def chosen_rows(slugs: str) -> dict:
