@@ -6,6 +6,9 @@ Every row trains the same student for the same steps on the same two-frame batch
 off (cross-entropy only). Each run is evaluated on held-out clips (mIoU, TC, flicker, with the
 world's exact flow) and the table reports mean and standard deviation over seeds. The exact
 command of every run is printed and stored, so any row can be reproduced alone.
+
+Run from the repository root: python -m experiments.ablation --teacher FILE ...
+The tables' JSON goes to experiments/results/, each run's scores to <out>/runs.json.
 """
 
 import argparse
@@ -19,10 +22,11 @@ import statistics
 import subprocess
 import sys
 
-from report import emit
+from bench.report import emit
 
+RESULTS = Path(__file__).resolve().parent / 'results'
 OFF = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
-ROWS = {   # name: (directory slug, distill weights to set; None keeps the default)
+ROWS = {   # name: (directory slug, distill.weights to set; None keeps the default)
     'baseline (CE only)': ('baseline', OFF),
     '+ spatial (pixel, pair-wise)': ('spatial', {**OFF, 'pixel': None, 'channel': None,
                                                  'pairwise': None}),
@@ -93,7 +97,7 @@ def main():
         for seed in args.seeds.split(','):
             run_dir = out / f'{slug}_s{seed}'
             sets = shared + [f'--set=train.seed={seed}'] + [
-                f'--set=distill.{k}={v}' for k, v in weights.items() if v is not None]
+                f'--set=distill.weights.{k}={v}' for k, v in weights.items() if v is not None]
             cmd = stkd + ['distill', '--config', args.config, '--teacher', args.teacher,
                           '--out', str(run_dir), '--steps', str(args.steps)] + sets
             planned.append((name, seed, run_dir, cmd))
@@ -127,9 +131,12 @@ def main():
             row[k] = f'{statistics.mean(values):.4f} ± {spread:.4f}'
         rows.append(row)
     (out / 'runs.json').write_text(json.dumps(results, indent=2))
-    emit('ablation', rows, ['row', 'seeds', *metrics])
+    emit('ablation', rows, ['row', 'seeds', *metrics], RESULTS)
     print(f'tc_shared_classes: TC over {", ".join(shared_classes)}\n')
     per_class(results, chosen)
+    print('\nEach run alone (reused runs included):')
+    for r in results:
+        print(f"{r['row']}, seed {r['seed']}: {r['command']}")
 
 
 def chosen_rows(slugs: str) -> dict:
@@ -159,7 +166,7 @@ def per_class(results, rows):
                 value = nanmean([r[key][cls] for r in mine])
                 by_class.setdefault(cls, {'class': cls})[column] = (
                     'n/a' if math.isnan(value) else f'{value:.3f}')
-    emit('ablation_per_class', list(by_class.values()), columns)
+    emit('ablation_per_class', list(by_class.values()), columns, RESULTS)
 
 
 if __name__ == '__main__':
