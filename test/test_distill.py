@@ -25,7 +25,7 @@ def _batch(n=2, k=5, h=64, w=128):
 
 
 def _task(flow_source='given', **weights):
-    """A task with the default weights but those given; flow is only checked for presence."""
+    """Build a task with the default weights but those given; flow is only checked as given."""
     torch.manual_seed(0)
     student = build_model('bisenet_lite', 5)
     teacher = build_model('teacher', 5, size='tiny')
@@ -102,7 +102,7 @@ def test_the_discriminator_step_under_amp_scales_its_gradients():
 
 
 def test_terms_switch_off_one_by_one():
-    off = dict(pixel=0, pairwise=0, temporal=0, temporal_kd=0, adversarial=0)
+    off = {'pixel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
     task = _task(None, **off)
     assert task.discriminator is None and task.flow_source is None
     # Cross-entropy alone has nothing to learn on an unlabeled frame; any other term has.
@@ -155,6 +155,7 @@ def test_flow_cache_returns_what_was_computed(tmp_path, small_world):
     assert cache.misses == 2
 
 
+@pytest.mark.slow
 def test_stkd_distill_runs_the_full_method(tmp_path):
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
                    check=True, capture_output=True)

@@ -14,4 +14,3 @@ def pixel_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     """
     kl = softened_kl(student_logits, teacher_logits, temperature, 1, 'pixel_kd')   # (N, H, W)
     return kl.mean() * temperature * temperature
-

@@ -1,9 +1,10 @@
 """
 The discriminator of the GAN structure: it sees a pair of consecutive predictions.
 
-Input: the class probabilities of frames t and t+k, stacked on channels. Convolutions with spectral normalization (Miyato et al. ICLR 2018) and one
-self-attention block (SAGAN, Zhang et al. ICML 2019) so that it can judge both the shape of
-each prediction and how the two agree across the image; one score per pair.
+Input: the class probabilities of frames t and t+k, stacked on channels. Convolutions with
+spectral normalization (Miyato et al. ICLR 2018) and one self-attention block (SAGAN, Zhang
+et al. ICML 2019) so that it can judge both the shape of each prediction and how the two agree
+across the image; one score per pair.
 """
 
 import torch
