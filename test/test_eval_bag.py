@@ -42,6 +42,7 @@ def drive(request, tmp_path_factory):
     return out / 'bag'
 
 
+@pytest.mark.slow
 def test_report_metrics_and_annotated_bag(drive, models, tmp_path):
     summary = eval_bag(drive, models, '/camera/image_raw', label_topic='/camera/labels',
                        report=tmp_path / 'report', write_bag=tmp_path / 'annotated')
@@ -62,6 +63,7 @@ def test_report_metrics_and_annotated_bag(drive, models, tmp_path):
                       '/stkd/a/color': 6, '/stkd/b/mask': 6, '/stkd/b/color': 6}
 
 
+@pytest.mark.slow
 def test_compressed_image_topic(models, tmp_path):
     from rosbags.rosbag2 import StoragePlugin, Writer
     bag = tmp_path / 'compressed'
@@ -105,6 +107,7 @@ def _cli(*args):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_missing_bag_topic_and_corrupt_bag_are_one_line_errors(drive, models, tmp_path):
     with pytest.raises(BagError, match=r'topic /nope is not in the bag \(it has: '):
         eval_bag(drive, models[:1], '/nope')

@@ -27,6 +27,7 @@ def _model_file(tmp_path, arch, num_classes=5):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('arch', STUDENTS)
 def test_onnx_matches_pytorch_within_1e4(tmp_path, arch):
     import onnxruntime as ort

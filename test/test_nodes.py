@@ -16,7 +16,7 @@ from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
 import torch
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 @pytest.fixture(scope='module')

@@ -20,6 +20,7 @@ def _val_rows(out):
                 and r['tag'] != 'val/ms_per_frame' and r['tag'] != 'val/fps']
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_ends_like_an_unbroken_run(tmp_path):
     steps, extra = 24, ['train.checkpoint_every=4', 'train.eval_every=12']
     subprocess.run(_cmd('train-student', tmp_path / 'whole', steps, extra), check=True,
@@ -43,6 +44,7 @@ def test_sigkill_then_resume_ends_like_an_unbroken_run(tmp_path):
     assert _val_rows(tmp_path / 'whole') == _val_rows(broken)
 
 
+@pytest.mark.slow
 def test_teacher_trains_with_both_branches_supervised(tmp_path):
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
                    check=True, capture_output=True)
@@ -60,6 +62,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu_with_gloo(tmp_path):
     out = tmp_path / 'ddp'
     launcher = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
