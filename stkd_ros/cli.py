@@ -1,6 +1,7 @@
 """The `stkd` command: one subcommand per job, each a thin call into the library."""
 
 import argparse
+import json
 import logging
 import sys
 
@@ -31,7 +32,13 @@ def _cmd_train(args):
 
 def _cmd_distill(args):
     from stkd_ros.training.commands import distill
-    metrics = distill(args.config, args.teacher, args.out, args.steps, args.set)
+    sets = list(args.set)
+    # JSON is YAML: paths with spaces or colons pass through the override intact.
+    if args.unlabeled_bag:
+        sets.append(f'data.unlabeled_bags={json.dumps(args.unlabeled_bag)}')
+    if args.unlabeled_topic:
+        sets.append(f'data.unlabeled_topic={json.dumps(args.unlabeled_topic)}')
+    metrics = distill(args.config, args.teacher, args.out, args.steps, sets)
     print(f'distill: {args.out}/model.safetensors  mIoU {metrics.get("miou", 0):.4f}  '
           f'TC {metrics.get("tc", 0):.4f}  flicker {metrics.get("flicker", 0):.4f}')
 
@@ -106,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('distill', help='distill the student from a trained teacher')
     _add_train_args(p)
     p.add_argument('--teacher', required=True, help='the teacher model file')
+    p.add_argument('--unlabeled-bag', action='append', default=[], metavar='PATH',
+                   help='a recorded drive (ROS 2 MCAP or sqlite3, or ROS 1 bag) to learn from '
+                   'without labels; repeatable')
+    p.add_argument('--unlabeled-topic', default=None, metavar='TOPIC',
+                   help='the image topic (Image or CompressedImage) of the unlabeled bags')
     p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser('evaluate', help='mIoU, TC, flicker and speed of a model file')

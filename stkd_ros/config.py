@@ -25,10 +25,11 @@ class SyntheticDataConfig:
     difficulty: float = 0.6
     seed: int = 0
     train_clips: int = 40
-    val_clips: int = 6
+    val_clips: int = 6          # held-out streets, reported
+    tune_clips: int = 8         # held-out streets of their own, for choosing settings
     keys_per_clip: int = 4
     label_every: int = 1        # training labels on one frame in N (Cityscapes, CamVid: 30)
-    unlabeled_keys: float = 0.0  # share of distillation clips starting at any frame
+    unlabeled_clips: int = 0    # never-labeled streets: unlabeled video for distillation
 
 
 @dataclass
@@ -43,6 +44,19 @@ class DataConfig:
     eval_gap: int = 1
     clip_length: int = 2
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    # Unlabeled video (distillation only): recorded drives, one image topic read from each.
+    unlabeled_bags: List[str] = field(default_factory=list)
+    unlabeled_topic: Optional[str] = None
+    unlabeled_ratio: float = 1.0            # unlabeled pairs per labeled pair in a batch
+    frame_cache: Optional[str] = None       # decoded bag frames; default: <out>/frame_cache
+
+    def __post_init__(self):
+        if self.unlabeled_bags and not self.unlabeled_topic:
+            raise ConfigError('config: data.unlabeled_topic: name the image topic to read '
+                              'from the unlabeled bags')
+        if not self.unlabeled_ratio > 0:
+            raise ConfigError(f'config: data.unlabeled_ratio: expected a share above 0, got '
+                              f'{self.unlabeled_ratio}')
 
 
 @dataclass
@@ -151,6 +165,7 @@ class DistillConfig:
 
 @dataclass
 class EvalConfig:
+    split: str = 'val'                      # val (reported) | tune (for choosing settings)
     flow: str = 'dis'                       # dis | farneback | raft | ground_truth
     flow_args: Dict[str, Any] = field(default_factory=dict)
     batch_size: int = 4

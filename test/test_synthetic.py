@@ -126,28 +126,31 @@ def test_sparse_labels_keep_only_the_annotated_key_frames_of_training_clips():
     assert (dense[0].labels != IGNORE_INDEX).any(axis=(1, 2)).all()
 
 
-def test_unlabeled_keys_start_clips_anywhere_but_keep_labels_only_where_annotated():
-    cfg = DataConfig(gap=[1, 1], synthetic=SyntheticDataConfig(
-        height=32, width=64, frames=30, label_every=30, unlabeled_keys=1.0))
-    train = build_clips(cfg, 'train', clip_length=2, gap=cfg.gap, learns_from_unlabeled=True)
+def test_unlabeled_streets_start_anywhere_carry_no_label_and_share_no_street():
+    world = SyntheticConfig(height=32, width=64, frames=30)
+    unlabeled = SyntheticClips(world, split='unlabeled', clips=2, gap=(1, 1))
     starts = set()
     for item in range(40):
         random.seed(item)
-        clip = train[item % len(train)]
-        start = int(clip.name.rsplit('_', 1)[1])
-        starts.add(start)
-        for i, t in enumerate((start, start + 1)):
-            assert (clip.labels[i] != IGNORE_INDEX).any() == (t == 15)
+        clip = unlabeled[item % len(unlabeled)]
+        starts.add(int(clip.name.rsplit('_', 1)[1]))
+        assert (clip.labels == IGNORE_INDEX).all() and clip.flows.shape[0] == 1
     assert len(starts) > 10
-    # A task that cannot learn from unlabeled frames does not ask for them: the share is unused.
-    labeled_only = build_clips(cfg, 'train', clip_length=2, gap=cfg.gap)
-    random.seed(0)
-    assert labeled_only[0].name.endswith('_015')
+    first = {split: SyntheticClips(world, split=split, clips=1, gap=1).world.frame(0, 0)[0]
+             for split in SyntheticClips.SPLIT_SEED}
+    assert len({f.tobytes() for f in first.values()}) == len(first)
 
 
-def test_an_unlabeled_key_share_outside_0_1_is_refused():
-    with pytest.raises(ValueError, match='unlabeled_keys must be a share in'):
-        SyntheticClips(SyntheticConfig(height=32, width=64), unlabeled_keys=1.5)
+def test_a_one_frame_task_and_a_pair_task_draw_the_same_labeled_key_frames():
+    world = SyntheticConfig(height=32, width=64, frames=12)
+    single = SyntheticClips(world, clips=2, gap=(1, 3), clip_length=1)
+    pairs = SyntheticClips(world, clips=2, gap=(1, 3), clip_length=2)
+    for item in range(8):
+        random.seed(item)
+        a = single[item]
+        random.seed(item)
+        b = pairs[item]
+        assert a.name == b.name and (a.frames[0] == b.frames[0]).all()
 
 
 @pytest.mark.parametrize('label_every, match', [

@@ -106,17 +106,18 @@ class SyntheticClips:
     at one of them, and its later frames carry 255. Held-out splits stay fully labeled, since
     scoring is not training.
 
-    ``unlabeled_keys`` is the share of training clips that start at any frame instead, labeled
-    or not: a distilled student learns from the teacher's targets on the unlabeled frames of
-    the video too, as it would on Cityscapes' 30-frame snippets. Frames keep their labels only
-    where annotated.
+    Split ``unlabeled`` holds streets that are never labeled (every label 255), for
+    distillation from unlabeled video; its clips start at any frame. Split ``tune`` is held
+    out like ``val`` but kept apart from it, for choosing settings without touching the
+    reported held-out streets.
     """
 
-    SPLIT_SEED = {'train': 0, 'val': 1_000_003, 'test': 2_000_003}
+    SPLIT_SEED = {'train': 0, 'val': 1_000_003, 'test': 2_000_003, 'tune': 3_000_003,
+                  'unlabeled': 4_000_003}
 
     def __init__(self, config: SyntheticConfig, *, split: str = 'train', clips: int = 100,
                  gap=(1, 3), clip_length: int = 2, keys_per_clip: int = 4,
-                 label_every: int = 1, unlabeled_keys: float = 0.0):
+                 label_every: int = 1):
         if split not in self.SPLIT_SEED:
             raise ValueError(f'unknown split {split!r}; expected one of {list(self.SPLIT_SEED)}')
         seeded = SyntheticConfig(**{**config.__dict__, 'seed': config.seed
@@ -125,17 +126,19 @@ class SyntheticClips:
         self.split, self.clips, self.gap = split, clips, FrameGap(gap)
         self.clip_length, self.keys_per_clip = clip_length, keys_per_clip
         self.classes, self.palette = CAMVID_CLASSES, CAMVID_PALETTE
-        span = (clip_length - 1) * self.gap.high
+        # Room for a pair even when one frame is asked for: a key frame is then drawn the same
+        # way for a one-frame task and a two-frame one, so both see the same labeled views.
+        span = max(clip_length - 1, 1) * self.gap.high
         if span >= seeded.frames:
             raise ValueError(f'clips of {seeded.frames} frames cannot hold {clip_length} '
                              f'frames {self.gap.high} apart')
         if label_every < 1:
             raise ValueError(f'label_every must be 1 or more frames, got {label_every}')
-        if not 0 <= unlabeled_keys <= 1:
-            raise ValueError(f'unlabeled_keys must be a share in [0, 1], got {unlabeled_keys}')
-        self.label_every, self.unlabeled_keys = label_every, unlabeled_keys
-        self.labeled_frames = [t for t in range(seeded.frames) if self.labeled(t)]
-        if not any(t < seeded.frames - span for t in self.labeled_frames):
+        self.label_every = label_every
+        # Clips start at labeled frames; on never-labeled streets, at any frame.
+        self.key_frames = [t for t in range(seeded.frames)
+                           if split == 'unlabeled' or self.labeled(t)]
+        if not any(t < seeded.frames - span for t in self.key_frames):
             raise ValueError(f'label_every {label_every}: no labeled frame of a '
                              f'{seeded.frames}-frame clip is followed by {span} more frames')
 
@@ -147,18 +150,14 @@ class SyntheticClips:
             raise IndexError(item)
         index, key = divmod(item, self.keys_per_clip)
         frames = self.world.config.frames
-        if self.split != 'train':
+        if self.split not in ('train', 'unlabeled'):
             gap = self.gap.low
             last = frames - 1 - (self.clip_length - 1) * gap
             start = (key * last) // max(self.keys_per_clip - 1, 1)
             return self.world.clip(index, start=start, length=self.clip_length, gap=gap)
         gap = self.gap.sample()
-        last = frames - 1 - (self.clip_length - 1) * gap
-        # With every frame labeled this draws what randint(0, last) did: same runs as before.
-        # The share is only drawn when set, so runs without it keep their random stream.
-        keys = (range(last + 1) if self.unlabeled_keys and random.random() < self.unlabeled_keys
-                else [t for t in self.labeled_frames if t <= last])
-        start = random.choice(keys)
+        last = frames - 1 - max(self.clip_length - 1, 1) * gap
+        start = random.choice([t for t in self.key_frames if t <= last])
         clip = self.world.clip(index, start=start, length=self.clip_length, gap=gap)
         for i in range(self.clip_length):
             if not self.labeled(start + i * gap):
@@ -166,5 +165,7 @@ class SyntheticClips:
         return clip
 
     def labeled(self, t: int) -> bool:
-        """Whether frame ``t`` of a training clip keeps its label."""
+        """Whether frame ``t`` of a training clip keeps its label (none of an unlabeled one)."""
+        if self.split == 'unlabeled':
+            return False
         return t % self.label_every == self.label_every // 2

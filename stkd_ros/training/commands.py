@@ -76,7 +76,7 @@ def evaluate_model(model_path, config_path, json_path=None, overrides=()) -> dic
     device = torch.device('cuda' if torch.cuda.is_available() and cfg.train.device != 'cpu'
                           else 'cpu')
     model, meta = load_model_file(model_path, device)
-    val = build_clips(cfg.data, 'val', clip_length=2, gap=cfg.data.eval_gap)
+    val = build_clips(cfg.data, cfg.evaluation.split, clip_length=2, gap=cfg.data.eval_gap)
     if len(val.classes) != meta['num_classes']:
         raise ValueError(f'{model_path} predicts {meta["num_classes"]} classes but '
                          f'{cfg.data.dataset} has {len(val.classes)}')

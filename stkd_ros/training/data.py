@@ -14,27 +14,25 @@ from stkd_ros.flow.cache import FlowCache
 import torch
 
 
-def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap,
-                learns_from_unlabeled: bool = False):
-    """
-    Build the dataset of ``cfg`` for ``split`` ('train' or 'val'); it returns Clips.
-
-    ``learns_from_unlabeled`` lets training clips start at unlabeled frames, in the share
-    ``data.synthetic.unlabeled_keys`` gives; a task without it draws labeled key frames only.
-    """
+def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
+    """Build the dataset of ``cfg`` for ``split`` ('train', 'val' or 'tune'); it returns Clips."""
     if cfg.dataset == 'synthetic':
         from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
         s = cfg.synthetic
         world = SyntheticConfig(height=s.height, width=s.width, frames=s.frames,
                                 difficulty=s.difficulty, seed=s.seed)
-        clips = s.train_clips if split == 'train' else s.val_clips
+        clips = {'train': s.train_clips, 'val': s.val_clips, 'tune': s.tune_clips}.get(split)
+        if clips is None:
+            raise ValueError(f'evaluation.split: unknown split {split!r}; expected val or tune')
         return SyntheticClips(world, split=split, clips=clips, gap=gap,
                               clip_length=clip_length, keys_per_clip=s.keys_per_clip,
-                              label_every=s.label_every,
-                              unlabeled_keys=s.unlabeled_keys if learns_from_unlabeled else 0.0)
+                              label_every=s.label_every)
     if cfg.dataset not in ('camvid', 'cityscapes'):
         raise ValueError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
                          f'camvid or cityscapes')
+    if split == 'tune':
+        raise ValueError(f'evaluation.split: tune is a split of the synthetic world; for '
+                         f'{cfg.dataset}, tune on a split of your own')
     if cfg.root is None:
         raise ValueError(f'data.root must name the {cfg.dataset} directory')
     if cfg.dataset == 'camvid':
@@ -43,6 +41,31 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap,
                            clip_length=clip_length)
     from stkd_ros.data.cityscapes import CityscapesClips
     return CityscapesClips(cfg.root, split=split, gap=gap, clip_length=clip_length)
+
+
+def build_unlabeled(cfg: DataConfig, *, clip_length: int, gap, cache_dir):
+    """
+    Build the unlabeled video of ``cfg``: never-labeled synthetic streets, recorded drives.
+
+    Returns a dataset of Clips whose labels are all 255, or None when there is none.
+    """
+    parts = []
+    if cfg.dataset == 'synthetic' and cfg.synthetic.unlabeled_clips:
+        from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
+        s = cfg.synthetic
+        world = SyntheticConfig(height=s.height, width=s.width, frames=s.frames,
+                                difficulty=s.difficulty, seed=s.seed)
+        parts.append(SyntheticClips(world, split='unlabeled', clips=s.unlabeled_clips,
+                                    gap=gap, clip_length=clip_length,
+                                    keys_per_clip=s.keys_per_clip))
+    if cfg.unlabeled_bags:
+        from stkd_ros.bag.video import BagVideo
+        cache = cfg.frame_cache or cache_dir
+        parts += [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, gap=gap,
+                           clip_length=clip_length) for bag in cfg.unlabeled_bags]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
 
 class SeededClips(torch.utils.data.Dataset):
@@ -111,17 +134,69 @@ class FlowClips:
         return clip
 
 
+class MixedBatches(torch.utils.data.Sampler):
+    """
+    Batches of labeled keys, each followed by a batch of unlabeled keys when there are any.
+
+    The two streams are drawn from their own samplers, so the labeled part of every batch is
+    what a run without unlabeled video draws with the same seed.
+    """
+
+    def __init__(self, labeled: ResumableBatchSampler, unlabeled=None):
+        self.labeled, self.unlabeled = labeled, unlabeled
+
+    def __iter__(self):
+        unlabeled = iter(self.unlabeled) if self.unlabeled is not None else None
+        for keys in self.labeled:
+            batch = [('labeled',) + k for k in keys]
+            if unlabeled is not None:
+                batch += [('unlabeled',) + k for k in next(unlabeled)]
+            yield batch
+
+    def __len__(self):
+        return len(self.labeled)
+
+
+class Streams(torch.utils.data.Dataset):
+    """Items are (stream, epoch, index): one SeededClips per stream."""
+
+    def __init__(self, **streams):
+        self.streams = streams
+
+    def __getitem__(self, key):
+        stream, epoch, index = key
+        return self.streams[stream][(epoch, index)]
+
+
 def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: int,
                  start_step: int, workers: int, rank: int = 0, world_size: int = 1,
-                 flow_source=None, learns_from_unlabeled: bool = False):
-    """Build an endless, seeded, resumable loader of training batches (dicts of tensors)."""
-    clips = build_clips(cfg, 'train', clip_length=clip_length, gap=tuple(cfg.gap),
-                        learns_from_unlabeled=learns_from_unlabeled)
-    if flow_source is not None:
-        clips = FlowClips(clips, flow_source)
+                 flow_source=None, unlabeled: bool = False, cache_dir=None):
+    """
+    Build an endless, seeded, resumable loader of training batches (dicts of tensors).
+
+    With ``unlabeled`` (a task that learns from unlabeled frames) and unlabeled video in
+    ``cfg``, each batch of ``batch_size`` labeled clips is followed by
+    ``data.unlabeled_ratio`` times as many unlabeled ones, drawn with their own seed.
+    """
+    gap = tuple(cfg.gap)
     transform = train_transforms(crop_size=tuple(cfg.crop_size),
                                  scale_range=tuple(cfg.scale_range))
-    sampler = ResumableBatchSampler(len(clips), batch_size, seed, start_step, rank, world_size)
+    clips = build_clips(cfg, 'train', clip_length=clip_length, gap=gap)
+    extra = (build_unlabeled(cfg, clip_length=clip_length, gap=gap, cache_dir=cache_dir)
+             if unlabeled else None)
+    if flow_source is not None:
+        clips = FlowClips(clips, flow_source)
+        extra = FlowClips(extra, flow_source) if extra is not None else None
+    sampler = MixedBatches(ResumableBatchSampler(len(clips), batch_size, seed, start_step,
+                                                 rank, world_size))
+    streams = {'labeled': SeededClips(clips, transform, seed)}
+    if extra is not None:
+        # Its own seed: the labeled stream stays exactly what it is without unlabeled video.
+        useed = seed + 7_919
+        sampler.unlabeled = ResumableBatchSampler(
+            len(extra), max(1, round(cfg.unlabeled_ratio * batch_size)), useed, start_step,
+            rank, world_size)
+        streams['unlabeled'] = SeededClips(extra, transform, useed)
     return torch.utils.data.DataLoader(
-        SeededClips(clips, transform, seed), batch_sampler=sampler, num_workers=workers,
+        Streams(**streams), batch_sampler=sampler, num_workers=workers,
         persistent_workers=workers > 0), clips

@@ -94,8 +94,8 @@ class DistillationTask(ModelTask):
         branches = [b for b in BRANCHES if f'{b}_logits' in t]   # a two-branch teacher
         losses = {}
         if w.ce:
-            both_labels = torch.cat([labels[:, 0], labels[:, 1]])
-            losses['ce'] = w.ce * cross_entropy(s['logits'], both_labels)
+            # The key frame's label only: the labels a student trained on labels alone sees.
+            losses['ce'] = w.ce * cross_entropy(s_t, labels[:, 0])
         if w.pixel:
             temp = self.cfg.temperature
             losses['kd_pixel'] = w.pixel * pixel_kd(s['logits'], t['logits'], temp)

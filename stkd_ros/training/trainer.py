@@ -106,7 +106,7 @@ class Trainer:
         if rt.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out_dir / 'config.yaml')
-        val = build_clips(cfg.data, 'val', clip_length=2, gap=cfg.data.eval_gap)
+        val = build_clips(cfg.data, cfg.evaluation.split, clip_length=2, gap=cfg.data.eval_gap)
         model = build_model(self.model_cfg.arch, len(val.classes), **self.model_cfg.args)
         task = self.make_task(model).to(rt.device)
         optimizer = build_optimizer(task.trainable_parameters(), t)
@@ -122,7 +122,8 @@ class Trainer:
                                  batch_size=t.batch_size, seed=t.seed, start_step=step,
                                  workers=t.workers, rank=rt.rank, world_size=rt.world_size,
                                  flow_source=task.flow_source,
-                                 learns_from_unlabeled=task.learns_from_unlabeled)
+                                 unlabeled=task.learns_from_unlabeled,
+                                 cache_dir=self.out_dir / 'frame_cache')
         if rt.distributed:
             task.distribute(rt.device)   # DDP around the trained model only
         return _Session(

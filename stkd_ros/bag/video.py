@@ -1,0 +1,96 @@
+"""
+A recorded drive as unlabeled training video: frame pairs from one image topic of a bag.
+
+The topic's frames are decoded once into a ``.npy`` file beside the run (a memory map when
+read), so an epoch reads pixels instead of decoding JPEGs or converting encodings again.
+"""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from stkd_ros.bag.evaluate import decode
+from stkd_ros.bag.reader import BagError, connections_for, IMAGE_TYPES, iter_messages, open_bag
+from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.data.clip import Clip, FrameGap
+
+log = logging.getLogger(__name__)
+
+
+def cache_path(bag, topic: str, cache_dir) -> Path:
+    """Where the decoded frames of ``topic`` go: named by the bag's path, size and time."""
+    bag = Path(bag).resolve()
+    files = sorted(bag.rglob('*')) if bag.is_dir() else [bag]
+    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    digest = hashlib.sha1(repr((str(bag), topic, stats)).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f'{bag.name}_{digest}.npy'
+
+
+def decode_topic(bag, topic: str, cache_dir) -> Path:
+    """Decode every frame of ``topic`` into an (N, H, W, 3) uint8 ``.npy`` file, once."""
+    path = cache_path(bag, topic, cache_dir)
+    if path.is_file():
+        return path
+    with open_bag(bag) as reader:
+        (conn,) = connections_for(reader, [topic])
+        if conn.msgtype not in IMAGE_TYPES:
+            raise BagError(f'{bag}: topic {topic} carries {conn.msgtype}, not images')
+        count = sum(c.msgcount for c in reader.connections if c.topic == topic)
+        if count < 2:
+            raise BagError(f'{bag}: topic {topic} has {count} frame(s); pairs need 2 or more')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + f'.{os.getpid()}.tmp.npy')
+        frames = None
+        for i, (_, msgtype, stamp, msg) in enumerate(iter_messages(reader, [topic])):
+            image = decode(msgtype, msg)
+            if frames is None:
+                log.info('decoding %d frames of %s in %s once, into %s', count, topic, bag,
+                         path)
+                frames = np.lib.format.open_memmap(tmp, 'w+', np.uint8,
+                                                   (count,) + image.shape)
+            elif image.shape != frames.shape[1:]:
+                raise BagError(f'{bag}: frame {i} of {topic} is {image.shape[1]}x'
+                               f'{image.shape[0]}, the first was {frames.shape[2]}x'
+                               f'{frames.shape[1]}; a topic must keep one size')
+            frames[i] = image
+        frames.flush()
+        del frames
+    os.replace(tmp, path)
+    return path
+
+
+class BagVideo:
+    """
+    Unlabeled clips of ``clip_length`` frames ``gap`` apart, one starting at every frame.
+
+    Labels are 255 everywhere: what the student learns here comes from the teacher and from
+    the video's own consistency.
+    """
+
+    def __init__(self, bag, topic: str, *, cache_dir, gap=1, clip_length: int = 2):
+        self.path = decode_topic(bag, topic, cache_dir)
+        self.name = f'{Path(bag).name}{topic.replace("/", "_")}'
+        self.gap, self.clip_length = FrameGap(gap), clip_length
+        self.count = int(np.load(self.path, mmap_mode='r').shape[0])
+        if self.count <= (clip_length - 1) * self.gap.high:
+            raise BagError(f'{bag}: {self.count} frames of {topic} hold no clip of '
+                           f'{clip_length} frames {self.gap.high} apart')
+        self._frames = None     # opened in each data-loader worker, never pickled
+
+    def __len__(self):
+        return self.count - (self.clip_length - 1) * self.gap.high
+
+    def __getitem__(self, index: int) -> Clip:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if self._frames is None:
+            self._frames = np.load(self.path, mmap_mode='r')
+        gap = self.gap.sample()
+        frames = np.array(self._frames[index:index + (self.clip_length - 1) * gap + 1:gap])
+        labels = np.full(frames.shape[:3], IGNORE_INDEX, np.uint8)
+        return Clip(frames, labels, None, name=f'{self.name}_{index:06d}', gap=gap)
+
+    def __getstate__(self):
+        return {**self.__dict__, '_frames': None}

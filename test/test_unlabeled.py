@@ -1,0 +1,117 @@
+"""Unlabeled video in distillation: never-labeled streets and recorded drives (bags)."""
+
+import csv
+import subprocess
+import sys
+
+from cli_helpers import _cmd
+import numpy as np
+import pytest
+from stkd_ros.bag.reader import BagError
+from stkd_ros.bag.video import BagVideo
+from stkd_ros.config import DataConfig, SyntheticDataConfig
+from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.training.data import train_loader
+
+
+def _data(**synthetic):
+    return DataConfig(crop_size=[32, 64], eval_size=[32, 64], scale_range=[0.8, 1.2],
+                      synthetic=SyntheticDataConfig(height=32, width=64, frames=8,
+                                                    train_clips=2, keys_per_clip=2,
+                                                    **synthetic))
+
+
+def torch_equal(a, b):
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def _batches(cfg, unlabeled, count=3, start_step=0):
+    loader, _ = train_loader(cfg, clip_length=2, batch_size=2, seed=5, start_step=start_step,
+                             workers=0, unlabeled=unlabeled)
+    it = iter(loader)
+    return [next(it) for _ in range(count)]
+
+
+def test_unlabeled_pairs_join_each_batch_and_leave_the_labeled_ones_unchanged():
+    cfg = _data(unlabeled_clips=3)
+    mixed = _batches(cfg, unlabeled=True)
+    plain = _batches(cfg, unlabeled=False)
+    for m, p in zip(mixed, plain):
+        assert m['frames'].shape[0] == 4 and p['frames'].shape[0] == 2
+        assert torch_equal(m['frames'][:2], p['frames'])
+        assert torch_equal(m['labels'][:2], p['labels'])
+        assert (m['labels'][2:] == IGNORE_INDEX).all()
+        assert (m['labels'][:2, 0] != IGNORE_INDEX).any()
+    # A resumed run draws the same unlabeled pairs as an unbroken one.
+    resumed = _batches(cfg, unlabeled=True, count=1, start_step=2)[0]
+    assert torch_equal(resumed['frames'], mixed[2]['frames'])
+
+
+def test_the_unlabeled_ratio_sets_how_many_unlabeled_pairs_join():
+    cfg = _data(unlabeled_clips=3)
+    cfg.unlabeled_ratio = 1.5
+    assert _batches(cfg, unlabeled=True, count=1)[0]['frames'].shape[0] == 2 + 3
+
+
+@pytest.fixture(scope='module')
+def drive(tmp_path_factory):
+    out = tmp_path_factory.mktemp('drive')
+    subprocess.run([sys.executable, '-m', 'stkd_ros.cli', 'synth', '--out', str(out),
+                    '--clips', '1', '--frames', '6', '--size', '64x128', '--seed', '9', '--bag'],
+                   check=True, capture_output=True)
+    return out / 'bag'
+
+
+def test_a_bag_topic_is_decoded_once_into_unlabeled_pairs(drive, tmp_path):
+    video = BagVideo(drive, '/camera/image_raw', cache_dir=tmp_path, gap=(1, 2))
+    assert len(video) == 6 - 2
+    clip = video[0]
+    assert clip.frames.shape[1:] == (64, 128, 3) and clip.frames.shape[0] == 2
+    assert (clip.labels == IGNORE_INDEX).all()
+    (cached,) = tmp_path.glob('*.npy')
+    frames = np.load(cached)
+    assert frames.shape == (6, 64, 128, 3)
+    assert (clip.frames[0] == frames[0]).all()
+    stamp = cached.stat().st_mtime_ns
+    BagVideo(drive, '/camera/image_raw', cache_dir=tmp_path)
+    assert cached.stat().st_mtime_ns == stamp          # read back, not decoded again
+
+
+def test_a_missing_topic_is_one_clear_error(drive, tmp_path):
+    with pytest.raises(BagError, match='topic /camera/nothing is not in the bag'):
+        BagVideo(drive, '/camera/nothing', cache_dir=tmp_path)
+
+
+def test_a_missing_or_corrupt_bag_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match='bag not found'):
+        BagVideo(tmp_path / 'none', '/camera/image_raw', cache_dir=tmp_path)
+    broken = tmp_path / 'broken.mcap'
+    broken.write_bytes(b'not a bag at all')
+    with pytest.raises(BagError, match='cannot read bag'):
+        BagVideo(broken, '/camera/image_raw', cache_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_stkd_distill_learns_from_a_recorded_drive(drive, tmp_path):
+    subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
+                   check=True, capture_output=True)
+    teacher = ['--teacher', str(tmp_path / 't' / 'model.safetensors')]
+    args = _cmd('distill', tmp_path / 'd', 2, ['train.eval_every=2']) + teacher + [
+        '--unlabeled-bag', str(drive), '--unlabeled-topic', '/camera/image_raw']
+    res = subprocess.run(args, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(list((tmp_path / 'd' / 'frame_cache').glob('*.npy'))) == 1
+    with open(tmp_path / 'd' / 'metrics.csv', newline='') as f:
+        assert 'train/kd_pixel' in {r['tag'] for r in csv.DictReader(f)}
+    config = (tmp_path / 'd' / 'config.yaml').read_text()
+    assert str(drive) in config and '/camera/image_raw' in config
+    for extra, message in (
+            (['--unlabeled-bag', str(tmp_path / 'none'), '--unlabeled-topic', '/x'],
+             'bag not found'),
+            (['--unlabeled-bag', str(drive), '--unlabeled-topic', '/camera/none'],
+             'topic /camera/none is not in the bag'),
+            (['--unlabeled-bag', str(drive)], 'data.unlabeled_topic')):
+        res = subprocess.run(_cmd('distill', tmp_path / 'e', 1) + teacher + extra,
+                             capture_output=True, text=True)
+        last = res.stderr.strip().splitlines()[-1]
+        assert res.returncode == 2 and message in last, res.stderr[-1500:]
