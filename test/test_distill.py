@@ -35,7 +35,7 @@ def _task(flow_source='given', **weights):
 
 @pytest.fixture
 def task():
-    return _task()
+    return _task(pixel_branches=0.5, pairwise_branches=0.5)
 
 
 def test_every_term_is_logged_and_gradients_reach_only_the_student(task):
@@ -50,6 +50,15 @@ def test_every_term_is_logged_and_gradients_reach_only_the_student(task):
     assert not any(p.requires_grad for p in task.teacher.parameters())
     assert 'teacher' not in dict(task.named_children())    # not trained, not checkpointed
     assert not any(k.startswith('teacher') for k in task.state_dict())
+
+
+def test_the_discriminator_sees_nothing_on_crop_padding(task):
+    batch = _batch()
+    batch['valid'] = torch.ones(2, 64, 128, dtype=torch.bool)
+    batch['valid'][:, :, 100:] = False
+    task(batch)
+    for pair in task._judged:
+        assert (pair[..., 100:] == 0).all() and (pair[..., :100] > 0).all()
 
 
 def test_teacher_stays_in_eval_mode(task):

@@ -71,6 +71,36 @@ def test_pairwise_kd_compares_structure_not_channels():
     torch.testing.assert_close(a.diagonal(dim1=1, dim2=2), torch.ones(2, 32))
 
 
+def test_pair_kd_grid_is_never_finer_than_the_features():
+    s, t = torch.randn(2, 8, 6, 12), torch.randn(2, 16, 24, 48)
+    torch.testing.assert_close(pairwise_kd(s, t, grid=(8, 16)), pairwise_kd(s, t, grid=(6, 12)))
+    torch.testing.assert_close(temporal_kd(s, s.flip(0), t, t.flip(0), grid=(8, 16)),
+                               temporal_kd(s, s.flip(0), t, t.flip(0), grid=(6, 12)))
+
+
+def _padded_pair(k=5, h=8, w=16):
+    """Student and teacher maps that agree on the image and differ on the padding (right half)."""
+    torch.manual_seed(0)
+    teacher = torch.randn(2, k, h, w)
+    student = teacher.clone()
+    student[..., w // 2:] = torch.randn(2, k, h, w // 2)
+    mask = torch.ones(2, h, w, dtype=torch.bool)
+    mask[..., w // 2:] = False
+    return student, teacher, mask
+
+
+def test_every_distillation_term_ignores_crop_padding():
+    student, teacher, mask = _padded_pair()
+    assert pixel_kd(student, teacher) > 0.01 and pixel_kd(student, teacher, mask=mask) < 1e-6
+    assert channel_kd(student, teacher) > 0.01
+    assert channel_kd(student, teacher, mask=mask) < 1e-5
+    assert pairwise_kd(student, teacher, (4, 8)) > 1e-3
+    assert pairwise_kd(student, teacher, (4, 8), mask) < 1e-10
+    nxt = teacher.roll(1, dims=2)
+    assert temporal_kd(student, nxt, teacher, nxt, (4, 8)) > 1e-3
+    assert temporal_kd(student, nxt, teacher, nxt, (4, 8), mask) < 1e-10
+
+
 def test_motion_consistency_zero_when_prediction_moves_with_the_flow():
     logits_t = torch.randn(1, 4, 6, 8)
     shifted = torch.zeros_like(logits_t)

@@ -44,6 +44,21 @@ def test_crop_takes_the_same_window_from_every_frame_and_pads_labels_with_ignore
     assert padded.labels.shape == (2, 25, 35) and (padded.labels == 255).any()
 
 
+def test_padding_is_marked_invalid_through_crop_flip_and_tensors():
+    random.seed(3)
+    clip = RandomCrop((25, 35))(_clip())
+    # The 20x30 image sits at the top left of the padded window: the rest is padding.
+    assert clip.valid.shape == (25, 35)
+    assert clip.valid[:20, :30].all()
+    assert not clip.valid[20:].any() and not clip.valid[:, 30:].any()
+    flipped = RandomHorizontalFlip(p=1.0)(clip)
+    np.testing.assert_array_equal(flipped.valid, clip.valid[:, ::-1])
+    out = train_transforms(crop_size=(25, 35), scale_range=(1.0, 1.0))(_clip())
+    assert out['valid'].dtype == torch.bool and out['valid'].shape == (25, 35)
+    assert out['valid'].sum() == 20 * 30
+    assert eval_transforms()(_clip())['valid'].all()
+
+
 def test_presets_return_normalized_tensors():
     random.seed(2)
     out = train_transforms(crop_size=(16, 16), scale_range=(0.8, 1.2))(_clip())

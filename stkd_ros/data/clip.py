@@ -21,12 +21,16 @@ class Clip:
     flows: Optional[np.ndarray]       # (T-1, H, W, 2) float32, or None
     name: str = ''
     gap: int = 1                      # frames between consecutive clip frames
+    valid: Optional[np.ndarray] = None   # (H, W) bool: False on padding added by a crop
 
     def __post_init__(self):
         t, h, w = self.frames.shape[:3]
         if self.labels.shape != (t, h, w):
             raise ValueError(f'clip {self.name!r}: labels {self.labels.shape} do not match '
                              f'frames {self.frames.shape}')
+        if self.valid is not None and self.valid.shape != (h, w):
+            raise ValueError(f'clip {self.name!r}: valid mask {self.valid.shape} does not '
+                             f'match frames {self.frames.shape}')
         if self.flows is not None and self.flows.shape != (t - 1, h, w, 2):
             raise ValueError(f'clip {self.name!r}: flows {self.flows.shape} do not match '
                              f'frames {self.frames.shape}')

@@ -36,7 +36,11 @@ def _resize_clip(clip: Clip, height: int, width: int) -> Clip:
                           for f in flows])
     elif flows is not None:
         flows = np.zeros((0, height, width, 2), np.float32)
-    return Clip(frames, labels, flows, clip.name, clip.gap)
+    valid = clip.valid
+    if valid is not None:
+        valid = cv2.resize(valid.astype(np.uint8), (width, height),
+                           interpolation=cv2.INTER_NEAREST).astype(bool)
+    return Clip(frames, labels, flows, clip.name, clip.gap, valid)
 
 
 class RandomScale:
@@ -74,16 +78,18 @@ class RandomCrop:
         h, w = clip.frames.shape[1:3]
         ph, pw = max(ch - h, 0), max(cw - w, 0)
         frames, labels, flows = clip.frames, clip.labels, clip.flows
+        valid = np.ones((h, w), bool) if clip.valid is None else clip.valid
         if ph or pw:
             frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)))
             labels = np.pad(labels, ((0, 0), (0, ph), (0, pw)), constant_values=IGNORE_INDEX)
             if flows is not None:
                 flows = np.pad(flows, ((0, 0), (0, ph), (0, pw), (0, 0)))
+            valid = np.pad(valid, ((0, ph), (0, pw)))
             h, w = h + ph, w + pw
         y, x = random.randint(0, h - ch), random.randint(0, w - cw)
         crop = (slice(None), slice(y, y + ch), slice(x, x + cw))
         return Clip(frames[crop], labels[crop], None if flows is None else flows[crop],
-                    clip.name, clip.gap)
+                    clip.name, clip.gap, valid[crop[1:]])
 
 
 class RandomHorizontalFlip:
@@ -97,15 +103,17 @@ class RandomHorizontalFlip:
         if clip.flows is not None:
             flows = clip.flows[:, :, ::-1].copy()
             flows[..., 0] *= -1.0
+        valid = None if clip.valid is None else clip.valid[:, ::-1].copy()
         return Clip(clip.frames[:, :, ::-1].copy(), clip.labels[:, :, ::-1].copy(), flows,
-                    clip.name, clip.gap)
+                    clip.name, clip.gap, valid)
 
 
 class ToTensor:
     """
     Turn a clip into tensors.
 
-    ``frames`` (T, 3, H, W) normalized float, ``labels`` (T, H, W) long, and ``flows``
+    ``frames`` (T, 3, H, W) normalized float, ``labels`` (T, H, W) long, ``valid`` (H, W)
+    bool (False on crop padding, which no loss may treat as image), and ``flows``
     (T-1, 2, H, W) when the clip has flow.
     """
 
@@ -117,7 +125,9 @@ class ToTensor:
     def __call__(self, clip: Clip) -> dict:
         frames = torch.from_numpy(np.ascontiguousarray(clip.frames)).permute(0, 3, 1, 2)
         out = {'frames': (frames.float() / 255.0 - self.mean) / self.std,
-               'labels': torch.from_numpy(np.ascontiguousarray(clip.labels)).long()}
+               'labels': torch.from_numpy(np.ascontiguousarray(clip.labels)).long(),
+               'valid': (torch.ones(frames.shape[-2:], dtype=torch.bool) if clip.valid is None
+                         else torch.from_numpy(np.ascontiguousarray(clip.valid)))}
         if clip.flows is not None:
             out['flows'] = torch.from_numpy(np.ascontiguousarray(clip.flows)).permute(0, 3, 1, 2)
         return out

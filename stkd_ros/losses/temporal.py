@@ -9,7 +9,7 @@ Temporal losses between frames t and t+k linked by optical flow.
 """
 
 from stkd_ros.flow.warp import in_bounds, warp
-from stkd_ros.losses.pairwise import affinity
+from stkd_ros.losses.pairwise import node_grid, pooled_nodes, weighted_square_error
 from stkd_ros.losses.reduce import masked_mean
 import torch
 import torch.nn.functional as nnf
@@ -32,19 +32,19 @@ def motion_consistency(logits_t: torch.Tensor, logits_next: torch.Tensor, flow: 
     return masked_mean((p_t - p_next).pow(2).sum(dim=1), mask)
 
 
-def cross_frame_affinity(feat_t: torch.Tensor, feat_next: torch.Tensor, grid) -> torch.Tensor:
-    """(N, M, M) cosine similarities between the pooled nodes of frame t and of t+k."""
-    a = nnf.normalize(nnf.adaptive_avg_pool2d(feat_t, grid).flatten(2), dim=1)
-    b = nnf.normalize(nnf.adaptive_avg_pool2d(feat_next, grid).flatten(2), dim=1)
-    return a.transpose(1, 2) @ b
-
-
 def temporal_kd(student_t: torch.Tensor, student_next: torch.Tensor, teacher_t: torch.Tensor,
-                teacher_next: torch.Tensor, grid=(8, 16)) -> torch.Tensor:
-    """Match the student's inter-frame relation (cross-frame affinity) to the teacher's."""
-    rel_s = cross_frame_affinity(student_t, student_next, grid)
-    rel_t = cross_frame_affinity(teacher_t.detach(), teacher_next.detach(), grid)
-    return (rel_s - rel_t).pow(2).mean()
+                teacher_next: torch.Tensor, grid=(8, 16), mask: torch.Tensor = None
+                ) -> torch.Tensor:
+    """
+    Match the student's inter-frame relation to the teacher's.
 
-
-__all__ = ['affinity', 'cross_frame_affinity', 'motion_consistency', 'temporal_kd']
+    The relation is the (N, M, M) cosine similarity between the pooled nodes of frame t and
+    those of t+k (the grid and the padding ``mask`` as in pair-wise distillation; both frames
+    share one crop, so one mask).
+    """
+    grid = node_grid(grid, student_t, teacher_t)
+    s_t, w = pooled_nodes(student_t, grid, mask)
+    s_n, _ = pooled_nodes(student_next, grid, mask)
+    t_t, _ = pooled_nodes(teacher_t.detach(), grid, mask)
+    t_n, _ = pooled_nodes(teacher_next.detach(), grid, mask)
+    return weighted_square_error(s_t.transpose(1, 2) @ s_n, t_t.transpose(1, 2) @ t_n, w, w)

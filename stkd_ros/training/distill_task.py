@@ -75,17 +75,21 @@ class DistillationTask(ModelTask):
         """
         Return the weighted terms of one batch of frame pairs.
 
-        batch: ``frames`` (N, 2, 3, H, W) normalized frames t and t+k, ``labels`` (N, 2, H, W)
-        with 255 where a frame has no label, and ``flows`` (N, 1, 2, H, W) from t to t+k when
-        the temporal term is on. Returns ``loss`` (the sum that is optimized), one entry per
-        term that is switched on (``ce``, ``kd_pixel``, ``kd_pixel_branches``, ``kd_channel``,
-        ``kd_pairwise``, ``kd_pairwise_branches``, ``temporal``, ``temporal_kd``,
-        ``adversarial``), each already weighted, and ``output``, the student's logits of
-        frame t.
+        batch: ``frames`` (N, 2, 3, H, W) normalized frames t and t+k; ``labels``
+        (N, 2, H, W), 255 where a frame has no label; ``flows`` (N, 1, 2, H, W) from t to t+k,
+        when the temporal term is on; ``valid`` (N, H, W), False on crop padding, which no
+        term treats as image (every pixel counts without it).
+
+        Returns ``loss`` (the sum that is optimized), one entry per term that is switched on
+        (``ce``, ``kd_pixel``, ``kd_pixel_branches``, ``kd_channel``, ``kd_pairwise``,
+        ``kd_pairwise_branches``, ``temporal``, ``temporal_kd``, ``adversarial``), each
+        already weighted, and ``output``, the student's logits of frame t.
         """
         w, grid = self.cfg.weights, tuple(self.cfg.grid)
         frames, labels = batch['frames'], batch['labels']
         n = frames.shape[0]
+        valid = batch.get('valid')
+        both_valid = None if valid is None else torch.cat([valid, valid])
         both = torch.cat([frames[:, 0], frames[:, 1]])
         s = self.forward_model(both)
         with torch.no_grad():
@@ -98,38 +102,45 @@ class DistillationTask(ModelTask):
             losses['ce'] = w.ce * cross_entropy(s_t, labels[:, 0])
         if w.pixel:
             temp = self.cfg.temperature
-            losses['kd_pixel'] = w.pixel * pixel_kd(s['logits'], t['logits'], temp)
+            losses['kd_pixel'] = w.pixel * pixel_kd(s['logits'], t['logits'], temp, both_valid)
             if w.pixel_branches and branches:
                 losses['kd_pixel_branches'] = w.pixel * w.pixel_branches * sum(
-                    pixel_kd(s['logits'], t[f'{b}_logits'], temp) for b in branches)
+                    pixel_kd(s['logits'], t[f'{b}_logits'], temp, both_valid)
+                    for b in branches)
         if w.channel:
             losses['kd_channel'] = w.channel * channel_kd(s['logits'], t['logits'],
-                                                          self.cfg.temperature)
+                                                          self.cfg.temperature, both_valid)
         if w.pairwise:
-            losses['kd_pairwise'] = w.pairwise * pairwise_kd(s['features'], t['features'], grid)
+            losses['kd_pairwise'] = w.pairwise * pairwise_kd(s['features'], t['features'], grid,
+                                                             both_valid)
             if w.pairwise_branches and branches:
                 losses['kd_pairwise_branches'] = w.pairwise * w.pairwise_branches * sum(
-                    pairwise_kd(s['features'], t[f'{b}_features'], grid) for b in branches)
+                    pairwise_kd(s['features'], t[f'{b}_features'], grid, both_valid)
+                    for b in branches)
         if w.temporal:
             flow = batch['flows'][:, 0].to(frames.dtype)       # (N, 2, H, W), t -> t+k
             images = frames * self.std + self.mean
-            valid = photometric_valid(images[:, 0], images[:, 1], flow,
-                                      self.cfg.flow.photometric_threshold)
-            losses['temporal'] = w.temporal * motion_consistency(s_t, s_next, flow, valid)
+            seen = photometric_valid(images[:, 0], images[:, 1], flow,
+                                     self.cfg.flow.photometric_threshold)
+            if valid is not None:
+                seen = seen & valid
+            losses['temporal'] = w.temporal * motion_consistency(s_t, s_next, flow, seen)
         if w.temporal_kd:
             f, tf = s['features'], t['features']
             losses['temporal_kd'] = w.temporal_kd * temporal_kd(f[:n], f[n:], tf[:n], tf[n:],
-                                                                grid)
+                                                                grid, valid)
         if self.discriminator is not None:
-            fake = self._pair(s_t, s_next)
+            fake = self._pair(s_t, s_next, valid)
             losses['adversarial'] = w.adversarial * generator_loss(self.discriminator(fake))
-            self._judged = (self._pair(t['logits'][:n], t['logits'][n:]).detach(),
+            self._judged = (self._pair(t['logits'][:n], t['logits'][n:], valid).detach(),
                             fake.detach())
         return {'loss': sum(losses.values()), **losses, 'output': s_t}
 
     @staticmethod
-    def _pair(logits_t, logits_next):
-        return torch.cat([nnf.softmax(logits_t, 1), nnf.softmax(logits_next, 1)], 1)
+    def _pair(logits_t, logits_next, valid=None):
+        pair = torch.cat([nnf.softmax(logits_t, 1), nnf.softmax(logits_next, 1)], 1)
+        # Padding is zero in teacher and student pairs alike: nothing there to tell them apart.
+        return pair if valid is None else pair * valid[:, None].to(pair.dtype)
 
     def start_training(self, lr_factor, amp: bool):
         """Build the discriminator's Adam, on the student's learning-rate factor."""
