@@ -103,6 +103,8 @@ class DistillWeights:
     """
 
     ce: float = 1.0                         # cross-entropy on labeled frames
+    pseudo_label: float = 0.0               # cross-entropy to the teacher's classes on
+    #                                         frames without labels (Naive-Student)
     pixel: float = 1.0                      # KL to the teacher's fused prediction
     pixel_branches: float = 0.0             # x pixel, for each teacher branch
     channel: float = 0.0                    # channel-wise KD with the fused logits (CWD)
@@ -152,6 +154,10 @@ class DistillConfig:
 
     weights: DistillWeights = field(default_factory=DistillWeights)
     temperature: float = 1.0                # softening of pixel-wise and channel-wise KD
+    # Pixel-wise, channel-wise KD and the discriminator's pairs on logits average-pooled by
+    # this factor: 1 compares every pixel of the full-resolution output, 8 the logit map of a
+    # stride-8 head, as SKD and CIRKD distil it.
+    logit_stride: int = 1
     grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     flow: DistillFlowConfig = field(default_factory=DistillFlowConfig)
@@ -160,6 +166,9 @@ class DistillConfig:
         if not self.temperature > 0:
             raise ConfigError(f'config: distill.temperature: expected a value above 0, got '
                               f'{self.temperature}')
+        if self.logit_stride < 1:
+            raise ConfigError(f'config: distill.logit_stride: expected 1 or more pixels, got '
+                              f'{self.logit_stride}')
         if len(self.grid) != 2 or min(self.grid) < 1:
             raise ConfigError(f'config: distill.grid: expected two node counts [h, w] of 1 or '
                               f'more, got {self.grid}')

@@ -9,6 +9,7 @@ import pytest
 from stkd_ros.config import ConfigError, DistillConfig, DistillWeights, load_config
 from stkd_ros.flow import build_flow
 from stkd_ros.flow.cache import FlowCache
+from stkd_ros.losses.pixel import pixel_kd
 from stkd_ros.models import build_model
 from stkd_ros.training.distill_task import DistillationTask
 import torch
@@ -59,6 +60,34 @@ def test_the_discriminator_sees_nothing_on_crop_padding(task):
     task(batch)
     for pair in task._judged:
         assert (pair[..., 100:] == 0).all() and (pair[..., :100] > 0).all()
+
+
+def test_pseudo_labels_are_the_teachers_classes_on_frames_without_labels():
+    task = _task(None, pseudo_label=1.0, pixel=0, pairwise=0, temporal=0, temporal_kd=0,
+                 adversarial=0)
+    batch = _batch()           # frame 0 labeled, frame 1 not
+    batch['valid'] = torch.ones(2, 64, 128, dtype=torch.bool)
+    batch['valid'][:, :, 120:] = False
+    teacher = torch.randn(4, 5, 64, 128)
+    targets = task._pseudo_labels(teacher, batch['labels'], torch.cat([batch['valid']] * 2))
+    assert (targets[:2] == 255).all()                              # labeled frames: their own
+    assert torch.equal(targets[2:, :, :120], teacher[2:].argmax(1)[:, :, :120])
+    assert (targets[2:, :, 120:] == 255).all()                     # padding
+    out = task(batch)
+    assert set(out) == {'loss', 'ce', 'pseudo_label', 'output'} and out['pseudo_label'] > 0
+
+
+def test_soft_targets_at_a_logit_stride_compare_pooled_maps():
+    task = _task(None, pixel=1.0, pairwise=0, temporal=0, temporal_kd=0, adversarial=0)
+    task.cfg.logit_stride = 8
+    task.eval()
+    batch = _batch()
+    with torch.no_grad():
+        out = task(batch)
+        both = torch.cat([batch['frames'][:, 0], batch['frames'][:, 1]])
+        pooled = [torch.nn.functional.avg_pool2d(m(both)['logits'], 8)
+                  for m in (task.model, task.teacher)]
+    torch.testing.assert_close(out['kd_pixel'], pixel_kd(*pooled))
 
 
 def test_teacher_stays_in_eval_mode(task):

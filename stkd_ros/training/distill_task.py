@@ -11,6 +11,7 @@ update never moves the student.
 """
 
 from stkd_ros.config import DistillConfig
+from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.flow.occlusion import photometric_valid
 from stkd_ros.losses.adversarial import discriminator_loss, generator_loss
 from stkd_ros.losses.channel import channel_kd
@@ -49,7 +50,8 @@ class DistillationTask(ModelTask):
         self.flow_source = flow_source if w.temporal > 0 else None
         # Every term but cross-entropy has a target on unlabeled frames; all but the
         # student's own consistency need the teacher.
-        self.uses_teacher = any((w.pixel, w.channel, w.pairwise, w.temporal_kd, w.adversarial))
+        self.uses_teacher = any((w.pixel, w.channel, w.pairwise, w.temporal_kd, w.adversarial,
+                                 w.pseudo_label))
         self.learns_from_unlabeled = self.uses_teacher or w.temporal > 0
         # The teacher is frozen and not a registered submodule: it is in no optimizer,
         # no DDP wrapper and no checkpoint.
@@ -81,9 +83,9 @@ class DistillationTask(ModelTask):
         term treats as image (every pixel counts without it).
 
         Returns ``loss`` (the sum that is optimized), one entry per term that is switched on
-        (``ce``, ``kd_pixel``, ``kd_pixel_branches``, ``kd_channel``, ``kd_pairwise``,
-        ``kd_pairwise_branches``, ``temporal``, ``temporal_kd``, ``adversarial``), each
-        already weighted, and ``output``, the student's logits of frame t.
+        (``ce``, ``pseudo_label``, ``kd_pixel``, ``kd_pixel_branches``, ``kd_channel``,
+        ``kd_pairwise``, ``kd_pairwise_branches``, ``temporal``, ``temporal_kd``,
+        ``adversarial``), each already weighted, and ``output``, the student's logits of frame t.
         """
         w, grid = self.cfg.weights, tuple(self.cfg.grid)
         frames, labels = batch['frames'], batch['labels']
@@ -96,20 +98,24 @@ class DistillationTask(ModelTask):
             t = self.teacher(both) if self.uses_teacher else {}
         s_t, s_next = s['logits'][:n], s['logits'][n:]
         branches = [b for b in BRANCHES if f'{b}_logits' in t]   # a two-branch teacher
+        # Soft targets at the stride the config asks for (1: every pixel).
+        s_kd, t_kd, kd_valid = self._at_logit_stride(s['logits'], t, branches, both_valid)
         losses = {}
         if w.ce:
             # The key frame's label only: the labels a student trained on labels alone sees.
             losses['ce'] = w.ce * cross_entropy(s_t, labels[:, 0])
+        if w.pseudo_label:
+            losses['pseudo_label'] = w.pseudo_label * cross_entropy(
+                s['logits'], self._pseudo_labels(t['logits'], labels, both_valid))
         if w.pixel:
             temp = self.cfg.temperature
-            losses['kd_pixel'] = w.pixel * pixel_kd(s['logits'], t['logits'], temp, both_valid)
+            losses['kd_pixel'] = w.pixel * pixel_kd(s_kd, t_kd['logits'], temp, kd_valid)
             if w.pixel_branches and branches:
                 losses['kd_pixel_branches'] = w.pixel * w.pixel_branches * sum(
-                    pixel_kd(s['logits'], t[f'{b}_logits'], temp, both_valid)
-                    for b in branches)
+                    pixel_kd(s_kd, t_kd[f'{b}_logits'], temp, kd_valid) for b in branches)
         if w.channel:
-            losses['kd_channel'] = w.channel * channel_kd(s['logits'], t['logits'],
-                                                          self.cfg.temperature, both_valid)
+            losses['kd_channel'] = w.channel * channel_kd(s_kd, t_kd['logits'],
+                                                          self.cfg.temperature, kd_valid)
         if w.pairwise:
             losses['kd_pairwise'] = w.pairwise * pairwise_kd(s['features'], t['features'], grid,
                                                              both_valid)
@@ -130,11 +136,38 @@ class DistillationTask(ModelTask):
             losses['temporal_kd'] = w.temporal_kd * temporal_kd(f[:n], f[n:], tf[:n], tf[n:],
                                                                 grid, valid)
         if self.discriminator is not None:
-            fake = self._pair(s_t, s_next, valid)
+            pair_valid = None if kd_valid is None else kd_valid[:n]
+            fake = self._pair(s_kd[:n], s_kd[n:], pair_valid)
             losses['adversarial'] = w.adversarial * generator_loss(self.discriminator(fake))
-            self._judged = (self._pair(t['logits'][:n], t['logits'][n:], valid).detach(),
-                            fake.detach())
+            self._judged = (self._pair(t_kd['logits'][:n], t_kd['logits'][n:],
+                                       pair_valid).detach(), fake.detach())
         return {'loss': sum(losses.values()), **losses, 'output': s_t}
+
+    def _at_logit_stride(self, student_logits, teacher, branches, valid):
+        """Average-pool the logits (and keep the mostly real cells) by ``logit_stride``."""
+        k = self.cfg.logit_stride
+        if k == 1 or not teacher:
+            return student_logits, teacher, valid
+
+        def pool(x):
+            return nnf.avg_pool2d(x, k, ceil_mode=True)
+
+        keys = ['logits'] + [f'{b}_logits' for b in branches]
+        pooled_valid = None if valid is None else pool(valid[:, None].float())[:, 0] > 0.5
+        return pool(student_logits), {key: pool(teacher[key]) for key in keys}, pooled_valid
+
+    @staticmethod
+    def _pseudo_labels(teacher_logits, labels, valid):
+        """
+        Return the teacher's classes on frames without any label: Naive-Student's targets.
+
+        (2N, H, W), 255 on labeled frames (their own labels teach there) and on padding.
+        """
+        labels = torch.cat([labels[:, 0], labels[:, 1]])
+        unlabeled = (labels == IGNORE_INDEX).flatten(1).all(dim=1)[:, None, None]
+        keep = unlabeled if valid is None else unlabeled & valid
+        return torch.where(keep, teacher_logits.argmax(1),
+                           torch.full_like(labels, IGNORE_INDEX))
 
     @staticmethod
     def _pair(logits_t, logits_next, valid=None):
