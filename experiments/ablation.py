@@ -8,7 +8,7 @@ world's exact flow) and the table reports mean and standard deviation over seeds
 command of every run is printed and stored, so any row can be reproduced alone.
 
 Run from the repository root: python -m experiments.ablation --teacher FILE ...
-The tables' JSON goes to experiments/results/, each run's scores to <out>/runs.json.
+The tables' JSON goes to bench/results/, each run's scores to <out>/runs.json.
 """
 
 import argparse
@@ -17,14 +17,12 @@ import json
 import math
 import os
 from pathlib import Path
-import shlex
 import statistics
-import subprocess
-import sys
 
 from bench.report import emit
+from experiments.runs import score, shown, STKD, train_and_score
 
-RESULTS = Path(__file__).resolve().parent / 'results'
+RESULTS = Path(__file__).resolve().parents[1] / 'bench' / 'results'
 OFF = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
 ROWS = {   # name: (directory slug, distill.weights to set; None keeps the default)
     'baseline (CE only)': ('baseline', OFF),
@@ -44,28 +42,6 @@ SLUGS = [slug for slug, _ in ROWS.values()]
 DEFAULT_SLUGS = SLUGS[:5]   # the issue's table: baseline, each family alone, full
 
 
-def run(cmd, log, threads=None):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-    # Append: a killed run resumes from its checkpoint and its log keeps the first part.
-    with open(log, 'a') as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env)
-
-
-def train_and_score(stkd, args, shared, run_dir, cmd, threads):
-    """Train one run (unless its model file exists), score it, and return its results."""
-    if not (run_dir / 'model.safetensors').is_file():
-        # One write per line: with --jobs, runs start from several threads.
-        sys.stdout.write(f"$ {shlex.join(['stkd'] + cmd[3:])}\n")
-        sys.stdout.flush()
-        run(cmd, run_dir.with_suffix('.log'), threads)
-    evaluation = run_dir / 'eval.json'
-    if not evaluation.is_file():
-        run(stkd + ['evaluate', '--model', str(run_dir / 'model.safetensors'),
-                    '--config', args.config, '--json', str(evaluation)] + shared,
-            run_dir.with_suffix('.eval.log'), threads)
-    return json.loads(evaluation.read_text())
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--teacher', required=True, help='teacher model file')
@@ -82,13 +58,9 @@ def main():
     chosen = chosen_rows(args.rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stkd = [sys.executable, '-m', 'stkd_ros.cli']
     shared = [f'--set={s}' for s in args.set]
     results = []
-    teacher_json = out / 'teacher.json'
-    if not teacher_json.is_file():
-        run(stkd + ['evaluate', '--model', args.teacher, '--config', args.config, '--json',
-                    str(teacher_json)] + shared, out / 'teacher.log')
+    teacher = score(args.teacher, out / 'teacher.json', args.config, shared)
     # Runs are independent; with --jobs N they share the cores, each with cpu_count / N threads
     # (the figures depend only on the seed, not on the thread count's timing).
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
@@ -98,14 +70,15 @@ def main():
             run_dir = out / f'{slug}_s{seed}'
             sets = shared + [f'--set=train.seed={seed}'] + [
                 f'--set=distill.weights.{k}={v}' for k, v in weights.items() if v is not None]
-            cmd = stkd + ['distill', '--config', args.config, '--teacher', args.teacher,
+            cmd = STKD + ['distill', '--config', args.config, '--teacher', args.teacher,
                           '--out', str(run_dir), '--steps', str(args.steps)] + sets
             planned.append((name, seed, run_dir, cmd))
     with ThreadPoolExecutor(args.jobs) as pool:
         scores = list(pool.map(
-            lambda plan: train_and_score(stkd, args, shared, *plan[2:], threads), planned))
+            lambda plan: train_and_score(plan[3], plan[2], args.config, shared, threads),
+            planned))
     for (name, seed, _, cmd), r in zip(planned, scores):
-        results.append({'row': name, 'seed': seed, 'command': shlex.join(['stkd'] + cmd[3:]),
+        results.append({'row': name, 'seed': seed, 'command': shown(cmd),
                         **{k: r[k] for k in ('miou', 'tc', 'tc_occlusion_masked', 'flicker',
                                              'per_class_iou', 'per_class_tc')}})
     # TC is a mean over the classes a model predicts; a rare class predicted in a few pixels of
@@ -116,7 +89,6 @@ def main():
                       if not any(math.isnan(r['per_class_tc'][c]) for r in results)]
     for r in results:
         r['tc_shared_classes'] = statistics.mean(r['per_class_tc'][c] for c in shared_classes)
-    teacher = json.loads(teacher_json.read_text())
     teacher['tc_shared_classes'] = statistics.mean(teacher['per_class_tc'][c]
                                                    for c in shared_classes)
     metrics = ('miou', 'tc', 'tc_shared_classes', 'flicker')

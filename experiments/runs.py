@@ -1,0 +1,41 @@
+"""Shared by the experiments: run one training command and score its model, resumably."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+#: The `stkd` command of this interpreter.
+STKD = [sys.executable, '-m', 'stkd_ros.cli']
+
+
+def run(cmd, log, threads=None):
+    """Run ``cmd``, appending its output to ``log``; ``threads`` caps its torch threads."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    # Append: a killed run resumes from its checkpoint and its log keeps the first part.
+    with open(log, 'a') as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env)
+
+
+def train_and_score(cmd, run_dir, config, shared, threads=None) -> dict:
+    """Train one run (unless its model file exists), evaluate it once, return its scores."""
+    if not (run_dir / 'model.safetensors').is_file():
+        # One write per line: with several jobs, runs start from several threads.
+        sys.stdout.write(f"$ {shlex.join(['stkd'] + cmd[len(STKD):])}\n")
+        sys.stdout.flush()
+        run(cmd, run_dir.with_suffix('.log'), threads)
+    return score(run_dir / 'model.safetensors', run_dir / 'eval.json', config, shared, threads)
+
+
+def score(model, evaluation, config, shared, threads=None) -> dict:
+    """Evaluate ``model`` into the JSON file ``evaluation`` unless it exists; return it."""
+    if not evaluation.is_file():
+        run(STKD + ['evaluate', '--model', str(model), '--config', config, '--json',
+                    str(evaluation)] + shared, evaluation.with_suffix('.log'), threads)
+    return json.loads(evaluation.read_text())
+
+
+def shown(cmd) -> str:
+    """Return ``cmd`` as a user types it: `stkd ...`."""
+    return shlex.join(['stkd'] + cmd[len(STKD):])

@@ -1,0 +1,165 @@
+"""
+Experiment: does distillation from unlabeled video pay? The protocol, fixed before the runs.
+
+World: config/distill/synthetic_video.yaml (96x192; 40 labeled streets with one labeled frame
+each, 400 never-labeled streets of video, 128 held-out streets reported, 32 tuning streets
+apart). Every row trains the same student (LR-ASPP) for the same steps from the same seed,
+so a seed means the same initialization and the same labeled batches in every row (the
+unlabeled pairs join each batch from a stream of their own):
+
+  A  cross-entropy on the labeled streets                  `stkd train-student`
+  B  A + the teacher's hard pseudo-labels on the unlabeled streets (Naive-Student)
+  C  A + pixel-wise KD, the unlabeled streets included
+  D  the full method on labeled + unlabeled streets
+  E  the full method on the labeled streets only
+  and the teacher, for reference.
+
+Seeds: 5 for A and D, 3 for the others (paired: the seeds of A). Columns: mIoU, TC, flicker
+(mean and sample standard deviation over seeds), the paired per-seed difference to A with
+its 95% confidence interval (Student's t over the seeds both rows have), and the IoU of
+pole, sign, fence and pedestrian. A gain counts only where its interval excludes 0.
+The target: D above A on mIoU by at least 0.02 with the interval above 0, D above A on TC
+and below it on flicker; D at least B's mIoU, with better TC and flicker.
+
+With --split tune every run is scored on the tuning streets instead (for choosing settings;
+those figures are never the reported ones). Runs whose model file exists are reused, a
+killed run resumes from its checkpoint, and every run's command is printed.
+
+Run from the repository root:
+  python -m experiments.unlabeled_ablation --teacher runs/video_t/model.safetensors
+Writes bench/results/unlabeled_ablation.json:
+  {"rows": {"A": {"seeds": {"0": {"miou": ..., "tc": ..., "flicker": ...}, ...}}, ...}}
+"""
+
+import argparse
+from concurrent.futures import ThreadPoolExecutor
+import json
+import math
+import os
+from pathlib import Path
+import statistics
+
+from bench.report import emit
+from experiments.runs import score, shown, STKD, train_and_score
+
+RESULTS = Path(__file__).resolve().parents[1] / 'bench' / 'results'
+CONFIG = 'config/distill/synthetic_video.yaml'
+ONLY_CE = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0,
+           'adversarial': 0, 'pseudo_label': 0}
+NO_UNLABELED = {'data.synthetic.unlabeled_clips': 0}
+#: row: (what it is, distill.weights, other settings, seeds); A runs `stkd train-student`.
+ROWS = {
+    'A': ('CE on the labeled streets', None, NO_UNLABELED, 5),
+    'B': ('A + pseudo-labels on unlabeled streets', {**ONLY_CE, 'pseudo_label': 1}, {}, 3),
+    'C': ('A + pixel KD, unlabeled streets', {**ONLY_CE, 'pixel': 1}, {}, 3),
+    'D': ('full method, labeled + unlabeled', {}, {}, 5),
+    'E': ('full method, labeled only', {}, NO_UNLABELED, 3),
+}
+THIN = ('pole', 'sign', 'fence', 'pedestrian')
+#: Two-sided 95% quantiles of Student's t by degrees of freedom (any statistics table).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+       9: 2.262}
+
+
+def command(row, seed, args, out):
+    """The `stkd` command line of one run."""
+    _, weights, settings, _ = ROWS[row]
+    run_dir = out / f'{row}_s{seed}'
+    sets = list(args.set) + [f'train.seed={seed}', f'evaluation.split={args.split}']
+    sets += [f'{k}={v}' for k, v in settings.items()]
+    if weights is None:
+        cmd = STKD + ['train-student']
+    else:
+        cmd = STKD + ['distill', '--teacher', args.teacher]
+        sets += [f'distill.weights.{k}={v}' for k, v in weights.items()]
+    cmd += ['--config', args.config, '--out', str(run_dir)]
+    if args.steps:
+        cmd += ['--steps', str(args.steps)]
+    return run_dir, cmd + [f'--set={s}' for s in sets]
+
+
+def paired_difference(row: dict, base: dict, key: str):
+    """Mean per-seed difference row - base over their common seeds, with its 95% interval."""
+    seeds = sorted(set(row) & set(base), key=int)
+    diffs = [row[s][key] - base[s][key] for s in seeds]
+    mean = statistics.mean(diffs)
+    if len(diffs) < 2:
+        return mean, float('nan'), float('nan'), len(diffs)
+    half = T95[len(diffs) - 1] * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half, len(diffs)
+
+
+def summarize(scores: dict) -> list:
+    """Table rows: mean ± sd of each metric, the paired difference to A, thin-class IoU."""
+    rows = []
+    for name, seeds in scores.items():
+        runs = list(seeds.values())
+        row = {'row': name, 'seeds': len(runs)}
+        for key in ('miou', 'tc', 'flicker'):
+            values = [r[key] for r in runs]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            row[key] = f'{statistics.mean(values):.4f} ± {sd:.4f}'
+            if name not in ('A', 'teacher') and 'A' in scores:
+                mean, low, high, n = paired_difference(seeds, scores['A'], key)
+                row[f'{key} - A (95% CI)'] = f'{mean:+.4f} [{low:+.4f}, {high:+.4f}] n={n}'
+        for cls in THIN:
+            row[cls] = f'{statistics.mean(r["per_class_iou"][cls] for r in runs):.3f}'
+        rows.append(row)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--teacher', required=True, help='teacher model file')
+    parser.add_argument('--config', default=CONFIG)
+    parser.add_argument('--out', default='runs/unlabeled')
+    parser.add_argument('--steps', type=int, default=None, help='default: the config\'s')
+    parser.add_argument('--rows', default='A,B,C,D,E')
+    parser.add_argument('--seeds', type=int, default=None,
+                        help='seeds per row (default: 5 for A and D, 3 for the others)')
+    parser.add_argument('--split', default='val', choices=['val', 'tune'])
+    parser.add_argument('--set', action='append', default=[], help='shared overrides')
+    parser.add_argument('--jobs', type=int, default=1, help='runs trained at the same time')
+    parser.add_argument('--name', default=None, help='JSON name (default: '
+                        'unlabeled_ablation, or unlabeled_ablation_tune with --split tune)')
+    parser.add_argument('--results', default=str(RESULTS), help='where the JSON goes')
+    args = parser.parse_args()
+    rows = args.rows.split(',')
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        raise SystemExit(f'--rows: unknown row(s) {", ".join(sorted(unknown))}; expected '
+                         f'{", ".join(ROWS)}')
+    out = Path(args.out) / args.split
+    out.mkdir(parents=True, exist_ok=True)
+    shared = [f'--set={s}' for s in args.set + [f'evaluation.split={args.split}']]
+    planned = [(row, str(seed)) + command(row, seed, args, out) for row in rows
+               for seed in range(args.seeds or ROWS[row][3])]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(
+            lambda p: train_and_score(p[3], p[2], args.config, shared, threads), planned))
+    teacher = score(args.teacher, out / 'teacher.json', args.config, shared)
+    keep = ('miou', 'tc', 'tc_occlusion_masked', 'flicker', 'per_class_iou')
+    scores = {row: {} for row in rows}
+    for (row, seed, _, cmd), r in zip(planned, results):
+        scores[row][seed] = {**{k: r[k] for k in keep}, 'command': shown(cmd)}
+    scores['teacher'] = {'0': {k: teacher[k] for k in keep}}
+    name = args.name or ('unlabeled_ablation' + ('_tune' if args.split == 'tune' else ''))
+    table = summarize(scores)
+    columns = ['row', 'seeds', 'miou', 'miou - A (95% CI)', 'tc', 'tc - A (95% CI)', 'flicker',
+               'flicker - A (95% CI)', *THIN]
+    emit(name + '_table', table, columns, args.results)
+    path = Path(args.results) / f'{name}.json'
+    path.write_text(json.dumps({'protocol': __doc__.split('Run from')[0].strip(),
+                                'config': args.config, 'steps': args.steps,
+                                'split': args.split, 'teacher': str(args.teacher),
+                                'rows': {k: {'seeds': v} for k, v in scores.items()}},
+                               indent=2))
+    print(f'wrote {path}\n\nEach run alone:')
+    for row, seed, _, cmd in planned:
+        print(f'{row}, seed {seed}: {shown(cmd)}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,35 @@
+"""The unlabeled-video protocol runs end to end on a tiny world and writes its JSON."""
+
+import json
+import subprocess
+import sys
+
+from cli_helpers import _cmd, ROOT, TINY
+import pytest
+
+
+@pytest.mark.slow
+def test_the_protocol_pairs_seeds_and_writes_every_row(tmp_path):
+    subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
+                   check=True, capture_output=True)
+    sets = [f'--set={s}' for s in TINY + ['data.synthetic.unlabeled_clips=2',
+                                           'data.synthetic.tune_clips=2', 'data.gap=[1,2]',
+                                           'data.synthetic.label_every=3',
+                                           'train.eval_every=2']]
+    res = subprocess.run(
+        [sys.executable, '-m', 'experiments.unlabeled_ablation', '--teacher',
+         str(tmp_path / 't' / 'model.safetensors'), '--out', str(tmp_path / 'runs'),
+         '--steps', '2', '--rows', 'A,D', '--seeds', '2', '--split', 'tune',
+         '--results', str(tmp_path / 'results')] + sets,
+        cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = json.loads((tmp_path / 'results' / 'unlabeled_ablation_tune.json').read_text())
+    assert set(result['rows']) == {'A', 'D', 'teacher'}
+    for row in ('A', 'D'):
+        assert set(result['rows'][row]['seeds']) == {'0', '1'}
+        for scores in result['rows'][row]['seeds'].values():
+            assert {'miou', 'tc', 'flicker'} <= set(scores)
+    assert 'train-student' in result['rows']['A']['seeds']['0']['command']
+    assert 'distill.weights' not in result['rows']['D']['seeds']['1']['command']
+    assert 'A, seed 1: stkd train-student' in res.stdout
+    assert '| D ' in res.stdout and 'n=2' in res.stdout
