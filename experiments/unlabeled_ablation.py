@@ -62,7 +62,7 @@ T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8:
 
 
 def command(row, seed, args, out):
-    """The `stkd` command line of one run."""
+    """Return the run directory and `stkd` command line of one run."""
     _, weights, settings, _ = ROWS[row]
     run_dir = out / f'{row}_s{seed}'
     sets = list(args.set) + [f'train.seed={seed}', f'evaluation.split={args.split}']
@@ -114,7 +114,7 @@ def main():
     parser.add_argument('--teacher', required=True, help='teacher model file')
     parser.add_argument('--config', default=CONFIG)
     parser.add_argument('--out', default='runs/unlabeled')
-    parser.add_argument('--steps', type=int, default=None, help='default: the config\'s')
+    parser.add_argument('--steps', type=int, default=None, help="default: the config's")
     parser.add_argument('--rows', default='A,B,C,D,E')
     parser.add_argument('--seeds', type=int, default=None,
                         help='seeds per row (default: 5 for A and D, 3 for the others)')

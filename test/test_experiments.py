@@ -12,10 +12,9 @@ import pytest
 def test_the_protocol_pairs_seeds_and_writes_every_row(tmp_path):
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
                    check=True, capture_output=True)
-    sets = [f'--set={s}' for s in TINY + ['data.synthetic.unlabeled_clips=2',
-                                           'data.synthetic.tune_clips=2', 'data.gap=[1,2]',
-                                           'data.synthetic.label_every=3',
-                                           'train.eval_every=2']]
+    world = ['data.synthetic.unlabeled_clips=2', 'data.synthetic.tune_clips=2',
+             'data.gap=[1,2]', 'data.synthetic.label_every=3', 'train.eval_every=2']
+    sets = [f'--set={s}' for s in TINY + world]
     res = subprocess.run(
         [sys.executable, '-m', 'experiments.unlabeled_ablation', '--teacher',
          str(tmp_path / 't' / 'model.safetensors'), '--out', str(tmp_path / 'runs'),
