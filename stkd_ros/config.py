@@ -30,6 +30,7 @@ class SyntheticDataConfig:
     keys_per_clip: int = 4
     label_every: int = 1        # training labels on one frame in N (Cityscapes, CamVid: 30)
     unlabeled_clips: int = 0    # never-labeled streets: unlabeled video for distillation
+    render_cache: Optional[str] = None   # keep rendered frames here (shared by runs)
 
 
 @dataclass

@@ -161,3 +161,20 @@ def test_sparse_labels_that_leave_nothing_to_train_on_are_refused(label_every, m
     with pytest.raises(ValueError, match=match):
         SyntheticClips(SyntheticConfig(height=32, width=64, frames=6), gap=(1, 3),
                        label_every=label_every)
+
+
+def test_the_render_cache_returns_the_rendered_frames_and_renders_again_when_damaged(tmp_path):
+    config = SyntheticConfig(height=32, width=64, frames=4, seed=5)
+    plain = SyntheticWorld(config)
+    cached = SyntheticWorld(config, cache_dir=tmp_path)
+    expected = plain.frame(1, 2, flow_to=3)
+    for world in (cached, SyntheticWorld(config, cache_dir=tmp_path)):   # write, then read
+        got = world.frame(1, 2, flow_to=3)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+    (stored,) = tmp_path.rglob('*.npz')
+    stored.write_bytes(b'damaged')
+    np.testing.assert_array_equal(cached.frame(1, 2, flow_to=3)[0], expected[0])
+    assert cached.frame(1, 2)[2] is None
+    other = SyntheticWorld(SyntheticConfig(height=32, width=64, frames=4, seed=6), tmp_path)
+    assert not np.array_equal(other.frame(1, 2)[0], expected[0])

@@ -15,6 +15,7 @@ import random
 import numpy as np
 from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
 from stkd_ros.data.clip import Clip, FrameGap
+from stkd_ros.data.render_cache import RenderCache
 from stkd_ros.data.world.render import Camera, exact_flow, render
 from stkd_ros.data.world.scene import build_scene, Scene
 from stkd_ros.data.world.sensor import apply_sensor
@@ -48,9 +49,10 @@ class SyntheticWorld:
     classes = CAMVID_CLASSES
     palette = CAMVID_PALETTE
 
-    def __init__(self, config: SyntheticConfig = SyntheticConfig()):
+    def __init__(self, config: SyntheticConfig = SyntheticConfig(), cache_dir=None):
         self.config = config
         self.camera = Camera(config.height, config.width)
+        self.cache = RenderCache(cache_dir, config) if cache_dir else None
 
     @lru_cache(maxsize=8)
     def scene(self, index: int) -> Scene:
@@ -61,6 +63,15 @@ class SyntheticWorld:
         """Render frame ``t`` of clip ``index``: (RGB uint8, label uint8, flow or None)."""
         if not 0 <= t < self.config.frames:
             raise IndexError(f'frame {t} outside clip of {self.config.frames} frames')
+        if self.cache is None:
+            return self._render(index, t, flow_to)
+        cached = self.cache.get(index, t, flow_to)
+        if cached is None:
+            cached = self._render(index, t, flow_to)
+            self.cache.put(index, t, flow_to, *cached)
+        return cached
+
+    def _render(self, index: int, t: int, flow_to: int = None):
         scene = self.scene(index)
         rendered = render(scene, t, self.camera)
         rot_prev = scene.cam_rot[max(t - 1, 0)]
@@ -117,12 +128,12 @@ class SyntheticClips:
 
     def __init__(self, config: SyntheticConfig, *, split: str = 'train', clips: int = 100,
                  gap=(1, 3), clip_length: int = 2, keys_per_clip: int = 4,
-                 label_every: int = 1):
+                 label_every: int = 1, cache_dir=None):
         if split not in self.SPLIT_SEED:
             raise ValueError(f'unknown split {split!r}; expected one of {list(self.SPLIT_SEED)}')
         seeded = SyntheticConfig(**{**config.__dict__, 'seed': config.seed
                                     + self.SPLIT_SEED[split]})
-        self.world = SyntheticWorld(seeded)
+        self.world = SyntheticWorld(seeded, cache_dir)
         self.split, self.clips, self.gap = split, clips, FrameGap(gap)
         self.clip_length, self.keys_per_clip = clip_length, keys_per_clip
         self.classes, self.palette = CAMVID_CLASSES, CAMVID_PALETTE

@@ -14,19 +14,24 @@ from stkd_ros.flow.cache import FlowCache
 import torch
 
 
+def _world(s):
+    from stkd_ros.data.synthetic import SyntheticConfig
+    return SyntheticConfig(height=s.height, width=s.width, frames=s.frames,
+                           difficulty=s.difficulty, seed=s.seed)
+
+
 def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
     """Build the dataset of ``cfg`` for ``split`` ('train', 'val' or 'tune'); it returns Clips."""
     if cfg.dataset == 'synthetic':
-        from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
+        from stkd_ros.data.synthetic import SyntheticClips
         s = cfg.synthetic
-        world = SyntheticConfig(height=s.height, width=s.width, frames=s.frames,
-                                difficulty=s.difficulty, seed=s.seed)
+        world = _world(s)
         clips = {'train': s.train_clips, 'val': s.val_clips, 'tune': s.tune_clips}.get(split)
         if clips is None:
             raise ValueError(f'evaluation.split: unknown split {split!r}; expected val or tune')
         return SyntheticClips(world, split=split, clips=clips, gap=gap,
                               clip_length=clip_length, keys_per_clip=s.keys_per_clip,
-                              label_every=s.label_every)
+                              label_every=s.label_every, cache_dir=s.render_cache)
     if cfg.dataset not in ('camvid', 'cityscapes'):
         raise ValueError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
                          f'camvid or cityscapes')
@@ -51,13 +56,12 @@ def build_unlabeled(cfg: DataConfig, *, clip_length: int, gap, cache_dir):
     """
     parts = []
     if cfg.dataset == 'synthetic' and cfg.synthetic.unlabeled_clips:
-        from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
+        from stkd_ros.data.synthetic import SyntheticClips
         s = cfg.synthetic
-        world = SyntheticConfig(height=s.height, width=s.width, frames=s.frames,
-                                difficulty=s.difficulty, seed=s.seed)
+        world = _world(s)
         parts.append(SyntheticClips(world, split='unlabeled', clips=s.unlabeled_clips,
                                     gap=gap, clip_length=clip_length,
-                                    keys_per_clip=s.keys_per_clip))
+                                    keys_per_clip=s.keys_per_clip, cache_dir=s.render_cache))
     if cfg.unlabeled_bags:
         from stkd_ros.bag.video import BagVideo
         cache = cfg.frame_cache or cache_dir
