@@ -165,6 +165,15 @@ def test_distill_settings_are_checked_when_the_config_is_read(override):
         load_config(None, [override])
 
 
+def test_without_a_term_that_compares_frames_a_step_takes_one_frame_per_sample():
+    task = _task(None, temporal=0, temporal_kd=0, adversarial=0)
+    assert task.frames_needed == 1 and task.learns_from_unlabeled
+    batch = {k: v[:, :1] for k, v in _batch().items() if k != 'flows'}
+    out = task(batch)
+    assert {'ce', 'kd_pixel', 'kd_pairwise'} <= set(out) and out['output'].shape[0] == 2
+    assert _task().frames_needed == 2
+
+
 def test_channel_kd_is_a_term_of_its_own():
     task = _task(None, pixel=0, channel=2.0, pairwise=0, temporal=0, temporal_kd=0,
                  adversarial=0)

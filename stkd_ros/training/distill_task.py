@@ -37,8 +37,6 @@ class DistillationTask(ModelTask):
     is on.
     """
 
-    frames_needed = 2
-
     def __init__(self, student: nn.Module, teacher: nn.Module, num_classes: int,
                  cfg: DistillConfig, mean, std, flow_source=None):
         super().__init__(student)
@@ -53,6 +51,9 @@ class DistillationTask(ModelTask):
         self.uses_teacher = any((w.pixel, w.channel, w.pairwise, w.temporal_kd, w.adversarial,
                                  w.pseudo_label))
         self.learns_from_unlabeled = self.uses_teacher or w.temporal > 0
+        # Only the terms that compare frames t and t+k need the second frame; without them a
+        # step costs the student and the teacher one frame per sample, not two.
+        self.frames_needed = 2 if any((w.temporal, w.temporal_kd, w.adversarial)) else 1
         # The teacher is frozen and not a registered submodule: it is in no optimizer,
         # no DDP wrapper and no checkpoint.
         teacher.eval().requires_grad_(False)
@@ -77,8 +78,9 @@ class DistillationTask(ModelTask):
         """
         Return the weighted terms of one batch of frame pairs.
 
-        batch: ``frames`` (N, 2, 3, H, W) normalized frames t and t+k; ``labels``
-        (N, 2, H, W), 255 where a frame has no label; ``flows`` (N, 1, 2, H, W) from t to t+k,
+        batch: ``frames`` (N, T, 3, H, W) normalized frames t and t+k (T = 2), or frame t
+        alone (T = 1) when no term compares frames (``frames_needed``); ``labels``
+        (N, T, H, W), 255 where a frame has no label; ``flows`` (N, 1, 2, H, W) from t to t+k,
         when the temporal term is on; ``valid`` (N, H, W), False on crop padding, which no
         term treats as image (every pixel counts without it).
 
@@ -89,10 +91,10 @@ class DistillationTask(ModelTask):
         """
         w, grid = self.cfg.weights, tuple(self.cfg.grid)
         frames, labels = batch['frames'], batch['labels']
-        n = frames.shape[0]
+        n, count = frames.shape[:2]
         valid = batch.get('valid')
-        both_valid = None if valid is None else torch.cat([valid, valid])
-        both = torch.cat([frames[:, 0], frames[:, 1]])
+        both_valid = None if valid is None else torch.cat([valid] * count)
+        both = torch.cat(frames.unbind(1))                   # frame t of every sample, then t+k
         s = self.forward_model(both)
         with torch.no_grad():
             t = self.teacher(both) if self.uses_teacher else {}
@@ -163,7 +165,7 @@ class DistillationTask(ModelTask):
 
         (2N, H, W), 255 on labeled frames (their own labels teach there) and on padding.
         """
-        labels = torch.cat([labels[:, 0], labels[:, 1]])
+        labels = torch.cat(labels.unbind(1))
         unlabeled = (labels == IGNORE_INDEX).flatten(1).all(dim=1)[:, None, None]
         keep = unlabeled if valid is None else unlabeled & valid
         return torch.where(keep, teacher_logits.argmax(1),
