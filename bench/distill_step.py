@@ -1,94 +1,96 @@
 """
-Benchmark: where the time of one distillation step goes, beside a plain student step.
+Benchmark: what one training step costs, data included, for each row of the protocol.
 
-Parts: teacher forward (no grad), student forward + backward with every loss, discriminator
-step, and flow for the batch computed cold (DIS) and read from the cache.
+Rows: a plain student step (cross-entropy, one frame per sample), pixel-wise KD (one frame,
+the teacher on it), and the full method (two frames, flow, discriminator); the distillation
+rows add as many unlabeled pairs as labeled ones (data.unlabeled_ratio 1). Each row runs the
+same batches twice: first with the render and flow caches empty (cold), then again over the
+same views with both filled (warm). The table gives the median step of each pass and its ratio
+to the plain step of the same pass. A step is: load the batch (in this process, so its cost
+is counted), forward, backward, optimizer step, and the task's own step (the discriminator).
 """
 
 import argparse
+import statistics
 import tempfile
+import time
 
-from report import emit, median_ms
-from stkd_ros.config import DistillConfig
-from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
-from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transforms
-from stkd_ros.flow import build_flow
-from stkd_ros.flow.cache import FlowCache
+from report import emit
+from stkd_ros.config import DistillConfig, DistillWeights, load_config
+from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.models import build_model
+from stkd_ros.training.commands import flow_source
+from stkd_ros.training.data import train_loader
 from stkd_ros.training.distill_task import DistillationTask
 from stkd_ros.training.tasks import SupervisedTask
 import torch
 
+PIXEL_ONLY = DistillWeights(pairwise=0, temporal=0, temporal_kd=0, adversarial=0)
+
+
+def make_task(row, cfg, out):
+    student = build_model(cfg.student.arch, 11)
+    if row == 'plain student step (CE)':
+        return SupervisedTask(student)
+    weights = PIXEL_ONLY if row == 'pixel-wise KD' else DistillWeights()
+    teacher = build_model('teacher', 11, size='tiny')
+    task = DistillationTask(student, teacher, 11, DistillConfig(weights=weights),
+                            IMAGENET_MEAN, IMAGENET_STD, flow_source(cfg, out))
+    task.start_training(lambda step: 1.0, amp=False)
+    return task
+
+
+def step_times(task, cfg, steps, cache):
+    """Median ms of ``steps`` steps, twice over the same batches: (cold, warm)."""
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(task.trainable_parameters(), lr=1e-3)
+    task.train()
+    medians = []
+    for _ in ('cold', 'warm'):
+        loader, _ = train_loader(cfg.data, clip_length=task.frames_needed,
+                                 batch_size=cfg.train.batch_size, seed=0, start_step=0,
+                                 workers=0, flow_source=task.flow_source,
+                                 unlabeled=task.learns_from_unlabeled, cache_dir=cache)
+        batches, times = iter(loader), []
+        for _ in range(steps):
+            tic = time.perf_counter()
+            out = task(next(batches))
+            opt.zero_grad()
+            out['loss'].backward()
+            opt.step()
+            task.after_step()
+            times.append(time.perf_counter() - tic)
+        medians.append(statistics.median(times[1:]) * 1e3)   # the first step warms up
+    return medians
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--student', default='lraspp_mobilenetv3')
-    parser.add_argument('--teacher-size', default='tiny')
-    parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--size', default='128x256')
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--out', default=None)
+    parser.add_argument('--config', default='config/distill/synthetic_video.yaml')
+    parser.add_argument('--steps', type=int, default=8)
+    parser.add_argument('--set', action='append', default=[], help='config overrides')
+    parser.add_argument('--out', default=None, help='where the JSON goes')
     args = parser.parse_args()
-    h, w = (int(v) for v in args.size.split('x'))
-    torch.manual_seed(0)
-    clips = SyntheticClips(SyntheticConfig(height=h, width=w, frames=12), clips=4,
-                           keys_per_clip=4)
-    items = [clips[i] for i in range(args.batch)]
-    tf = train_transforms(crop_size=(h, w), scale_range=(1.0, 1.0), flip=False)
-    batch = {k: torch.stack([tf(c)[k] for c in items]) for k in ('frames', 'labels', 'flows')}
-
-    student = build_model(args.student, 11)
-    teacher = build_model('teacher', 11, size=args.teacher_size)
-    dis = build_flow('dis')
-    task = DistillationTask(student, teacher, 11, DistillConfig(), IMAGENET_MEAN,
-                            IMAGENET_STD, flow_source=dis).train()
-    task.start_training(lambda step: 1.0, amp=False)
-    opt = torch.optim.SGD(task.trainable_parameters(), lr=1e-3)
-    plain = SupervisedTask(build_model(args.student, 11)).train()
-    p_opt = torch.optim.SGD(plain.trainable_parameters(), lr=1e-3)
-    both = torch.cat([batch['frames'][:, 0], batch['frames'][:, 1]])
-
-    def plain_step():
-        p_opt.zero_grad()
-        plain(batch)['loss'].backward()
-        p_opt.step()
-
-    def teacher_forward():
-        with torch.no_grad():
-            teacher(both)
-
-    def distill_step():
-        opt.zero_grad()
-        task(batch)['loss'].backward()
-        opt.step()
-
-    task(batch)
-    judged = task._judged    # the pairs of one forward, judged again at every repeat
-
-    def d_step():
-        task._judged = judged
-        task.after_step()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        cache = FlowCache(tmp, dis, 'bench')
-        cold = median_ms(lambda: [dis.between(c, 0, 1) for c in items], args.repeats)
-        for c in items:
-            cache.between(c, 0, 1, c.gap)
-        cached = median_ms(lambda: [cache.between(c, 0, 1, c.gap) for c in items],
-                           args.repeats)
-    r = args.repeats
-    parts = {'plain student step (CE only)': median_ms(plain_step, r),
-             'distillation step (all)': None,
-             '  teacher forward, 2 frames': median_ms(teacher_forward, r),
-             '  student fwd+bwd, all losses (incl. teacher)': median_ms(distill_step, r),
-             '  discriminator step': median_ms(d_step, r),
-             '  flow DIS, cold': cold, '  flow, cached': cached}
-    parts['distillation step (all)'] = (parts['  student fwd+bwd, all losses (incl. teacher)']
-                                        + parts['  discriminator step'] + cached)
-    base = parts['plain student step (CE only)']
-    rows = [{'part': k, 'ms_per_step': v, 'x_plain': v / base} for k, v in parts.items()]
-    print(f'batch {args.batch} x 2 frames at {h}x{w}, student {args.student}, teacher '
-          f'{args.teacher_size}, {torch.get_num_threads()} threads')
-    emit('distill_step', rows, ['part', 'ms_per_step', 'x_plain'], args.out)
+        for row in ('plain student step (CE)', 'pixel-wise KD', 'full method'):
+            # Every row starts with empty caches of its own: its cold pass renders.
+            cfg = load_config(args.config, args.set + [
+                f'data.synthetic.render_cache={tmp}/{len(rows)}/render',
+                f'distill.flow.cache={tmp}/{len(rows)}/flow', 'distill.flow.method=dis'])
+            task = make_task(row, cfg, tmp)
+            cold, warm = step_times(task, cfg, args.steps, f'{tmp}/{len(rows)}/frames')
+            rows.append({'row': row, 'frames_per_sample': task.frames_needed,
+                         'cold_ms': cold, 'warm_ms': warm})
+    for r in rows:
+        r['cold_x_plain'] = r['cold_ms'] / rows[0]['cold_ms']
+        r['warm_x_plain'] = r['warm_ms'] / rows[0]['warm_ms']
+    h, w = cfg.data.crop_size
+    print(f'batch {cfg.train.batch_size} labeled (+ as many unlabeled for distillation) at '
+          f'{h}x{w}, student {cfg.student.arch}, tiny teacher, {torch.get_num_threads()} '
+          f'threads; targets with warm caches: pixel-wise KD <= 1.5x, full <= 2.5x')
+    emit('distill_step', rows, ['row', 'frames_per_sample', 'cold_ms', 'cold_x_plain',
+                                'warm_ms', 'warm_x_plain'], args.out)
 
 
 if __name__ == '__main__':
