@@ -45,13 +45,20 @@ class DataConfig:
     eval_gap: int = 1
     clip_length: int = 2
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
-    # Unlabeled video (distillation only): recorded drives, one image topic read from each.
+    # Unlabeled video (distillation only): the dataset's own video frames (camvid: sequences/,
+    # cityscapes: leftImg8bit_sequence and train_extra), and recorded drives, one image topic
+    # read from each.
+    unlabeled_video: bool = False
     unlabeled_bags: List[str] = field(default_factory=list)
     unlabeled_topic: Optional[str] = None
     unlabeled_ratio: float = 1.0            # unlabeled pairs per labeled pair in a batch
     frame_cache: Optional[str] = None       # decoded bag frames; default: <out>/frame_cache
 
     def __post_init__(self):
+        if self.unlabeled_video and self.dataset == 'synthetic':
+            raise ConfigError('config: data.unlabeled_video: the synthetic world has streets '
+                              'of unlabeled video of its own; set data.synthetic.'
+                              'unlabeled_clips')
         if self.unlabeled_bags and not self.unlabeled_topic:
             raise ConfigError('config: data.unlabeled_topic: name the image topic to read '
                               'from the unlabeled bags')

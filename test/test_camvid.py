@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from stkd_ros.data.camvid import CamVidClips, read_label_colors
+from stkd_ros.data.camvid import camvid_video, CamVidClips, read_label_colors
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.image_io import write_label, write_rgb
 
@@ -81,3 +81,18 @@ def test_32_class_needs_colour_table(tmp_path):
     (tmp_path / 'LabeledApproved_full').mkdir()
     with pytest.raises(FileNotFoundError, match='label_colors.txt'):
         CamVidClips(tmp_path, labels=32)
+
+
+def test_video_frames_are_unlabeled_clips_and_held_out_drives_stay_out(tmp_path):
+    for n in range(6):
+        write_rgb(tmp_path / 'sequences' / '0006R0' / f'0006R0_f{n:05d}.png', _frame(n))
+        write_rgb(tmp_path / 'sequences' / 'Seq05VD' / f'Seq05VD_f{n:05d}.png', _frame(n))
+    write_rgb(tmp_path / 'sequences' / '0006R0' / '0006R0_f00009.png', _frame(9))   # a gap
+    write_rgb(tmp_path / 'test' / 'Seq05VD_f00000.png', _frame(0))
+    video = camvid_video(tmp_path, gap=(1, 2), clip_length=2)
+    assert len(video) == 6 - 2                  # 0006R0 frames 0-5; the lone 9 and Seq05VD not
+    assert all('Seq05VD' not in video[i].name for i in range(len(video)))
+    clip = video[3]
+    assert clip.name == '0006R0_f00003' and (clip.labels == IGNORE_INDEX).all()
+    with pytest.raises(FileNotFoundError, match='sequences'):
+        camvid_video(tmp_path / 'none')

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from stkd_ros.data.cityscapes import CITYSCAPES_CLASSES, CityscapesClips
+from stkd_ros.data.cityscapes import CITYSCAPES_CLASSES, cityscapes_video, CityscapesClips
 from stkd_ros.data.image_io import write_label, write_rgb
 
 
@@ -44,3 +44,21 @@ def test_missing_layout_names_the_expected_path(tmp_path, cityscapes):
         CityscapesClips(tmp_path / 'other', split='val', clip_length=2)
     with pytest.raises(ValueError, match='unknown Cityscapes split'):
         CityscapesClips(cityscapes, split='bogus')
+
+
+def test_every_unlabeled_training_frame_is_video_to_learn_from(tmp_path):
+    for seq in ('000000', '000001'):
+        for frame in range(5):
+            write_rgb(tmp_path / 'leftImg8bit_sequence' / 'train' / 'bonn'
+                      / f'bonn_{seq}_{frame:06d}_leftImg8bit.png',
+                      np.full((4, 6, 3), frame, np.uint8))
+    write_rgb(tmp_path / 'leftImg8bit' / 'train_extra' / 'erlangen'
+              / 'erlangen_000000_000019_leftImg8bit.png', np.zeros((4, 6, 3), np.uint8))
+    pairs = cityscapes_video(tmp_path, gap=(1, 2), clip_length=2)
+    assert len(pairs) == 2 * (5 - 2)        # the single train_extra frame makes no pair
+    clip = pairs[0]
+    assert clip.frames.shape[0] == 2 and (clip.labels == 255).all()
+    assert clip.frames[1].mean() - clip.frames[0].mean() == clip.gap
+    assert len(cityscapes_video(tmp_path, clip_length=1)) == 2 * 5 + 1
+    with pytest.raises(FileNotFoundError, match='leftImg8bit_sequence'):
+        cityscapes_video(tmp_path / 'nothing')

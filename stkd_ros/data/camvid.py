@@ -19,7 +19,8 @@ import re
 import numpy as np
 from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
 from stkd_ros.data.image_io import read_label, read_rgb
-from stkd_ros.data.video import KeyFrame, LabeledVideoDataset, require_dir
+from stkd_ros.data.video import (consecutive_runs, KeyFrame, LabeledVideoDataset, require_dir,
+                                 UnlabeledVideo)
 
 SPLITS = ('train', 'val', 'test')
 VOID_11 = 11
@@ -126,3 +127,25 @@ class CamVidClips(LabeledVideoDataset):
             return color_label_to_11(read_rgb(path), self.colors)
         label = read_label(path)
         return np.where(label >= VOID_11, IGNORE_INDEX, label).astype(np.uint8)
+
+
+def camvid_video(root, *, gap=1, clip_length: int = 2) -> UnlabeledVideo:
+    """
+    Return the video frames of ``sequences/`` as unlabeled clips, held-out drives left out.
+
+    A sequence with a frame in ``val/`` or ``test/`` is skipped, so no held-out drive is
+    trained on, labeled or not.
+    """
+    root = Path(root)
+    videos = require_dir(root / 'sequences', 'CamVid video frames (sequences/SEQ/*.png)')
+    held_out = {m['seq'] for split in ('val', 'test') if (root / split).is_dir()
+                for m in map(_NAME.match, (p.stem for p in (root / split).glob('*.png'))) if m}
+
+    def frame_number(path: Path) -> int:
+        return int(_NAME.match(path.stem)['num'])
+
+    runs = []
+    for seq in sorted(d for d in videos.iterdir() if d.is_dir() and d.name not in held_out):
+        frames = [p for p in seq.glob('*.png') if _NAME.match(p.stem)]
+        runs += consecutive_runs(frames, frame_number)
+    return UnlabeledVideo(runs, gap=gap, clip_length=clip_length, name='CamVid unlabeled video')

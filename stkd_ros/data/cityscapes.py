@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.image_io import read_label
-from stkd_ros.data.video import KeyFrame, LabeledVideoDataset, require_dir
+from stkd_ros.data.video import (consecutive_runs, KeyFrame, LabeledVideoDataset, require_dir,
+                                 UnlabeledVideo)
 
 SPLITS = ('train', 'val', 'test')
 
@@ -73,3 +74,31 @@ class CityscapesClips(LabeledVideoDataset):
 
     def load_label(self, path: Path) -> np.ndarray:
         return LABEL_ID_TO_TRAIN_ID[read_label(path)]
+
+
+def cityscapes_video(root, *, gap=1, clip_length: int = 2) -> UnlabeledVideo:
+    """
+    Every training frame without a label: the 30-frame snippets and, when present, train_extra.
+
+    The snippets (``leftImg8bit_sequence/train``) make clips of any length; the coarsely
+    annotated ``leftImg8bit/train_extra`` frames are single images, so only a one-frame task
+    uses them.
+    """
+    root = Path(root)
+    sequence = require_dir(root / 'leftImg8bit_sequence' / 'train',
+                           'Cityscapes training video (leftImg8bit_sequence)')
+    by_snippet = {}
+    for path in sequence.glob('*/*_leftImg8bit.png'):
+        city, seq, _ = path.name[:-len('_leftImg8bit.png')].rsplit('_', 2)
+        by_snippet.setdefault((city, seq), []).append(path)
+
+    def frame_number(path: Path) -> int:
+        return int(path.name[:-len('_leftImg8bit.png')].rsplit('_', 1)[1])
+
+    runs = [run for key in sorted(by_snippet)
+            for run in consecutive_runs(by_snippet[key], frame_number)]
+    extra = root / 'leftImg8bit' / 'train_extra'
+    if extra.is_dir():
+        runs += [[path] for path in sorted(extra.glob('*/*_leftImg8bit.png'))]
+    return UnlabeledVideo(runs, gap=gap, clip_length=clip_length,
+                          name='Cityscapes unlabeled video')

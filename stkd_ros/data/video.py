@@ -68,3 +68,45 @@ class LabeledVideoDataset:
         labels = np.full((len(frames),) + label.shape, IGNORE_INDEX, np.uint8)
         labels[0] = label
         return Clip(np.stack(frames), labels, None, name=key.image.stem, gap=gap)
+
+
+class UnlabeledVideo:
+    """
+    Clips of ``clip_length`` frames ``gap`` apart from runs of consecutive video frames.
+
+    ``sequences`` are lists of frame files in time order; a clip starts at every frame that
+    leaves room for the largest gap. Labels are 255 everywhere: these frames teach through
+    the teacher and the video's own consistency.
+    """
+
+    def __init__(self, sequences: List[List[Path]], *, gap=1, clip_length: int = 2,
+                 name: str = ''):
+        self.gap, self.clip_length, self.name = FrameGap(gap), clip_length, name
+        reach = (clip_length - 1) * self.gap.high
+        self.sequences = [s for s in sequences if len(s) > reach]
+        self.starts = [(i, t) for i, s in enumerate(self.sequences) for t in range(len(s) - reach)]
+        if not self.starts:
+            raise FileNotFoundError(f'{name}: no run of video frames holds a clip of '
+                                    f'{clip_length} frames {self.gap.high} apart')
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> Clip:
+        seq, start = self.starts[index]
+        gap = self.gap.sample()
+        paths = self.sequences[seq][start:start + (self.clip_length - 1) * gap + 1:gap]
+        frames = np.stack([read_rgb(p) for p in paths])
+        labels = np.full(frames.shape[:3], IGNORE_INDEX, np.uint8)
+        return Clip(frames, labels, None, name=paths[0].stem, gap=gap)
+
+
+def consecutive_runs(paths: List[Path], frame_number: Callable[[Path], int]) -> List[List[Path]]:
+    """Split frame files of one video into runs whose frame numbers follow each other."""
+    runs = []
+    for path in sorted(paths, key=frame_number):
+        if runs and frame_number(path) == frame_number(runs[-1][-1]) + 1:
+            runs[-1].append(path)
+        else:
+            runs.append([path])
+    return runs

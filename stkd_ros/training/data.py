@@ -50,7 +50,10 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
 
 def build_unlabeled(cfg: DataConfig, *, clip_length: int, gap, cache_dir):
     """
-    Build the unlabeled video of ``cfg``: never-labeled synthetic streets, recorded drives.
+    Build the unlabeled video of ``cfg``.
+
+    That is never-labeled synthetic streets, the video frames of CamVid or Cityscapes
+    (``data.unlabeled_video``), and recorded drives (``data.unlabeled_bags``).
 
     Returns a dataset of Clips whose labels are all 255, or None when there is none.
     """
@@ -62,6 +65,12 @@ def build_unlabeled(cfg: DataConfig, *, clip_length: int, gap, cache_dir):
         parts.append(SyntheticClips(world, split='unlabeled', clips=s.unlabeled_clips,
                                     gap=gap, clip_length=clip_length,
                                     keys_per_clip=s.keys_per_clip, cache_dir=s.render_cache))
+    if cfg.unlabeled_video and cfg.dataset == 'camvid':
+        from stkd_ros.data.camvid import camvid_video
+        parts.append(camvid_video(cfg.root, gap=gap, clip_length=clip_length))
+    if cfg.unlabeled_video and cfg.dataset == 'cityscapes':
+        from stkd_ros.data.cityscapes import cityscapes_video
+        parts.append(cityscapes_video(cfg.root, gap=gap, clip_length=clip_length))
     if cfg.unlabeled_bags:
         from stkd_ros.bag.video import BagVideo
         cache = cfg.frame_cache or cache_dir
