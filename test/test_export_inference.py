@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from stkd_ros.export import export_onnx
+from stkd_ros.commands.export import export_onnx
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from stkd_ros.flicker import FlickerMeter, pair_metrics, StampPairer
-from stkd_ros.nodes.conversion import compressed_to_rgb, image_to_rgb, ImageError
+from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError
 from stkd_ros.nodes.frame_slot import LatestSlot
 from stkd_ros.nodes.qos import choose_reliability
 from stkd_ros.nodes.stats import RollingStats

@@ -7,7 +7,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from stkd_ros.bag.evaluate import decode
 from stkd_ros.bag.messages import IMAGE, image_message, TYPESTORE
 from stkd_ros.bag.reader import BagError, open_bag
-from stkd_ros.nodes.conversion import ImageError
+from stkd_ros.image_msgs import ImageError
 
 
 def output_topics(name: str) -> tuple:

@@ -18,9 +18,9 @@ import numpy as np
 from stkd_ros.bag.reader import BagError, iter_messages, open_bag
 from stkd_ros.flicker import pair_metrics
 from stkd_ros.flow.warp import warp_numpy
+from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError
 from stkd_ros.inference import Segmenter
 from stkd_ros.metrics import ConfusionMatrix
-from stkd_ros.nodes.conversion import compressed_to_rgb, image_to_rgb, ImageError
 import torch
 from tqdm import tqdm
 

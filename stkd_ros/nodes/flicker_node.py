@@ -13,8 +13,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 
 from stkd_ros.flicker import FlickerMeter, StampPairer
+from stkd_ros.image_msgs import ImageError, message_to_rgb
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
-from stkd_ros.nodes.conversion import ImageError, message_to_rgb
 from stkd_ros.nodes.lifecycle import diagnostics, run
 
 

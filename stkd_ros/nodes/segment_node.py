@@ -21,9 +21,9 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from stkd_ros.data.classes import palette_lut
+from stkd_ros.image_msgs import fill_image, ImageError, message_to_rgb
 from stkd_ros.inference import Segmenter
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
-from stkd_ros.nodes.conversion import fill_image, ImageError, message_to_rgb
 from stkd_ros.nodes.frame_slot import LatestSlot
 from stkd_ros.nodes.lifecycle import diagnostics, run
 from stkd_ros.nodes.stats import RollingStats
