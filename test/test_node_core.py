@@ -5,11 +5,12 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from stkd_ros.flicker import FlickerMeter, pair_metrics, StampPairer
+from stkd_ros.flicker import FlickerMeter, StampPairer
 from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError
 from stkd_ros.nodes.frame_slot import LatestSlot
 from stkd_ros.nodes.qos import choose_reliability
 from stkd_ros.nodes.stats import RollingStats
+from stkd_ros.temporal import pair_metrics
 
 RGB = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
 
