@@ -20,6 +20,13 @@ from stkd_ros.nodes.lifecycle import diagnostics, run
 
 
 class FlickerMonitor(Node):
+    """
+    Pair images with masks by stamp and publish each step's flicker and TC.
+
+    The measuring is :class:`stkd_ros.flicker.FlickerMeter`'s; this class converts messages,
+    counts what it rejects and publishes the figures.
+    """
+
     def __init__(self, **kwargs):
         super().__init__('flicker_monitor', **kwargs)
         window = self.declare_parameter('window', 100).value

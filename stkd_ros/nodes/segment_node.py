@@ -34,6 +34,14 @@ def _describe(text, read_only=False, **ranges):
 
 
 class SegmentNode(Node):
+    """
+    Segment every image that arrives (latest frame wins) and publish what is subscribed.
+
+    The work is :class:`stkd_ros.inference.Segmenter`'s: the model file's preprocessing and
+    the class map at the image's size, the same masks that ``stkd evaluate`` scores. This
+    class converts messages, reads parameters and runs inference on a worker thread.
+    """
+
     def __init__(self, **kwargs):
         super().__init__('segment_node', **kwargs)
         p = self._declare()
