@@ -19,8 +19,13 @@ def import_graph() -> dict:
         module = '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
         targets = graph.setdefault(_unit(module), set())
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                # 'from stkd_ros import temporal' imports the module stkd_ros.temporal
+                names = [f'{node.module}.{a.name}' for a in node.names]
+            else:
+                names = []
             targets.update(_unit(n) for n in names if n.startswith('stkd_ros.'))
         targets.discard(_unit(module))
     return graph

@@ -16,13 +16,13 @@ import time
 from typing import List
 
 import numpy as np
+from stkd_ros import temporal
 from stkd_ros.bag.reader import BagError, iter_messages, open_bag
 from stkd_ros.flow.stream import StreamFlow
 from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError
 from stkd_ros.image_msgs import mask_to_array, stamp_ns
 from stkd_ros.inference import Segmenter
 from stkd_ros.metrics import ConfusionMatrix
-from stkd_ros.temporal import compare_masks, flicker, mean_iou
 import torch
 from tqdm import tqdm
 
@@ -61,9 +61,9 @@ class ModelTrack:
         k = len(self.class_pixels)
         self.class_pixels += np.bincount(mask.ravel(), minlength=k)[:k]
         if flow is not None and self.prev_mask is not None:
-            counts = compare_masks(self.prev_mask, small, flow, num_classes=k).in_bounds
-            self.flicker.append(flicker(counts))
-            self.tc.append(mean_iou(counts))
+            counts = temporal.compare_masks(self.prev_mask, small, flow, num_classes=k).in_bounds
+            self.flicker.append(temporal.flicker(counts))
+            self.tc.append(temporal.mean_iou(counts))
             self.stamps.append(stamp)
             self.class_counted += counts.sum(1)     # rows: the previous mask's class
             self.class_changed += counts.sum(1) - np.diag(counts)
