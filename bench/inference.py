@@ -10,7 +10,7 @@ from pathlib import Path
 import tempfile
 
 from report import emit, median_ms
-from stkd_ros.export import LogitsOnly
+from stkd_ros.commands.export import LogitsOnly
 from stkd_ros.models import build_model
 from stkd_ros.models.registry import STUDENTS
 import torch

@@ -9,7 +9,7 @@ from stkd_ros import __version__
 
 
 def _cmd_synth(args):
-    from stkd_ros.synth import parse_size, synth
+    from stkd_ros.commands.synth import parse_size, synth
     result = synth(args.out, clips=args.clips, frames=args.frames, size=parse_size(args.size),
                    seed=args.seed, difficulty=args.difficulty, bag=args.bag,
                    storage=args.storage)
@@ -18,7 +18,7 @@ def _cmd_synth(args):
 
 
 def _cmd_demo(args):
-    from stkd_ros.demo import run_demo
+    from stkd_ros.commands.demo import run_demo
     run_demo(args.out, quick=args.quick)
 
 
@@ -54,7 +54,7 @@ def _cmd_evaluate(args):
 
 
 def _cmd_eval_bag(args):
-    from stkd_ros.bag.command import eval_bag
+    from stkd_ros.commands.eval_bag import eval_bag
     summary = eval_bag(args.bag, args.model, args.topic, label_topic=args.label_topic,
                        report=args.report, write_bag=args.write_bag, max_frames=args.max_frames)
     print(f'{summary["frames"]} frames of {summary["topic"]} in {summary["bag"]}')
@@ -73,7 +73,7 @@ def _cmd_export(args):
     print(f'{args.model}: {meta["arch"]}, {meta["num_classes"]} classes, input '
           f'{meta["input_size"][0]}x{meta["input_size"][1]}')
     if args.onnx:
-        from stkd_ros.export import export_onnx
+        from stkd_ros.commands.export import export_onnx
         print(f'wrote {export_onnx(args.model, args.onnx)}')
 
 

@@ -12,8 +12,9 @@ Segmentation quality and temporal stability, as DESIGN.md defines them.
 
 from typing import Dict, Optional
 
+import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
-from stkd_ros.flow.warp import in_bounds, warp_labels
+from stkd_ros.temporal import compare_masks, iou, mean_iou
 import torch
 import torch.distributed as dist
 
@@ -53,15 +54,10 @@ class ConfusionMatrix:
 
     def iou(self) -> torch.Tensor:
         """Per-class IoU (float64); NaN for classes absent from both targets and predictions."""
-        mat = self.mat.double()
-        tp = mat.diag()
-        union = mat.sum(0) + mat.sum(1) - tp
-        return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float('nan')))
+        return torch.from_numpy(iou(self.mat.numpy()))
 
     def miou(self) -> float:
-        iou = self.iou()
-        valid = ~torch.isnan(iou)
-        return float(iou[valid].mean()) if valid.any() else float('nan')
+        return mean_iou(self.mat.numpy())
 
     def pixel_accuracy(self) -> float:
         total = self.mat.sum()
@@ -89,20 +85,22 @@ class TemporalConsistency:
     def update(self, pred_t: torch.Tensor, pred_next: torch.Tensor, flow: torch.Tensor,
                valid: Optional[torch.Tensor] = None):
         """
-        Add a batch of pairs.
+        Add a batch of pairs, each counted by :func:`stkd_ros.temporal.compare_masks`.
 
         pred_t, pred_next: (N, H, W) class ids of frames t and t+1.
         flow: (N, 2, H, W) flow from t to t+1. valid: optional (N, H, W) bool occlusion mask
         (True = visible in both frames); when None, the occlusion-masked figures equal the
         unmasked ones.
         """
-        warped = warp_labels(pred_next, flow)
-        inside = in_bounds(flow) & (pred_t != IGNORE_INDEX)
-        self.all.update(warped, pred_t, inside)
-        visible = inside if valid is None else inside & valid
-        self.visible.update(warped, pred_t, visible)
-        self.changed += int(((warped != pred_t) & visible).sum())
-        self.counted += int(visible.sum())
+        k = self.all.num_classes
+        flows = flow.permute(0, 2, 3, 1).float().cpu().numpy()
+        for i in range(len(pred_t)):
+            pair = compare_masks(pred_t[i].cpu().numpy(), pred_next[i].cpu().numpy(), flows[i],
+                                 None if valid is None else valid[i].cpu().numpy(), k)
+            self.all.mat += torch.from_numpy(pair.in_bounds)
+            self.visible.mat += torch.from_numpy(pair.visible)
+            self.counted += int(pair.visible.sum())
+            self.changed += int(pair.visible.sum() - np.trace(pair.visible))
         return self
 
     def flicker(self) -> float:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_typestore, Stores
-from stkd_ros.bag.command import eval_bag
 from stkd_ros.bag.reader import BagError
+from stkd_ros.commands.eval_bag import eval_bag
+from stkd_ros.commands.synth import synth
 from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
-from stkd_ros.synth import synth
 import torch
 
 STORE = get_typestore(Stores.ROS2_KILTED)

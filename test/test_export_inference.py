@@ -1,12 +1,16 @@
-"""ONNX export matches PyTorch; the Segmenter maps frames of any size to masks of that size."""
+"""ONNX export matches PyTorch; the Segmenter maps frames to masks as evaluation does."""
 
 import numpy as np
 import pytest
-from stkd_ros.export import export_onnx
-from stkd_ros.inference import Segmenter
-from stkd_ros.model_file import save_model_file
+from stkd_ros.commands.export import export_onnx
+from stkd_ros.data.clip import Clip
+from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
+from stkd_ros.data.transforms import eval_transforms
+from stkd_ros.inference import class_map, Segmenter
+from stkd_ros.model_file import load_model_file, save_model_file
 from stkd_ros.models import build_model
 from stkd_ros.models.registry import STUDENTS
+from stkd_ros.training.evaluate import predict
 import torch
 
 
@@ -67,3 +71,38 @@ def test_segmenter_rejects_bad_frames_and_files(tmp_path):
         Segmenter(tmp_path / 'x', backend='tensorrt')
     with pytest.raises(FileNotFoundError):
         Segmenter(tmp_path / 'missing.safetensors')
+
+
+def test_class_map_is_the_argmax_of_bilinearly_upsampled_logits():
+    # Smooth random logits with many boundaries: the interpolated pixels matter here.
+    logits = torch.nn.functional.avg_pool2d(
+        torch.randn(1, 7, 48, 64, generator=torch.Generator().manual_seed(0)) * 5, 5, 1, 2)
+    for size in ((48, 64), (100, 150), (37, 91), (20, 30)):
+        dense = torch.nn.functional.interpolate(logits, size=size, mode='bilinear',
+                                                align_corners=False).argmax(1)[0]
+        np.testing.assert_array_equal(class_map(logits[0].numpy(), size), dense.numpy())
+
+
+def test_segmenter_preprocesses_as_training_does(tmp_path):
+    seg = Segmenter(_model_file(tmp_path, 'bisenet_lite'))
+    frames = np.random.default_rng(2).integers(0, 255, (1, 90, 170, 3), dtype=np.uint8)
+    clip = Clip(frames, np.zeros(frames.shape[:3], np.uint8), None)
+    trained_on = eval_transforms(size=seg.input_size, mean=seg.meta['mean'],
+                                 std=seg.meta['std'])(clip)['frames']
+    np.testing.assert_array_equal(seg.preprocess(frames[0]), trained_on.numpy())
+
+
+@pytest.mark.parametrize('size', [(64, 128), (150, 260), (40, 100)])
+def test_node_masks_equal_the_predictions_evaluate_scores(tmp_path, size):
+    """Segmenter gives what a node publishes (test_nodes.py); predict, what evaluate scores."""
+    path = _model_file(tmp_path, 'bisenet_lite')
+    seg = Segmenter(path)
+    model, meta = load_model_file(path, torch.device('cpu'))
+    world = SyntheticWorld(SyntheticConfig(height=size[0], width=size[1], frames=2, seed=4))
+    frames = world.clip(0, start=0, length=2).frames
+    scored = predict(model.eval(), frames, meta['input_size'], meta['mean'], meta['std'],
+                     torch.device('cpu'))
+    for frame, mask in zip(frames, scored):
+        published = seg.segment(frame)
+        assert len(np.unique(published)) > 1
+        np.testing.assert_array_equal(published, mask.numpy())

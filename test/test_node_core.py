@@ -5,11 +5,12 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from stkd_ros.flicker import FlickerMeter, pair_metrics, StampPairer
-from stkd_ros.nodes.conversion import compressed_to_rgb, image_to_rgb, ImageError
+from stkd_ros.flicker import FlickerMeter, StampPairer
+from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError, mask_to_array
 from stkd_ros.nodes.frame_slot import LatestSlot
 from stkd_ros.nodes.qos import choose_reliability
 from stkd_ros.nodes.stats import RollingStats
+from stkd_ros.temporal import pair_metrics
 
 RGB = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
 
@@ -51,6 +52,17 @@ def test_row_padding_is_skipped():
 def test_bad_messages_raise_one_line_errors(args, message):
     with pytest.raises(ImageError, match=message):
         image_to_rgb(*args)
+
+
+def test_masks_decode_to_class_ids_and_other_encodings_are_rejected():
+    from dataclasses import replace
+    from stkd_ros.bag.messages import image_message
+    msg = image_message(np.array([[0, 1, 2], [3, 4, 5]], np.uint8), 7, 'cam')
+    np.testing.assert_array_equal(mask_to_array(msg), [[0, 1, 2], [3, 4, 5]])
+    with pytest.raises(ImageError, match="mask encoding 'rgb8' is not mono8"):
+        mask_to_array(replace(msg, encoding='rgb8'))
+    with pytest.raises(ImageError, match='data has 5 bytes'):
+        mask_to_array(replace(msg, data=np.zeros(5, np.uint8)))
 
 
 def test_compressed_images():

@@ -7,7 +7,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from stkd_ros.bag.evaluate import decode
 from stkd_ros.bag.messages import IMAGE, image_message, TYPESTORE
 from stkd_ros.bag.reader import BagError, open_bag
-from stkd_ros.nodes.conversion import ImageError
+from stkd_ros.image_msgs import ImageError, stamp_ns
 
 
 def output_topics(name: str) -> tuple:
@@ -39,7 +39,7 @@ def write_annotated_bag(bag, out, topic: str, tracks) -> Path:
                     frame = decode(conn.msgtype, msg)
                 except ImageError:
                     continue
-                header_ns = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+                header_ns = stamp_ns(msg)
                 for t in tracks:
                     mask = t.segmenter.segment(frame)
                     for c, array in zip(added[t.name], (mask, t.segmenter.colorize(mask))):

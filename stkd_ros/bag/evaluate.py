@@ -2,8 +2,10 @@
 `stkd eval-bag`: run one or more models over every frame of a recorded drive.
 
 One pass over the bag: each frame is decoded once, the flow from the previous frame is
-computed once (DIS) and shared by every model, and each model's mask is compared with its
-previous mask (flicker, TC), with the label when the bag has a label topic (mIoU), and timed.
+computed once (:class:`~stkd_ros.flow.stream.StreamFlow`, as the flicker monitor does) and
+shared by every model, and each model's mask is compared with its previous mask
+(:func:`stkd_ros.temporal.compare_masks`: flicker, TC), with the label when the bag has a
+label topic (mIoU), and timed.
 """
 
 from collections import OrderedDict
@@ -13,18 +15,16 @@ from pathlib import Path
 import time
 from typing import List
 
-import cv2
 import numpy as np
+from stkd_ros import temporal
 from stkd_ros.bag.reader import BagError, iter_messages, open_bag
-from stkd_ros.flicker import pair_metrics
-from stkd_ros.flow.warp import warp_numpy
+from stkd_ros.flow.stream import StreamFlow
+from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError
+from stkd_ros.image_msgs import mask_to_array, stamp_ns
 from stkd_ros.inference import Segmenter
 from stkd_ros.metrics import ConfusionMatrix
-from stkd_ros.nodes.conversion import compressed_to_rgb, image_to_rgb, ImageError
 import torch
 from tqdm import tqdm
-
-OUTSIDE = 254   # warp fill for samples from outside the image
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,6 @@ def decode(msgtype: str, msg) -> np.ndarray:
         return compressed_to_rgb(msg.format, msg.data)
     return image_to_rgb(int(msg.height), int(msg.width), msg.encoding, int(msg.step),
                         np.asarray(msg.data), int(msg.is_bigendian))
-
-
-def decode_label(msg) -> np.ndarray:
-    if msg.encoding != 'mono8':
-        raise ImageError(f'label encoding {msg.encoding!r} is not mono8')
-    rows = np.asarray(msg.data, np.uint8).reshape(int(msg.height), int(msg.step))
-    return np.array(rows[:, :int(msg.width)])   # a writable copy
-
-
-def stamp_of(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
 @dataclass
@@ -72,15 +61,12 @@ class ModelTrack:
         k = len(self.class_pixels)
         self.class_pixels += np.bincount(mask.ravel(), minlength=k)[:k]
         if flow is not None and self.prev_mask is not None:
-            m = pair_metrics(self.prev_mask, small, flow)
-            self.flicker.append(m['flicker'])
-            self.tc.append(m['tc'])
+            counts = temporal.compare_masks(self.prev_mask, small, flow, num_classes=k).in_bounds
+            self.flicker.append(temporal.flicker(counts))
+            self.tc.append(temporal.mean_iou(counts))
             self.stamps.append(stamp)
-            warped = warp_numpy(small, flow, nearest=True, border_value=OUTSIDE)
-            valid = (warped != OUTSIDE) & (self.prev_mask < k)
-            prev = self.prev_mask[valid]
-            self.class_counted += np.bincount(prev, minlength=k)[:k]
-            self.class_changed += np.bincount(prev[warped[valid] != prev], minlength=k)[:k]
+            self.class_counted += counts.sum(1)     # rows: the previous mask's class
+            self.class_changed += counts.sum(1) - np.diag(counts)
         self.prev_mask = small
         if stamp in labels:
             self.score(mask, labels[stamp])
@@ -109,8 +95,8 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None, max_frames: i
                  flow_side: int = 480) -> dict:
     """Run every model over ``topic``; returns per-model tracks and the frame stamps."""
     tracks = [ModelTrack(n, Segmenter(m)) for n, m in zip(_names(models), models)]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    labels, stamps, prev_gray, rejected = {}, [], None, 0
+    stream = StreamFlow(flow_side)
+    labels, stamps, rejected = {}, [], 0
     topics = [topic] + ([label_topic] if label_topic else [])
     with open_bag(bag) as reader:
         total = sum(c.msgcount for c in reader.connections if c.topic == topic)
@@ -118,9 +104,9 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None, max_frames: i
                    disable=None)
         for name, msgtype, _, msg in iter_messages(reader, topics):
             if name == label_topic and name != topic:
-                labels[stamp_of(msg)] = decode_label(msg)
+                labels[stamp_ns(msg)] = mask_to_array(msg)
                 for track in tracks:
-                    track.add_label(stamp_of(msg), labels[stamp_of(msg)])
+                    track.add_label(stamp_ns(msg), labels[stamp_ns(msg)])
                 continue
             try:
                 frame = decode(msgtype, msg)
@@ -128,22 +114,13 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None, max_frames: i
                 rejected += 1
                 log.warning('skipped a frame on %s: %s', topic, exc)
                 continue
-            stamp = stamp_of(msg)
-            scale = min(1.0, flow_side / max(frame.shape[:2]))
-            gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-            if scale < 1.0:
-                gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            flow = None
-            if prev_gray is not None and prev_gray.shape == gray.shape:
-                flow = dis.calc(prev_gray, gray, None)
+            stamp = stamp_ns(msg)
+            flow = stream.update(frame)
             for track in tracks:
                 start = time.perf_counter()
                 mask = track.segmenter.segment(frame)
                 track.latency_ms.append((time.perf_counter() - start) * 1e3)
-                small = mask if scale == 1.0 else cv2.resize(
-                    mask, gray.shape[::-1], interpolation=cv2.INTER_NEAREST)
-                track.add_mask(stamp, mask, small, flow, labels)
-            prev_gray = gray
+                track.add_mask(stamp, mask, stream.shrink(mask, nearest=True), flow, labels)
             stamps.append(stamp)
             bar.update(1)
             if max_frames and len(stamps) >= max_frames:
@@ -160,8 +137,8 @@ def fetch_frames(bag, topic: str, stamps) -> dict:
     found = {}
     with open_bag(bag) as reader:
         for _, msgtype, _, msg in iter_messages(reader, [topic]):
-            if stamp_of(msg) in stamps:
-                found[stamp_of(msg)] = decode(msgtype, msg)
+            if stamp_ns(msg) in stamps:
+                found[stamp_ns(msg)] = decode(msgtype, msg)
                 if len(found) == len(stamps):
                     break
     return found

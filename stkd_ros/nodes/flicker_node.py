@@ -4,7 +4,8 @@ flicker_monitor: temporal flicker of a segmentation stream, measured live with o
 Pairs each ``segmentation/mask`` with its ``image`` by header stamp, computes DIS flow between
 consecutive images, and publishes each step's flicker (``segmentation/flicker``) and TC
 (``segmentation/tc``) as std_msgs/Float32, a windowed summary on ``/diagnostics``, and
-optionally a CSV log (``log_path``).
+optionally a CSV log (``log_path``). The measuring is :class:`stkd_ros.flicker.FlickerMeter`:
+the same flow and the same metric as ``stkd eval-bag``, so live and recorded figures compare.
 """
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -13,16 +14,19 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 
 from stkd_ros.flicker import FlickerMeter, StampPairer
+from stkd_ros.image_msgs import ImageError, mask_to_array, message_to_rgb, stamp_ns
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
-from stkd_ros.nodes.conversion import ImageError, message_to_rgb
 from stkd_ros.nodes.lifecycle import diagnostics, run
 
 
-def _stamp(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
 class FlickerMonitor(Node):
+    """
+    Pair images with masks by stamp and publish each step's flicker and TC.
+
+    The measuring is :class:`stkd_ros.flicker.FlickerMeter`'s; this class converts messages,
+    counts what it rejects and publishes the figures.
+    """
+
     def __init__(self, **kwargs):
         super().__init__('flicker_monitor', **kwargs)
         window = self.declare_parameter('window', 100).value
@@ -43,22 +47,21 @@ class FlickerMonitor(Node):
 
     def _on_image(self, msg):
         try:
-            pair = self.pairer.add_image(_stamp(msg), message_to_rgb(msg))
+            pair = self.pairer.add_image(stamp_ns(msg), message_to_rgb(msg))
         except ImageError as exc:
             self.rejected += 1
             self.get_logger().warning(f'rejected image: {exc}', throttle_duration_sec=5.0)
             return
-        self._step(_stamp(msg), pair)
+        self._step(stamp_ns(msg), pair)
 
     def _on_mask(self, msg):
-        if msg.encoding != 'mono8':
+        try:
+            mask = mask_to_array(msg)
+        except ImageError as exc:
             self.rejected += 1
-            self.get_logger().warning(f'mask encoding {msg.encoding!r} is not mono8',
-                                      throttle_duration_sec=5.0)
+            self.get_logger().warning(f'rejected mask: {exc}', throttle_duration_sec=5.0)
             return
-        import numpy as np
-        mask = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-        self._step(_stamp(msg), self.pairer.add_mask(_stamp(msg), mask[:, :msg.width]))
+        self._step(stamp_ns(msg), self.pairer.add_mask(stamp_ns(msg), mask))
 
     def _step(self, stamp, pair):
         if pair is None:

@@ -21,9 +21,9 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from stkd_ros.data.classes import palette_lut
+from stkd_ros.image_msgs import fill_image, ImageError, message_to_rgb
 from stkd_ros.inference import Segmenter
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
-from stkd_ros.nodes.conversion import fill_image, ImageError, message_to_rgb
 from stkd_ros.nodes.frame_slot import LatestSlot
 from stkd_ros.nodes.lifecycle import diagnostics, run
 from stkd_ros.nodes.stats import RollingStats
@@ -34,6 +34,14 @@ def _describe(text, read_only=False, **ranges):
 
 
 class SegmentNode(Node):
+    """
+    Segment every image that arrives (latest frame wins) and publish what is subscribed.
+
+    The work is :class:`stkd_ros.inference.Segmenter`'s: the model file's preprocessing and
+    the class map at the image's size, the same masks that ``stkd evaluate`` scores. This
+    class converts messages, reads parameters and runs inference on a worker thread.
+    """
+
     def __init__(self, **kwargs):
         super().__init__('segment_node', **kwargs)
         p = self._declare()

@@ -6,20 +6,14 @@ import time
 import numpy as np
 from stkd_ros.flow.ground_truth import GroundTruthFlow
 from stkd_ros.flow.occlusion import forward_backward_valid, photometric_valid
+from stkd_ros.inference import class_map, model_input
 from stkd_ros.metrics import ConfusionMatrix, TemporalConsistency
 import torch
-import torch.nn.functional as nnf
 
 
 def to_input(frames: np.ndarray, size, mean, std, device) -> torch.Tensor:
     """Uint8 (N, H, W, 3) RGB -> normalized float (N, 3, h, w) at the model's input size."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float()
-    x = x / 255.0
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = nnf.interpolate(x, size=tuple(size), mode='bilinear', align_corners=False)
-    mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return torch.from_numpy(model_input(frames, size, mean, std)).to(device)
 
 
 @contextmanager
@@ -35,11 +29,18 @@ def eval_mode(model):
 
 @torch.no_grad()
 def predict(model, frames: np.ndarray, size, mean, std, device) -> torch.Tensor:
-    """Class ids (N, H, W) at the frames' own size (logits upsampled bilinearly)."""
-    logits = model(to_input(frames, size, mean, std, device))['logits']
-    logits = nnf.interpolate(logits, size=frames.shape[1:3], mode='bilinear',
-                             align_corners=False)
-    return logits.argmax(1).cpu()
+    """
+    Class ids (N, H, W) at the frames' own size, as the Segmenter a node uses gives them.
+
+    Each frame goes through the model alone, as in a node, and through the same pre- and
+    post-processing (``stkd_ros.inference``), so evaluation scores the masks a node publishes.
+    """
+    masks = []
+    for frame in frames:
+        logits = model(to_input(frame[None], size, mean, std, device))['logits']
+        masks.append(torch.from_numpy(class_map(logits[0].float().cpu().numpy(),
+                                                frame.shape[:2])))
+    return torch.stack(masks).long()
 
 
 def _pair_flow(flow, clip):

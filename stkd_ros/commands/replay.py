@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-PROFILE = Path(__file__).resolve().parents[1] / 'config' / 'fastdds_profile.xml'
+PROFILE = Path(__file__).resolve().parents[2] / 'config' / 'fastdds_profile.xml'
 
 
 def _node(module, *ros_args, env):

@@ -27,9 +27,9 @@ class ImageError(ValueError):
     """A message that cannot be turned into an image."""
 
 
-def image_to_rgb(height: int, width: int, encoding: str, step: int, data,
-                 is_bigendian: int = 0) -> np.ndarray:
-    """Decode the fields of a sensor_msgs/Image into an HxWx3 uint8 RGB array."""
+def _pixels(height: int, width: int, encoding: str, step: int, data,
+            is_bigendian: int = 0) -> np.ndarray:
+    """Check the fields of a sensor_msgs/Image; its pixels as HxW or HxWxC uint8."""
     if encoding not in ENCODINGS:
         raise ImageError(f'unsupported encoding {encoding!r} (supported: '
                          f'{", ".join(ENCODINGS)})')
@@ -53,8 +53,28 @@ def image_to_rgb(height: int, width: int, encoding: str, step: int, data,
         if bool(is_bigendian) == np.little_endian:   # bytes in the other order than ours
             img = img.byteswap()
         img = (img >> 8).astype(np.uint8)   # keep the most significant byte
-    img = img.reshape(height, width, channels) if channels > 1 else img.reshape(height, width)
+    return img.reshape(height, width, channels) if channels > 1 else img.reshape(height, width)
+
+
+def image_to_rgb(height: int, width: int, encoding: str, step: int, data,
+                 is_bigendian: int = 0) -> np.ndarray:
+    """Decode the fields of a sensor_msgs/Image into an HxWx3 uint8 RGB array."""
+    img = _pixels(height, width, encoding, step, data, is_bigendian)
+    code = ENCODINGS[encoding][2]
     return img if code is None else cv2.cvtColor(img, code)
+
+
+def mask_to_array(msg) -> np.ndarray:
+    """Decode a mono8 Image message (class ids: a mask or labels) into a writable HxW array."""
+    if msg.encoding != 'mono8':
+        raise ImageError(f'mask encoding {msg.encoding!r} is not mono8')
+    return np.array(_pixels(int(msg.height), int(msg.width), msg.encoding, int(msg.step),
+                            msg.data))
+
+
+def stamp_ns(msg) -> int:
+    """Return the header stamp of a message (rclpy or rosbags) in nanoseconds."""
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
 def compressed_to_rgb(fmt: str, data) -> np.ndarray:

@@ -19,7 +19,7 @@ from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.flow.visualize import flow_to_color
 
 log = logging.getLogger(__name__)
-CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'distill' / 'synthetic.yaml'
+CONFIG = Path(__file__).resolve().parents[2] / 'config' / 'distill' / 'synthetic.yaml'
 IMAGE_TOPIC, LABEL_TOPIC = '/camera/image_raw', '/camera/labels'
 
 
@@ -51,10 +51,10 @@ def _once(model_dir: Path, train):
 
 
 def run_demo(out='runs/demo', quick: bool = False) -> dict:
-    from stkd_ros.bag.command import eval_bag
-    from stkd_ros.export import export_onnx
-    from stkd_ros.replay import replay
-    from stkd_ros.synth import synth
+    from stkd_ros.commands.eval_bag import eval_bag
+    from stkd_ros.commands.export import export_onnx
+    from stkd_ros.commands.replay import replay
+    from stkd_ros.commands.synth import synth
     from stkd_ros.training import commands
     out, plan = Path(out), _plan(quick)
     sets = plan['overrides']
