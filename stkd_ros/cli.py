@@ -6,6 +6,7 @@ import logging
 import sys
 
 from stkd_ros import __version__
+from stkd_ros.errors import InputError
 
 
 def _cmd_synth(args):
@@ -155,8 +156,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
         args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
-        # ValueError covers config, model file, bag and image errors: each says what is wrong.
+    except (InputError, FileNotFoundError, FileExistsError) as exc:
+        # Errors raised on purpose say what is wrong in one line; anything else is a bug and
+        # keeps its traceback.
         print(f'stkd {args.command}: error: {exc}', file=sys.stderr)
         return 2
     return 0

@@ -10,10 +10,11 @@ from pathlib import Path
 import typing
 from typing import Any, Dict, List, Optional
 
+from stkd_ros.errors import InputError
 import yaml
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration file or override that does not fit the schema."""
 
 

@@ -8,6 +8,7 @@ is installed; this module's own conversion is used when it is not. Every rejecti
 
 import cv2
 import numpy as np
+from stkd_ros.errors import InputError
 
 #: encoding -> (channels, numpy dtype, conversion to RGB or None)
 ENCODINGS = {
@@ -23,7 +24,7 @@ ENCODINGS = {
 MAX_SIDE = 16384
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """A message that cannot be turned into an image."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from stkd_ros.data.classes import palette_lut
+from stkd_ros.errors import InputError
 from stkd_ros.model_file import load_model_file, ModelFileError
 import torch
 
@@ -59,7 +60,7 @@ class Segmenter:
     def __init__(self, model_path, *, backend: str = 'torch', device: str = 'cpu',
                  threads: int = 0, onnx_path=None, input_size=None):
         if backend not in BACKENDS:
-            raise ValueError(f'unknown backend {backend!r}; expected one of {BACKENDS}')
+            raise InputError(f'unknown backend {backend!r}; expected one of {BACKENDS}')
         self.backend, self.device = backend, torch.device(device)
         if threads:
             torch.set_num_threads(threads)
@@ -69,7 +70,7 @@ class Segmenter:
             self._session, self.meta = _onnx_session(onnx_path or model_path, threads)
         self.input_size = tuple(input_size or self.meta['input_size'])
         if len(self.input_size) != 2 or min(self.input_size) < 16:
-            raise ValueError(f'input size must be (height, width) >= 16, got {input_size}')
+            raise InputError(f'input size must be (height, width) >= 16, got {input_size}')
         self.lut = palette_lut(np.array(self.meta['palette'], np.uint8))
 
     @property
@@ -79,7 +80,7 @@ class Segmenter:
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB -> (1, 3, h, w) float32 normalized at the model's input size."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f'expected an HxWx3 uint8 RGB frame, got {frame.dtype} '
+            raise InputError(f'expected an HxWx3 uint8 RGB frame, got {frame.dtype} '
                              f'{frame.shape}')
         return model_input(frame[None], self.input_size, self.meta['mean'], self.meta['std'])
 

@@ -14,6 +14,7 @@ from typing import Dict, Optional
 
 import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.errors import InputError
 from stkd_ros.temporal import compare_masks, iou, mean_iou
 import torch
 import torch.distributed as dist
@@ -29,7 +30,7 @@ class ConfusionMatrix:
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor = None):
         """Add label maps of any matching shape; ``mask`` (bool) limits the pixels counted."""
         if pred.shape != target.shape:
-            raise ValueError(f'prediction {tuple(pred.shape)} and target '
+            raise InputError(f'prediction {tuple(pred.shape)} and target '
                              f'{tuple(target.shape)} differ in shape')
         pred, target = pred.reshape(-1).long().cpu(), target.reshape(-1).long().cpu()
         keep = (target != self.ignore_index) & (target >= 0) & (target < self.num_classes)

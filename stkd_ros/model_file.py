@@ -11,6 +11,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
+from stkd_ros.errors import InputError
 from torch import nn
 
 FORMAT = 'stkd_ros.model/1'
@@ -19,7 +20,7 @@ REQUIRED = ('format', 'arch', 'arch_args', 'num_classes', 'classes', 'palette', 
             'mean', 'std')
 
 
-class ModelFileError(ValueError):
+class ModelFileError(InputError):
     """A file that is not a readable stkd model file."""
 
 
@@ -27,7 +28,7 @@ def save_model_file(path, model: nn.Module, metadata: dict):
     meta = {'format': FORMAT, **metadata}
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
-        raise ValueError(f'model file metadata lacks {missing}')
+        raise InputError(f'model file metadata lacks {missing}')
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(path) + '.tmp')
     save_model(model, str(tmp), metadata={_KEY: json.dumps(meta)})

@@ -19,6 +19,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.errors import InputError
 
 
 class MaskPair(NamedTuple):
@@ -63,7 +64,7 @@ def compare_masks(mask_t: np.ndarray, mask_next: np.ndarray, flow: np.ndarray,
     id counted, for callers that do not know the model's classes.
     """
     if mask_t.shape != mask_next.shape or flow.shape != mask_t.shape + (2,):
-        raise ValueError(f'masks {mask_t.shape}, {mask_next.shape} and flow {flow.shape} '
+        raise InputError(f'masks {mask_t.shape}, {mask_next.shape} and flow {flow.shape} '
                          f'do not match')
     warped, counted = warp_mask(mask_next, flow)
     counted &= mask_t != IGNORE_INDEX

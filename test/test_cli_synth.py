@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_typestore, Stores
 from stkd_ros.data.camvid import CamVidClips
@@ -59,3 +60,27 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     res = _stkd('synth', '--out', str(tmp_path / 'y'), '--clips', '1', '--frames', '2',
                 '--size', '32x64', '--bag', check=False)
     assert res.returncode == 2 and 'already exists' in res.stderr
+
+
+def test_only_errors_raised_on_purpose_become_one_line(monkeypatch, capsys):
+    from stkd_ros import cli
+    from stkd_ros.errors import InputError
+
+    def failing(error):
+        def command(args):
+            raise error
+        return command
+
+    parser = cli.build_parser()
+    args = parser.parse_args(['synth', '--out', 'x'])
+    monkeypatch.setattr(cli, 'build_parser', lambda: parser)
+    args.func = failing(InputError('data.root must name the camvid directory'))
+    monkeypatch.setattr(parser, 'parse_args', lambda argv=None: args)
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err.strip() == (
+        'stkd synth: error: data.root must name the camvid directory')
+    for bug in (KeyError('miou'), ValueError('operands could not be broadcast'),
+                TypeError('unexpected keyword')):
+        args.func = failing(bug)
+        with pytest.raises(type(bug)):
+            cli.main([])

@@ -2,6 +2,7 @@
 
 import numpy as np
 from rosbags.typesys import get_typestore, Stores
+from stkd_ros.errors import InputError
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE = 'sensor_msgs/msg/Image'
@@ -11,12 +12,12 @@ def image_message(array: np.ndarray, stamp_ns: int, frame_id: str):
     """Wrap an rgb8 (HxWx3) or mono8 (HxW) uint8 array in a rosbags Image message."""
     types = TYPESTORE.types
     if array.dtype != np.uint8 or array.ndim not in (2, 3):
-        raise ValueError(f'image_message expects uint8 HxW or HxWx3, got {array.dtype} '
+        raise InputError(f'image_message expects uint8 HxW or HxWx3, got {array.dtype} '
                          f'{array.shape}')
     channels = 1 if array.ndim == 2 else array.shape[2]
     encoding = {1: 'mono8', 3: 'rgb8'}.get(channels)
     if encoding is None:
-        raise ValueError(f'image_message supports 1 or 3 channels, got {channels}')
+        raise InputError(f'image_message supports 1 or 3 channels, got {channels}')
     h, w = array.shape[:2]
     header = types['std_msgs/msg/Header'](
         stamp=types['builtin_interfaces/msg/Time'](sec=stamp_ns // 1_000_000_000,

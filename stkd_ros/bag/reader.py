@@ -6,11 +6,12 @@ from pathlib import Path
 from rosbags.highlevel import AnyReader
 
 from stkd_ros.bag.messages import TYPESTORE
+from stkd_ros.errors import InputError
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 
 
-class BagError(ValueError):
+class BagError(InputError):
     """A bag that is missing, unreadable, or lacks the asked-for topic."""
 
 

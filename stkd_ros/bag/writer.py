@@ -4,6 +4,7 @@ from pathlib import Path
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 from stkd_ros.bag.messages import IMAGE, image_message, TYPESTORE
+from stkd_ros.errors import InputError
 
 _STORAGE = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
@@ -13,7 +14,7 @@ class ImageBagWriter:
 
     def __init__(self, path, topics, *, storage: str = 'mcap', frame_id: str = 'camera'):
         if storage not in _STORAGE:
-            raise ValueError(f'unknown bag storage {storage!r}; expected one of '
+            raise InputError(f'unknown bag storage {storage!r}; expected one of '
                              f'{sorted(_STORAGE)}')
         path = Path(path)
         if path.exists():

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from stkd_ros.data.export import write_camvid_layout
 from stkd_ros.data.synthetic import FPS, SyntheticConfig, SyntheticWorld
+from stkd_ros.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +19,9 @@ def parse_size(text: str):
     try:
         h, w = (int(v) for v in text.lower().split('x'))
     except ValueError:
-        raise ValueError(f'size must look like HxW (e.g. 256x512), got {text!r}') from None
+        raise InputError(f'size must look like HxW (e.g. 256x512), got {text!r}') from None
     if h <= 0 or w <= 0:
-        raise ValueError(f'size must be positive, got {text!r}')
+        raise InputError(f'size must be positive, got {text!r}')
     return h, w
 
 
@@ -32,7 +33,7 @@ def synth(out, *, clips: int = 4, frames: int = 30, size=(256, 512), seed: int =
     Returns the paths written and frame counts.
     """
     if clips < 1:
-        raise ValueError(f'--clips must be at least 1, got {clips}')
+        raise InputError(f'--clips must be at least 1, got {clips}')
     out = Path(out)
     world = SyntheticWorld(SyntheticConfig(height=size[0], width=size[1], frames=frames,
                                            difficulty=difficulty, seed=seed))

@@ -21,6 +21,7 @@ from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
 from stkd_ros.data.image_io import read_label, read_rgb
 from stkd_ros.data.video import (consecutive_runs, KeyFrame, LabeledVideoDataset, require_dir,
                                  UnlabeledVideo)
+from stkd_ros.errors import InputError
 
 SPLITS = ('train', 'val', 'test')
 VOID_11 = 11
@@ -54,7 +55,7 @@ def read_label_colors(path: Path) -> dict:
         if not parts:
             continue
         if len(parts) < 4:
-            raise ValueError(f'{path}:{n}: expected "R G B Name", got {line!r}')
+            raise InputError(f'{path}:{n}: expected "R G B Name", got {line!r}')
         table[tuple(int(v) for v in parts[:3])] = parts[3]
     return table
 
@@ -81,7 +82,7 @@ def _neighbour_finder(root: Path, image: Path):
 
     def neighbour(offset: int) -> Path:
         if match is None:
-            raise ValueError(f'CamVid frame name {image.name} is not SEQUENCE_NUMBER; cannot '
+            raise InputError(f'CamVid frame name {image.name} is not SEQUENCE_NUMBER; cannot '
                              f'find the frame {offset} later')
         num = match['num']
         stem = f"{match['seq']}_{match['prefix']}{int(num) + offset:0{len(num)}d}"
@@ -99,9 +100,9 @@ class CamVidClips(LabeledVideoDataset):
                  clip_length: int = 2):
         root = Path(root)
         if split not in SPLITS:
-            raise ValueError(f'unknown CamVid split {split!r}; expected one of {SPLITS}')
+            raise InputError(f'unknown CamVid split {split!r}; expected one of {SPLITS}')
         if labels not in (11, 32):
-            raise ValueError(f'CamVid labels must be 11 or 32, got {labels}')
+            raise InputError(f'CamVid labels must be 11 or 32, got {labels}')
         require_dir(root, 'CamVid root')
         images = require_dir(root / split, f'CamVid {split} images')
         self.labels_mode, self.colors = labels, None

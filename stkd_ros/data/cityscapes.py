@@ -18,6 +18,7 @@ from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.image_io import read_label
 from stkd_ros.data.video import (consecutive_runs, KeyFrame, LabeledVideoDataset, require_dir,
                                  UnlabeledVideo)
+from stkd_ros.errors import InputError
 
 SPLITS = ('train', 'val', 'test')
 
@@ -57,7 +58,7 @@ class CityscapesClips(LabeledVideoDataset):
     def __init__(self, root, *, split: str = 'train', gap=1, clip_length: int = 2):
         root = Path(root)
         if split not in SPLITS:
-            raise ValueError(f'unknown Cityscapes split {split!r}; expected one of {SPLITS}')
+            raise InputError(f'unknown Cityscapes split {split!r}; expected one of {SPLITS}')
         require_dir(root, 'Cityscapes root')
         images = require_dir(root / 'leftImg8bit' / split, f'Cityscapes {split} images')
         labels = require_dir(root / 'gtFine' / split, f'Cityscapes {split} fine labels')

@@ -5,6 +5,7 @@ import random
 from typing import Optional, Tuple, Union
 
 import numpy as np
+from stkd_ros.errors import InputError
 
 
 @dataclass
@@ -26,13 +27,13 @@ class Clip:
     def __post_init__(self):
         t, h, w = self.frames.shape[:3]
         if self.labels.shape != (t, h, w):
-            raise ValueError(f'clip {self.name!r}: labels {self.labels.shape} do not match '
+            raise InputError(f'clip {self.name!r}: labels {self.labels.shape} do not match '
                              f'frames {self.frames.shape}')
         if self.valid is not None and self.valid.shape != (h, w):
-            raise ValueError(f'clip {self.name!r}: valid mask {self.valid.shape} does not '
+            raise InputError(f'clip {self.name!r}: valid mask {self.valid.shape} does not '
                              f'match frames {self.frames.shape}')
         if self.flows is not None and self.flows.shape != (t - 1, h, w, 2):
-            raise ValueError(f'clip {self.name!r}: flows {self.flows.shape} do not match '
+            raise InputError(f'clip {self.name!r}: flows {self.flows.shape} do not match '
                              f'frames {self.frames.shape}')
 
 
@@ -46,7 +47,7 @@ class FrameGap:
     def __init__(self, gap: Union[int, Tuple[int, int]]):
         low, high = (gap, gap) if isinstance(gap, int) else tuple(gap)
         if not 1 <= low <= high:
-            raise ValueError(f'frame gap must satisfy 1 <= low <= high, got {gap!r}')
+            raise InputError(f'frame gap must satisfy 1 <= low <= high, got {gap!r}')
         self.low, self.high = int(low), int(high)
 
     def sample(self) -> int:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from stkd_ros.errors import InputError
 
 _FLO_MAGIC = 202021.25  # Middlebury .flo header
 
@@ -21,7 +22,7 @@ def read_label(path) -> np.ndarray:
     if img is None:
         raise FileNotFoundError(f'cannot read label map {path} (missing or not an image)')
     if img.ndim != 2:
-        raise ValueError(f'label map {path} has {img.shape[2]} channels; expected one channel '
+        raise InputError(f'label map {path} has {img.shape[2]} channels; expected one channel '
                          f'of class ids')
     return img.astype(np.uint8)
 
@@ -52,9 +53,9 @@ def read_flo(path) -> np.ndarray:
     with open(path, 'rb') as f:
         magic = np.fromfile(f, '<f4', 1)
         if magic.size != 1 or magic[0] != _FLO_MAGIC:
-            raise ValueError(f'{path} is not a .flo flow file')
+            raise InputError(f'{path} is not a .flo flow file')
         w, h = np.fromfile(f, '<i4', 2)
         data = np.fromfile(f, '<f4', int(w) * int(h) * 2)
     if data.size != int(w) * int(h) * 2:
-        raise ValueError(f'{path} is truncated: expected {w}x{h}x2 values')
+        raise InputError(f'{path} is truncated: expected {w}x{h}x2 values')
     return data.reshape(int(h), int(w), 2)

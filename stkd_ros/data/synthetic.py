@@ -19,6 +19,7 @@ from stkd_ros.data.render_cache import RenderCache
 from stkd_ros.data.world.render import Camera, exact_flow, render
 from stkd_ros.data.world.scene import build_scene, Scene
 from stkd_ros.data.world.sensor import apply_sensor
+from stkd_ros.errors import InputError
 
 FPS = 30.0
 
@@ -35,12 +36,12 @@ class SyntheticConfig:
 
     def __post_init__(self):
         if self.height < 16 or self.width < 16:
-            raise ValueError(f'synthetic frame size must be at least 16x16, got '
+            raise InputError(f'synthetic frame size must be at least 16x16, got '
                              f'{self.height}x{self.width}')
         if self.frames < 2:
-            raise ValueError(f'a synthetic clip needs at least 2 frames, got {self.frames}')
+            raise InputError(f'a synthetic clip needs at least 2 frames, got {self.frames}')
         if not 0.0 <= self.difficulty <= 1.0:
-            raise ValueError(f'difficulty must be in [0, 1], got {self.difficulty}')
+            raise InputError(f'difficulty must be in [0, 1], got {self.difficulty}')
 
 
 class SyntheticWorld:
@@ -130,7 +131,7 @@ class SyntheticClips:
                  gap=(1, 3), clip_length: int = 2, keys_per_clip: int = 4,
                  label_every: int = 1, cache_dir=None):
         if split not in self.SPLIT_SEED:
-            raise ValueError(f'unknown split {split!r}; expected one of {list(self.SPLIT_SEED)}')
+            raise InputError(f'unknown split {split!r}; expected one of {list(self.SPLIT_SEED)}')
         seeded = SyntheticConfig(**{**config.__dict__, 'seed': config.seed
                                     + self.SPLIT_SEED[split]})
         self.world = SyntheticWorld(seeded, cache_dir)
@@ -141,16 +142,16 @@ class SyntheticClips:
         # way for a one-frame task and a two-frame one, so both see the same labeled views.
         span = max(clip_length - 1, 1) * self.gap.high
         if span >= seeded.frames:
-            raise ValueError(f'clips of {seeded.frames} frames cannot hold {clip_length} '
+            raise InputError(f'clips of {seeded.frames} frames cannot hold {clip_length} '
                              f'frames {self.gap.high} apart')
         if label_every < 1:
-            raise ValueError(f'label_every must be 1 or more frames, got {label_every}')
+            raise InputError(f'label_every must be 1 or more frames, got {label_every}')
         self.label_every = label_every
         # Clips start at labeled frames; on never-labeled streets, at any frame.
         self.key_frames = [t for t in range(seeded.frames)
                            if split == 'unlabeled' or self.labeled(t)]
         if not any(t < seeded.frames - span for t in self.key_frames):
-            raise ValueError(f'label_every {label_every}: no labeled frame of a '
+            raise InputError(f'label_every {label_every}: no labeled frame of a '
                              f'{seeded.frames}-frame clip is followed by {span} more frames')
 
     def __len__(self):

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.clip import Clip
+from stkd_ros.errors import InputError
 import torch
 
 #: ImageNet statistics, what timm and torchvision backbones were trained with.
@@ -48,7 +49,7 @@ class RandomScale:
 
     def __init__(self, low: float, high: float):
         if not 0 < low <= high:
-            raise ValueError(f'scale range must satisfy 0 < low <= high, got ({low}, {high})')
+            raise InputError(f'scale range must satisfy 0 < low <= high, got ({low}, {high})')
         self.low, self.high = low, high
 
     def __call__(self, clip: Clip) -> Clip:

@@ -8,6 +8,7 @@ import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.clip import Clip, FrameGap
 from stkd_ros.data.image_io import read_rgb
+from stkd_ros.errors import InputError
 
 
 @dataclass
@@ -41,7 +42,7 @@ class LabeledVideoDataset:
         if not keys:
             raise FileNotFoundError(f'{name}: no labeled frames found')
         if clip_length < 1:
-            raise ValueError(f'clip_length must be >= 1, got {clip_length}')
+            raise InputError(f'clip_length must be >= 1, got {clip_length}')
         self.keys, self.gap, self.clip_length, self.name = keys, FrameGap(gap), clip_length, name
 
     def load_label(self, path: Path) -> np.ndarray:
@@ -63,7 +64,7 @@ class LabeledVideoDataset:
             frames.append(read_rgb(path))
         label = self.load_label(key.label)
         if label.shape != frames[0].shape[:2]:
-            raise ValueError(f'{key.label}: label size {label.shape} differs from image size '
+            raise InputError(f'{key.label}: label size {label.shape} differs from image size '
                              f'{frames[0].shape[:2]}')
         labels = np.full((len(frames),) + label.shape, IGNORE_INDEX, np.uint8)
         labels[0] = label

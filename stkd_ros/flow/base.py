@@ -9,6 +9,7 @@ backward along it gives an image aligned with ``img0``.
 from typing import Dict
 
 import numpy as np
+from stkd_ros.errors import InputError
 
 
 class FlowEstimator:
@@ -24,7 +25,7 @@ class FlowEstimator:
 
     def __call__(self, img0: np.ndarray, img1: np.ndarray) -> np.ndarray:
         if img0.shape != img1.shape or img0.ndim != 3 or img0.shape[2] != 3:
-            raise ValueError(f'flow needs two HxWx3 frames of one size, got {img0.shape} and '
+            raise InputError(f'flow needs two HxWx3 frames of one size, got {img0.shape} and '
                              f'{img1.shape}')
         return self.estimate(img0, img1)
 
@@ -70,6 +71,6 @@ FLOW_METHODS = {
 def build_flow(method: str = 'dis', **settings) -> FlowEstimator:
     """Build a flow estimator by name (``dis``, ``farneback``, ``raft``, ``ground_truth``)."""
     if method not in FLOW_METHODS:
-        raise ValueError(f'unknown flow method {method!r}; expected one of '
+        raise InputError(f'unknown flow method {method!r}; expected one of '
                          f'{sorted(FLOW_METHODS)}')
     return FLOW_METHODS[method](**settings)

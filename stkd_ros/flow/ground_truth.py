@@ -1,6 +1,7 @@
 """The exact flow that the synthetic world renders with each clip."""
 
 import numpy as np
+from stkd_ros.errors import InputError
 from stkd_ros.flow.base import FlowEstimator
 
 
@@ -10,14 +11,14 @@ class GroundTruthFlow(FlowEstimator):
     name = 'ground_truth'
 
     def estimate(self, img0, img1):
-        raise ValueError('ground-truth flow comes with a clip, not from two images: '
+        raise InputError('ground-truth flow comes with a clip, not from two images: '
                          'use between(clip, i, j) on a synthetic clip')
 
     def between(self, clip, i: int, j: int) -> np.ndarray:
         if clip.flows is None:
-            raise ValueError(f'clip {clip.name!r} carries no ground-truth flow; only the '
+            raise InputError(f'clip {clip.name!r} carries no ground-truth flow; only the '
                              f'synthetic world has it (use flow method "dis" or "raft")')
         if j != i + 1:
-            raise ValueError(f'ground-truth flow is stored between consecutive clip frames, '
+            raise InputError(f'ground-truth flow is stored between consecutive clip frames, '
                              f'not {i} -> {j}')
         return clip.flows[i]

@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+from stkd_ros.errors import InputError
 from stkd_ros.flow.base import FlowEstimator
 
 _DIS_PRESETS = {
@@ -22,7 +23,7 @@ class DISFlow(FlowEstimator):
 
     def __init__(self, preset: str = 'medium'):
         if preset not in _DIS_PRESETS:
-            raise ValueError(f'unknown DIS preset {preset!r}; expected one of '
+            raise InputError(f'unknown DIS preset {preset!r}; expected one of '
                              f'{sorted(_DIS_PRESETS)}')
         self.preset = preset
         self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])

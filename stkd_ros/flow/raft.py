@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+from stkd_ros.errors import InputError
 from stkd_ros.flow.base import FlowEstimator
 import torch
 
@@ -18,9 +19,9 @@ class RAFTFlow(FlowEstimator):
                  iterations: int = 12):
         from torchvision.models.optical_flow import raft_large, raft_small
         if size not in _ARCHS:
-            raise ValueError(f'unknown RAFT size {size!r}; expected one of {_ARCHS}')
+            raise InputError(f'unknown RAFT size {size!r}; expected one of {_ARCHS}')
         if not weights:
-            raise ValueError('RAFT needs its weights as a local file: set weights=PATH (a '
+            raise InputError('RAFT needs its weights as a local file: set weights=PATH (a '
                              'torchvision raft_small/raft_large state dict); nothing is '
                              'downloaded')
         path = Path(weights)

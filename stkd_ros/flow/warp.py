@@ -9,6 +9,7 @@ marked invalid rather than clamped.
 import cv2
 import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.errors import InputError
 import torch
 import torch.nn.functional as nnf
 
@@ -33,7 +34,7 @@ def in_bounds(flow: torch.Tensor) -> torch.Tensor:
 def warp(x: torch.Tensor, flow: torch.Tensor, mode: str = 'bilinear') -> torch.Tensor:
     """Warp images or logits (N, C, H, W) backward along flow (N, 2, H, W); zeros outside."""
     if x.shape[-2:] != flow.shape[-2:]:
-        raise ValueError(f'warp: input {tuple(x.shape)} and flow {tuple(flow.shape)} differ in '
+        raise InputError(f'warp: input {tuple(x.shape)} and flow {tuple(flow.shape)} differ in '
                          f'size')
     return nnf.grid_sample(x, _grid(flow.to(x.dtype)), mode=mode, padding_mode='zeros',
                            align_corners=True)

@@ -1,5 +1,6 @@
 """Small building blocks shared by the models."""
 
+from stkd_ros.errors import InputError
 import torch
 from torch import nn
 import torch.nn.functional as nnf
@@ -45,7 +46,7 @@ def load_backbone_weights(module: nn.Module, path, name: str, prefix: str = ''):
     own = module.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matched:
-        raise ValueError(f'{name}: no tensor in {path} matches the backbone; is it the right '
+        raise InputError(f'{name}: no tensor in {path} matches the backbone; is it the right '
                          f'architecture?')
     module.load_state_dict(matched, strict=False)
     return len(matched)

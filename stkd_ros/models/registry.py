@@ -2,6 +2,7 @@
 
 import inspect
 
+from stkd_ros.errors import InputError
 from stkd_ros.models.bisenet import BiSeNetLite
 from stkd_ros.models.lraspp import LRASPPMobileNetV3
 from stkd_ros.models.pspnet import PSPNetResNet18
@@ -20,10 +21,10 @@ STUDENTS = ('lraspp_mobilenetv3', 'pspnet_resnet18', 'bisenet_lite')
 def build_model(name: str, num_classes: int, **kwargs):
     """Build model ``name`` for ``num_classes`` classes; kwargs are its constructor's."""
     if name not in MODELS:
-        raise ValueError(f'unknown model {name!r}; expected one of {sorted(MODELS)}')
+        raise InputError(f'unknown model {name!r}; expected one of {sorted(MODELS)}')
     builder = MODELS[name]
     try:   # check the arguments alone: a TypeError inside the constructor is a bug to show
         inspect.signature(builder).bind(num_classes=num_classes, **kwargs)
     except TypeError as exc:
-        raise ValueError(f'model {name!r}: bad arguments {kwargs}: {exc}') from None
+        raise InputError(f'model {name!r}: bad arguments {kwargs}: {exc}') from None
     return builder(num_classes=num_classes, **kwargs)

@@ -10,6 +10,7 @@ The teacher: a CNN branch and a transformer branch, fused by a learned per-pixel
   its own classifier and is supervised too.
 """
 
+from stkd_ros.errors import InputError
 from stkd_ros.models.blocks import ConvBNReLU, load_backbone_weights, upsample_like
 import timm
 import torch
@@ -79,7 +80,7 @@ class Teacher(nn.Module):
                  pretrained_transformer: str = None):
         super().__init__()
         if size not in TEACHER_SIZES:
-            raise ValueError(f'unknown teacher size {size!r}; expected one of '
+            raise InputError(f'unknown teacher size {size!r}; expected one of '
                              f'{list(TEACHER_SIZES)}')
         cnn, transformer, width = TEACHER_SIZES[size]
         self.cnn = DeepLabV3PlusBranch(cnn, width, pretrained_cnn)

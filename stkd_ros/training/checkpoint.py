@@ -5,6 +5,7 @@ from pathlib import Path
 import random
 
 import numpy as np
+from stkd_ros.errors import InputError
 import torch
 
 
@@ -40,5 +41,5 @@ def load_checkpoint(path) -> dict:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:   # a truncated or foreign file: say which and why
-        raise ValueError(f'cannot resume from {path}: {exc.__class__.__name__}: '
+        raise InputError(f'cannot resume from {path}: {exc.__class__.__name__}: '
                          f'{str(exc).splitlines()[0]}') from None

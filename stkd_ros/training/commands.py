@@ -6,6 +6,7 @@ from pathlib import Path
 
 from stkd_ros.config import Config, load_config
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from stkd_ros.errors import InputError
 from stkd_ros.flow import build_flow
 from stkd_ros.flow.cache import FlowCache
 from stkd_ros.model_file import load_model_file
@@ -56,12 +57,12 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     teacher, meta = load_model_file(teacher_path)
     for key in ('mean', 'std'):
         if meta[key] != list(IMAGENET_MEAN if key == 'mean' else IMAGENET_STD):
-            raise ValueError(f'{teacher_path}: teacher normalization {key}={meta[key]} differs '
+            raise InputError(f'{teacher_path}: teacher normalization {key}={meta[key]} differs '
                              f'from the one students are trained with')
 
     classes = build_clips(cfg.data, 'val', clip_length=1, gap=1).classes
     if meta['num_classes'] != len(classes):
-        raise ValueError(f'{teacher_path}: teacher predicts {meta["num_classes"]} classes, '
+        raise InputError(f'{teacher_path}: teacher predicts {meta["num_classes"]} classes, '
                          f'{cfg.data.dataset} has {len(classes)}')
     flow = flow_source(cfg, out) if cfg.distill.weights.temporal else None
     return Trainer(cfg, out, cfg.student,
@@ -78,7 +79,7 @@ def evaluate_model(model_path, config_path, json_path=None, overrides=()) -> dic
     model, meta = load_model_file(model_path, device)
     val = build_clips(cfg.data, cfg.evaluation.split, clip_length=2, gap=cfg.data.eval_gap)
     if len(val.classes) != meta['num_classes']:
-        raise ValueError(f'{model_path} predicts {meta["num_classes"]} classes but '
+        raise InputError(f'{model_path} predicts {meta["num_classes"]} classes but '
                          f'{cfg.data.dataset} has {len(val.classes)}')
     result = evaluate(model, val, input_size=meta['input_size'], mean=meta['mean'],
                       std=meta['std'], num_classes=meta['num_classes'],

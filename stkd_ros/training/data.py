@@ -10,6 +10,7 @@ import random
 
 from stkd_ros.config import DataConfig
 from stkd_ros.data.transforms import train_transforms
+from stkd_ros.errors import InputError
 from stkd_ros.flow.cache import FlowCache
 import torch
 
@@ -28,18 +29,18 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
         world = _world(s)
         clips = {'train': s.train_clips, 'val': s.val_clips, 'tune': s.tune_clips}.get(split)
         if clips is None:
-            raise ValueError(f'evaluation.split: unknown split {split!r}; expected val or tune')
+            raise InputError(f'evaluation.split: unknown split {split!r}; expected val or tune')
         return SyntheticClips(world, split=split, clips=clips, gap=gap,
                               clip_length=clip_length, keys_per_clip=s.keys_per_clip,
                               label_every=s.label_every, cache_dir=s.render_cache)
     if cfg.dataset not in ('camvid', 'cityscapes'):
-        raise ValueError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
+        raise InputError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
                          f'camvid or cityscapes')
     if split == 'tune':
-        raise ValueError(f'evaluation.split: tune is a split of the synthetic world; for '
+        raise InputError(f'evaluation.split: tune is a split of the synthetic world; for '
                          f'{cfg.dataset}, tune on a split of your own')
     if cfg.root is None:
-        raise ValueError(f'data.root must name the {cfg.dataset} directory')
+        raise InputError(f'data.root must name the {cfg.dataset} directory')
     if cfg.dataset == 'camvid':
         from stkd_ros.data.camvid import CamVidClips
         return CamVidClips(cfg.root, split=split, labels=cfg.camvid_labels, gap=gap,
@@ -109,7 +110,7 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         self.per_rank = size // world_size
         self.batches = self.per_rank // batch_size
         if self.batches == 0:
-            raise ValueError(f'dataset of {size} samples is too small for batch size '
+            raise InputError(f'dataset of {size} samples is too small for batch size '
                              f'{batch_size} on {world_size} process(es)')
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.start_step, self.rank, self.world_size = start_step, rank, world_size

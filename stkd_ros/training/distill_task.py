@@ -12,6 +12,7 @@ update never moves the student.
 
 from stkd_ros.config import DistillConfig
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.errors import InputError
 from stkd_ros.flow.occlusion import photometric_valid
 from stkd_ros.losses.adversarial import discriminator_loss, generator_loss
 from stkd_ros.losses.channel import channel_kd
@@ -43,7 +44,7 @@ class DistillationTask(ModelTask):
         self.cfg = cfg
         w = cfg.weights
         if w.temporal > 0 and flow_source is None:
-            raise ValueError('distill.weights.temporal needs optical flow; no flow source '
+            raise InputError('distill.weights.temporal needs optical flow; no flow source '
                              'was given')
         self.flow_source = flow_source if w.temporal > 0 else None
         # Every term but cross-entropy has a target on unlabeled frames; all but the

@@ -6,6 +6,7 @@ import os
 import random
 
 import numpy as np
+from stkd_ros.errors import InputError
 import torch
 import torch.distributed as dist
 
@@ -31,7 +32,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == 'auto':
         return torch.device(f'cuda:{local_rank}' if torch.cuda.is_available() else 'cpu')
     if name.startswith('cuda') and not torch.cuda.is_available():
-        raise ValueError(f'train.device is {name!r} but CUDA is not available here')
+        raise InputError(f'train.device is {name!r} but CUDA is not available here')
     return torch.device(name)
 
 

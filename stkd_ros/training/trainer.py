@@ -18,6 +18,7 @@ from stkd_ros import __version__
 from stkd_ros.config import Config, save_config
 from stkd_ros.data.classes import colorize
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from stkd_ros.errors import InputError
 from stkd_ros.flow import build_flow
 from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
@@ -38,7 +39,7 @@ def build_optimizer(params, train_cfg):
                                weight_decay=train_cfg.weight_decay)
     if train_cfg.optimizer == 'adamw':
         return torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    raise ValueError(f'train.optimizer: unknown optimizer {train_cfg.optimizer!r}; expected '
+    raise InputError(f'train.optimizer: unknown optimizer {train_cfg.optimizer!r}; expected '
                      f'sgd or adamw')
 
 

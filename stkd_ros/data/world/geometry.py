@@ -9,6 +9,7 @@ its normalized image coordinates, which makes depth, labels and flow exact and c
 from dataclasses import dataclass
 
 import numpy as np
+from stkd_ros.errors import InputError
 
 #: Drawing layers, back to front: the ground never occludes what stands on it, markings lie on
 #: the ground, buildings stand behind everything that is between them and the road.
@@ -90,7 +91,7 @@ class QuadBuilder:
 
     def build(self) -> Quads:
         if not self._rows:
-            raise ValueError('a scene needs at least one quad')
+            raise InputError('a scene needs at least one quad')
         cols = list(zip(*self._rows))
         materials = np.array([(*m.rgb, m.tile, m.scale, m.amp) for m in cols[4]],
                              dtype=np.float32)
