@@ -10,6 +10,7 @@ from pathlib import Path
 import typing
 from typing import Any, Dict, List, Optional
 
+from stkd_ros.data.synthetic import SyntheticConfig
 from stkd_ros.errors import InputError
 import yaml
 
@@ -19,12 +20,11 @@ class ConfigError(InputError):
 
 
 @dataclass
-class SyntheticDataConfig:
+class SyntheticDataConfig(SyntheticConfig):
+    """The synthetic world's settings (SyntheticConfig, checked there) and its splits."""
+
     height: int = 128
     width: int = 256
-    frames: int = 30
-    difficulty: float = 0.6
-    seed: int = 0
     train_clips: int = 40
     val_clips: int = 6          # held-out streets, reported
     tune_clips: int = 8         # held-out streets of their own, for choosing settings

@@ -24,7 +24,7 @@ from stkd_ros.errors import InputError
 FPS = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class SyntheticConfig:
     """Knobs of the world: frame size, frames per clip, difficulty (0 easy .. 1 hard), seed."""
 

@@ -6,6 +6,7 @@ frame gap, scale, crop and flip do not depend on worker count, and a resumed run
 what an unbroken run would.
 """
 
+from dataclasses import fields
 import random
 
 from stkd_ros.config import DataConfig
@@ -16,9 +17,9 @@ import torch
 
 
 def _world(s):
+    """Return the world settings alone of a SyntheticDataConfig."""
     from stkd_ros.data.synthetic import SyntheticConfig
-    return SyntheticConfig(height=s.height, width=s.width, frames=s.frames,
-                           difficulty=s.difficulty, seed=s.seed)
+    return SyntheticConfig(**{f.name: getattr(s, f.name) for f in fields(SyntheticConfig)})
 
 
 def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
