@@ -207,8 +207,9 @@ def test_stkd_distill_runs_the_full_method(tmp_path):
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
                    check=True, capture_output=True)
     # Warm-up longer than the run: the discriminator's rate must follow the student's factor.
-    args = _cmd('distill', tmp_path / 'd', 2, ['train.eval_every=2', 'distill.flow.method=dis',
-                                               'train.warmup_steps=4'])
+    args = _cmd('distill', tmp_path / 'd', 2, [
+        'train.eval_every=2', 'distill.flow.method=dis', 'distill.flow.args={preset: fast}',
+        f'distill.flow.cache={tmp_path / "flows"}', 'train.warmup_steps=4'])
     args += ['--teacher', str(tmp_path / 't' / 'model.safetensors')]
     res = subprocess.run(args, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -221,7 +222,7 @@ def test_stkd_distill_runs_the_full_method(tmp_path):
     for term in ('ce', 'kd_pixel', 'kd_pairwise', 'temporal', 'temporal_kd', 'adversarial',
                  'd_loss'):
         assert f'train/{term}' in tags, term
-    assert list((tmp_path / 'd' / 'flow_cache').rglob('*.npy'))
+    assert list((tmp_path / 'flows').rglob('*.npy'))
     bad = _cmd('distill', tmp_path / 'e', 1) + ['--teacher', str(tmp_path / 'nothing')]
     res = subprocess.run(bad, capture_output=True, text=True)
     assert res.returncode == 2 and 'model file not found' in res.stderr
