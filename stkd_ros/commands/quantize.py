@@ -24,9 +24,9 @@ from stkd_ros.model_file import read_metadata
 log = logging.getLogger(__name__)
 
 DEFAULT_FRAMES = 64
-# Op types left in float (default none). Keeping MobileNetV3's hard-sigmoid/-swish parts
-# (HardSigmoid, Mul) or the logits' Resize in float was measured and gained neither speed nor
-# accuracy: docs/architecture.md, "Export and INT8".
+# Op types left in float (default none). Keeping MobileNetV3's hard-swish parts (HardSigmoid,
+# Mul) or the logits' Resize in float was measured and made INT8 no faster: docs/architecture.md,
+# "Export and INT8".
 KEEP_FLOAT_OP_TYPES = ()
 
 
