@@ -46,8 +46,9 @@ def _cmd_distill(args):
 
 def _cmd_evaluate(args):
     from stkd_ros.training.commands import evaluate_model
-    r = evaluate_model(args.model, args.config, args.json, args.set)
-    print(f'{args.model}: mIoU {r["miou"]:.4f}  TC {r["tc"]:.4f} '
+    r = evaluate_model(args.model or args.onnx, args.config, args.json, args.set,
+                       backend='onnxruntime' if args.onnx else 'torch')
+    print(f'{r["model"]} ({r["backend"]}): mIoU {r["miou"]:.4f}  TC {r["tc"]:.4f} '
           f'(occlusion-masked {r["tc_occlusion_masked"]:.4f})  flicker {r["flicker"]:.4f}  '
           f'{r["fps"]:.1f} fps on {r["device"]}')
     for name, iou in r['per_class_iou'].items():
@@ -73,7 +74,16 @@ def _cmd_export(args):
     meta = read_metadata(args.model)
     print(f'{args.model}: {meta["arch"]}, {meta["num_classes"]} classes, input '
           f'{meta["input_size"][0]}x{meta["input_size"][1]}')
-    if args.onnx:
+    if (args.int8 or args.calibration is not None or args.data_root) and not args.onnx:
+        raise InputError('--int8, --calibration and --data-root need --onnx FILE')
+    if (args.calibration is not None or args.data_root) and not args.int8:
+        raise InputError('--calibration and --data-root calibrate INT8: add --int8')
+    if args.int8:
+        from stkd_ros.commands.quantize import DEFAULT_FRAMES, quantize_int8
+        frames = DEFAULT_FRAMES if args.calibration is None else args.calibration
+        print(f'wrote {quantize_int8(args.model, args.onnx, frames, args.data_root)} (INT8, '
+              f'calibrated on {frames} training frames)')
+    elif args.onnx:
         from stkd_ros.commands.export import export_onnx
         print(f'wrote {export_onnx(args.model, args.onnx)}')
 
@@ -122,15 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser('evaluate', help='mIoU, TC, flicker and speed of a model file')
-    p.add_argument('--model', required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument('--model', help='a model file (PyTorch)')
+    which.add_argument('--onnx', help='an ONNX export, FP32 or INT8 (ONNX Runtime, CPU), '
+                       'run by the Segmenter as segment_node runs it')
     p.add_argument('--config', required=True)
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser('export', help='check a model file; write ONNX')
+    p = sub.add_parser('export', help='check a model file; write ONNX (FP32 or INT8)')
     p.add_argument('--model', required=True)
     p.add_argument('--onnx', default=None, help='write an ONNX model here')
+    p.add_argument('--int8', action='store_true',
+                   help='quantize to INT8 (ONNX Runtime static quantization, QDQ, for CPU)')
+    p.add_argument('--calibration', type=int, default=None, metavar='N',
+                   help='training frames that calibrate the INT8 ranges (default 64)')
+    p.add_argument('--data-root', default=None, metavar='DIR',
+                   help='dataset directory, for models trained on camvid or cityscapes')
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser('eval-bag', help='evaluate models on a recorded drive (rosbag)')

@@ -287,6 +287,11 @@ def load_config(path=None, overrides=()) -> Config:
                               f'{str(exc).splitlines()[0]}') from None
     for assignment in overrides:
         data = apply_override(data, assignment)
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict) -> Config:
+    """Validate a config dict (a YAML file's content, or ``Config.to_dict()``)."""
     return _build(Config, data, '')
 
 

@@ -32,10 +32,16 @@ def export_onnx(model_path, onnx_path, opset: int = 17) -> Path:
     torch.onnx.export(LogitsOnly(model).eval(), (dummy,), str(onnx_path), dynamo=False,
                       input_names=['image'], output_names=['logits'], opset_version=opset,
                       dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}})
-    import onnx
-    proto = onnx.load(str(onnx_path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = 'stkd', json.dumps(meta)
-    onnx.save(proto, str(onnx_path))
+    write_metadata(onnx_path, meta)
     log.info('wrote %s (%dx%d input)', onnx_path, h, w)
     return onnx_path
+
+
+def write_metadata(onnx_path, meta: dict, source=None):
+    """Store ``meta`` as the ONNX file's ``stkd`` entry (what the Segmenter reads)."""
+    import onnx
+    proto = onnx.load(str(source or onnx_path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props['stkd'] = json.dumps(meta)
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(onnx_path))

@@ -9,6 +9,7 @@ from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.errors import InputError
 from stkd_ros.flow import build_flow
 from stkd_ros.flow.cache import FlowCache
+from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import load_model_file
 from stkd_ros.training.data import build_clips
 from stkd_ros.training.evaluate import evaluate
@@ -71,12 +72,23 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
                    'distilled').run()
 
 
-def evaluate_model(model_path, config_path, json_path=None, overrides=()) -> dict:
-    """Evaluate a model file on the config's validation split."""
+def evaluate_model(model_path, config_path, json_path=None, overrides=(),
+                   backend: str = 'torch') -> dict:
+    """
+    Evaluate a model on the config's validation split.
+
+    ``backend`` 'torch' reads a model file; 'onnxruntime' an ONNX export (FP32 or INT8), run
+    on the CPU by the Segmenter, exactly as segment_node runs it.
+    """
     cfg = load_config(config_path, overrides)
-    device = torch.device('cuda' if torch.cuda.is_available() and cfg.train.device != 'cpu'
-                          else 'cpu')
-    model, meta = load_model_file(model_path, device)
+    if backend == 'onnxruntime':
+        device = torch.device('cpu')
+        model = Segmenter(model_path, backend='onnxruntime')
+        meta = model.meta
+    else:
+        device = torch.device('cuda' if torch.cuda.is_available()
+                              and cfg.train.device != 'cpu' else 'cpu')
+        model, meta = load_model_file(model_path, device)
     val = build_clips(cfg.data, cfg.evaluation.split, clip_length=2, gap=cfg.data.eval_gap)
     if len(val.classes) != meta['num_classes']:
         raise InputError(f'{model_path} predicts {meta["num_classes"]} classes but '
@@ -87,7 +99,8 @@ def evaluate_model(model_path, config_path, json_path=None, overrides=()) -> dic
                       flow=build_flow(cfg.evaluation.flow, **cfg.evaluation.flow_args),
                       device=device, max_clips=cfg.evaluation.max_batches)
     result.update({'model': str(model_path), 'arch': meta['arch'], 'dataset': cfg.data.dataset,
-                   'device': str(device), 'flow': cfg.evaluation.flow})
+                   'backend': backend, 'device': str(device), 'flow': cfg.evaluation.flow,
+                   'precision': meta.get('quantization', {}).get('precision', 'float32')})
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2))

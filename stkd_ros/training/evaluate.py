@@ -6,19 +6,17 @@ import time
 import numpy as np
 from stkd_ros.flow.ground_truth import GroundTruthFlow
 from stkd_ros.flow.occlusion import forward_backward_valid, photometric_valid
-from stkd_ros.inference import class_map, model_input
+from stkd_ros.inference import class_map, model_input, Segmenter
 from stkd_ros.metrics import ConfusionMatrix, TemporalConsistency
 import torch
-
-
-def to_input(frames: np.ndarray, size, mean, std, device) -> torch.Tensor:
-    """Uint8 (N, H, W, 3) RGB -> normalized float (N, 3, h, w) at the model's input size."""
-    return torch.from_numpy(model_input(frames, size, mean, std)).to(device)
 
 
 @contextmanager
 def eval_mode(model):
     """Run a block with the model in eval mode, then restore its previous mode."""
+    if isinstance(model, Segmenter):   # a deployed model: always in eval mode
+        yield model
+        return
     was_training = model.training
     model.eval()
     try:
@@ -34,12 +32,16 @@ def predict(model, frames: np.ndarray, size, mean, std, device) -> torch.Tensor:
 
     Each frame goes through the model alone, as in a node, and through the same pre- and
     post-processing (``stkd_ros.inference``), so evaluation scores the masks a node publishes.
+    ``model`` is a PyTorch module or a :class:`Segmenter` (any backend, e.g. an INT8 ONNX file).
     """
     masks = []
     for frame in frames:
-        logits = model(to_input(frame[None], size, mean, std, device))['logits']
-        masks.append(torch.from_numpy(class_map(logits[0].float().cpu().numpy(),
-                                                frame.shape[:2])))
+        x = model_input(frame[None], size, mean, std)
+        if isinstance(model, Segmenter):
+            logits = model.logits(x)[0]
+        else:
+            logits = model(torch.from_numpy(x).to(device))['logits'][0].float().cpu().numpy()
+        masks.append(torch.from_numpy(class_map(logits, frame.shape[:2])))
     return torch.stack(masks).long()
 
 
