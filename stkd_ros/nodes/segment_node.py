@@ -132,7 +132,7 @@ class SegmentNode(Node):
         self.slot.put((time.monotonic(), msg))
 
     def _run(self):
-        while rclpy.ok():
+        while rclpy.ok() and not self.slot.closed:
             item = self.slot.take(timeout=0.5)
             if item is None:
                 continue
@@ -143,6 +143,10 @@ class SegmentNode(Node):
                 self.stats.counts['rejected'] += 1
                 self.get_logger().warning(f'rejected image: {exc}', throttle_duration_sec=5.0)
                 continue
+            except Exception:
+                if not rclpy.ok():   # a publish that raced Ctrl-C: the node is going away
+                    return
+                raise
             self.stats.record(time.monotonic() - received)
 
     def _process(self, msg):
@@ -171,7 +175,10 @@ class SegmentNode(Node):
 
     def destroy_node(self):
         if self.slot is not None:
+            # Let the worker finish its frame: a process that exits while it is inside the
+            # model or a publish aborts ("terminate called without an active exception").
             self.slot.close()
+            self._worker.join(timeout=5.0)
         return super().destroy_node()
 
 
