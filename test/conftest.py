@@ -26,7 +26,7 @@ def ros2_workspace(tmp_path_factory):
     Skips (with the reason) where the ROS 2 launch tools or colcon are not installed: CI puts
     them into .venv with ../shared/ros2-upstream/install.sh; a ROS 2 machine has them.
     """
-    for module in ('launch', 'launch_ros', 'launch_pytest', 'ros2cli', 'colcon_core'):
+    for module in ('launch', 'launch_ros', 'launch_testing', 'ros2cli', 'colcon_core'):
         pytest.importorskip(module, reason=f'{module} is not installed (ROS 2 launch tools: '
                                            f'../shared/ros2-upstream/install.sh .venv)')
     from ros2_workspace import build_workspace, installed_environment
