@@ -1,6 +1,7 @@
 """Shared fixtures: a small synthetic world, rendered once per session; a colcon workspace."""
 
 import os
+import subprocess
 
 import pytest
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
@@ -35,7 +36,9 @@ def ros2_workspace(tmp_path_factory):
     prefix = build_workspace(ws)
     ros_env()   # a private DDS domain for this session
     os.environ.update(installed_environment(prefix))   # launch resolves the package here
-    return ws
+    yield ws
+    # The `ros2` commands start a daemon for the domain, which would outlive the tests.
+    subprocess.run(['ros2', 'daemon', 'stop'], capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope='session')
