@@ -5,9 +5,9 @@ bag_player publishes the bag's images, segment_node segments them, flicker_monit
 
     ros2 launch stkd_ros replay.launch.py bag:=/path/bag model:=/path/model.safetensors
 
-The player starts once both nodes subscribe, and segment_node queues frames instead of keeping
-only the latest, so every frame of the bag gets a mask. The launch keeps running after the
-bag (Ctrl-C ends it); a node that fails, the player included, shuts it down.
+The player starts once both nodes subscribe, and both queue frames instead of keeping only the
+latest, so every frame of the bag gets a mask and a flicker step. The launch keeps running
+after the bag (Ctrl-C ends it); a node that fails, the player included, shuts it down.
 """
 
 import os
@@ -67,6 +67,7 @@ def generate_launch_description():
                                        'frame_buffer': 100, 'qos_depth': 10}],
              on_exit=Shutdown(reason='segment_node exited')),
         Node(package='stkd_ros', executable='flicker_monitor', name='flicker_monitor',
-             output='screen', remappings=[('image', image)], parameters=[params_file],
+             output='screen', remappings=[('image', image)],
+             parameters=[params_file, {'qos_depth': 100}],   # no step lost when behind
              arguments=log, on_exit=Shutdown(reason='flicker_monitor exited')),
     ])

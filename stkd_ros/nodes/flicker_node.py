@@ -48,6 +48,9 @@ class FlickerMonitor(Node):
             ('log_path', '', describe('CSV file of every step; empty = no log', True)),
             ('reliability', 'auto', describe('image subscription: auto (match the '
                                              'publishers), reliable or best_effort', True)),
+            ('qos_depth', 5, describe('image and mask subscription depth: more keeps every '
+                                      'frame when the flow falls behind (replay)', True,
+                                      integer_range=_at_least(1))),
         ])
         reliability = p['reliability']
         self.meter = FlickerMeter(window=p['window'], max_side=p['max_side'],
@@ -58,9 +61,11 @@ class FlickerMonitor(Node):
         self.pub_tc = self.create_publisher(Float32, 'segmentation/tc', 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         # Images can arrive faster than masks; keep a few so each mask finds its image.
-        self.subs = [AdaptiveSubscription(self, Image, 'image', self._on_image, reliability, 5),
+        depth = p['qos_depth']
+        self.subs = [AdaptiveSubscription(self, Image, 'image', self._on_image, reliability,
+                                          depth),
                      AdaptiveSubscription(self, Image, 'segmentation/mask', self._on_mask,
-                                          'reliable', 5)]
+                                          'reliable', depth)]
         self.create_timer(1.0, self._diagnostics)
 
     def _on_image(self, msg):

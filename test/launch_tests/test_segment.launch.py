@@ -43,7 +43,9 @@ def generate_test_description():
 
 
 def _ros2(*args):
-    return subprocess.run(['ros2', *args], capture_output=True, text=True, timeout=60)
+    # `ros2 param` waits 1 s for the node by default: too short on a loaded machine.
+    return subprocess.run(['ros2', *args, '--timeout', '20'], capture_output=True, text=True,
+                          timeout=60)
 
 
 class TestSegmentLaunch(unittest.TestCase):
