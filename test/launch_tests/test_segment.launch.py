@@ -117,11 +117,10 @@ class TestSegmentLaunch(unittest.TestCase):
             got = yaml.safe_load(dump.stdout)[f'{NS}/{node}']['ros__parameters']
             for key, value in defaults[node]['ros__parameters'].items():   # the launch's file
                 self.assertEqual(got[key], value, f'{node}.{key}')
-            for key in got:   # every parameter has a value that ros2 param can print
-                get = _ros2('param', 'get', f'{NS}/{node}', key)
-                self.assertEqual(get.returncode, 0, f'{node}.{key}: {get.stderr}')
-                self.assertNotIn('not set', get.stdout, f'{node}.{key}')
+            self.assertNotIn(None, got.values(), f'{node}: a parameter without a value')
         node = f'{NS}/segment_node'
+        # An empty list was once declared without a value: 'param get' failed, 'dump' was empty.
+        self.assertIn('Integer values are: []', _ros2('param', 'get', node, 'palette').stdout)
         self.assertIn('Double value is: 0.5', _ros2('param', 'get', node, 'overlay_alpha').stdout)
         # A whole number for a float parameter, as people type it.
         self.assertIn('successful', _ros2('param', 'set', node, 'overlay_alpha', '1').stdout)
