@@ -4,15 +4,27 @@ Replay a bag through segmentation and flicker measurement.
 bag_player publishes the bag's images, segment_node segments them, flicker_monitor measures.
 
     ros2 launch stkd_ros replay.launch.py bag:=/path/bag model:=/path/model.safetensors
+
+The player starts once both nodes subscribe, and both queue frames instead of keeping only the
+latest, so every frame of the bag gets a mask and a flicker step. The launch keeps running
+after the bag (Ctrl-C ends it); a node that fails, the player included, shuts it down.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, RegisterEventHandler, SetEnvironmentVariable
+from launch.actions import Shutdown
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+
+def _shutdown_if_failed(event, context):
+    # The player exits 0 after the bag while the others finish its last frames.
+    if event.returncode != 0:
+        return Shutdown(reason=f'{event.action.name} exited with code {event.returncode}')
 
 
 def generate_launch_description():
@@ -20,9 +32,19 @@ def generate_launch_description():
     image = LaunchConfiguration('image')
     params_file = LaunchConfiguration('params_file')
     log = ['--ros-args', '--log-level', LaunchConfiguration('log_level')]
+    player = Node(package='stkd_ros', executable='bag_player', name='bag_player',
+                  output='screen', arguments=log,
+                  # [[image]] is a list of one topic; [image] would be a single string.
+                  parameters=[{'bag': LaunchConfiguration('bag'), 'topics': [[image]],
+                               'rate': LaunchConfiguration('rate'),
+                               'loop': LaunchConfiguration('loop'),
+                               'wait_for_subscribers': 2}])   # segment_node, flicker_monitor
     return LaunchDescription([
         DeclareLaunchArgument('bag', description='bag directory or file (MCAP or sqlite3)'),
-        DeclareLaunchArgument('model', description='stkd model file (.safetensors)'),
+        DeclareLaunchArgument('model', description='model file: .safetensors (backend torch) '
+                                                   'or .onnx from `stkd export` (onnxruntime)'),
+        DeclareLaunchArgument('backend', default_value='torch',
+                              description='torch or onnxruntime'),
         DeclareLaunchArgument('image', default_value='/camera/image_raw',
                               description='image topic in the bag'),
         DeclareLaunchArgument('rate', default_value='1.0',
@@ -34,15 +56,18 @@ def generate_launch_description():
         DeclareLaunchArgument('log_level', default_value='info', description='ROS log level'),
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
                                os.path.join(share, 'config', 'fastdds_profile.xml')),
-        Node(package='stkd_ros', executable='bag_player', name='bag_player', output='screen',
-             parameters=[{'bag': LaunchConfiguration('bag'), 'topics': [image],
-                          'rate': LaunchConfiguration('rate'),
-                          'loop': LaunchConfiguration('loop')}], arguments=log),
+        player,
+        RegisterEventHandler(OnProcessExit(target_action=player,
+                                           on_exit=_shutdown_if_failed)),
         Node(package='stkd_ros', executable='segment_node', name='segment_node',
-             output='screen', remappings=[('image', image)],
-             parameters=[params_file, {'model_path': LaunchConfiguration('model')}],
-             arguments=log),
+             output='screen', remappings=[('image', image)], arguments=log,
+             # A queue instead of the latest frame only: a replay wants every frame.
+             parameters=[params_file, {'model_path': LaunchConfiguration('model'),
+                                       'backend': LaunchConfiguration('backend'),
+                                       'frame_buffer': 100, 'qos_depth': 10}],
+             on_exit=Shutdown(reason='segment_node exited')),
         Node(package='stkd_ros', executable='flicker_monitor', name='flicker_monitor',
-             output='screen', remappings=[('image', image)], parameters=[params_file],
-             arguments=log),
+             output='screen', remappings=[('image', image)],
+             parameters=[params_file, {'qos_depth': 100}],   # no step lost when behind
+             arguments=log, on_exit=Shutdown(reason='flicker_monitor exited')),
     ])

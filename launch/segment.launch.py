@@ -2,13 +2,16 @@
 Segment a camera stream: segment_node, and optionally flicker_monitor.
 
     ros2 launch stkd_ros segment.launch.py model:=/path/model.safetensors image:=/camera/image_raw
+    ros2 launch stkd_ros segment.launch.py model:=/path/model.onnx backend:=onnxruntime
+
+A node that exits (a startup error: its one error line is in the log) shuts the launch down.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable, Shutdown
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -23,7 +26,8 @@ def generate_launch_description():
     log_level = LaunchConfiguration('log_level')
     remap = [('image', image)]
     return LaunchDescription([
-        DeclareLaunchArgument('model', description='stkd model file (.safetensors)'),
+        DeclareLaunchArgument('model', description='model file: .safetensors (backend torch) '
+                                                   'or .onnx from `stkd export` (onnxruntime)'),
         DeclareLaunchArgument('image', default_value='image',
                               description='camera image topic (sensor_msgs/Image)'),
         DeclareLaunchArgument('namespace', default_value='',
@@ -47,9 +51,11 @@ def generate_launch_description():
              parameters=[params_file, {'model_path': model,
                                        'backend': LaunchConfiguration('backend'),
                                        'device': LaunchConfiguration('device')}],
-             arguments=['--ros-args', '--log-level', log_level]),
+             arguments=['--ros-args', '--log-level', log_level],
+             on_exit=Shutdown(reason='segment_node exited')),
         Node(package='stkd_ros', executable='flicker_monitor', name='flicker_monitor',
              namespace=namespace, output='screen', remappings=remap,
              parameters=[params_file], arguments=['--ros-args', '--log-level', log_level],
-             condition=IfCondition(LaunchConfiguration('use_flicker_monitor'))),
+             condition=IfCondition(LaunchConfiguration('use_flicker_monitor')),
+             on_exit=Shutdown(reason='flicker_monitor exited')),
     ])

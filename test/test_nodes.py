@@ -184,11 +184,42 @@ def test_compressed_input(ros, model_path, frames):
         ros.destroy_publisher(pub)
 
 
-def test_missing_model_stops_the_node_with_one_line(tmp_path):
-    proc = start_node('segment_node', '-p', f'model_path:={tmp_path / "none.safetensors"}')
+@pytest.mark.parametrize('node,args,error', [
+    ('segment_node', [], 'parameter model_path is required'),
+    ('segment_node', ['-p', 'model_path:={tmp}/none.safetensors'], 'model file not found'),
+    ('segment_node', ['-p', 'model_path:={model}', '-p', 'backend:=onnxruntime'],
+     'is not a readable ONNX model'),
+    ('segment_node', ['-p', 'model_path:={model}', '-p', 'overlay_alpha:=2.0'], 'out of range'),
+    ('bag_player_node', ['-p', 'bag:={tmp}/none'], 'bag not found'),
+    ('flicker_node', ['-p', 'window:=many'], "expecting type 'INTEGER'"),
+], ids=['no-model', 'missing-file', 'backend-mismatch', 'out-of-range', 'missing-bag',
+        'wrong-type'])
+def test_startup_errors_print_one_line_and_exit_1(tmp_path, model_path, node, args, error):
+    args = [a.format(tmp=tmp_path, model=model_path) for a in args]
+    proc = start_node(node, *args)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    assert 'segment_node: error: model file not found' in out
+    lines = [line for line in out.splitlines() if line.strip()]
+    name = {'bag_player_node': 'bag_player', 'flicker_node': 'flicker_monitor'}.get(node, node)
+    assert proc.returncode == 1, out
+    assert len(lines) == 1 and lines[0].startswith(f'{name}: error: ') and error in lines[0], out
+
+
+def test_outputs_reach_reliable_and_best_effort_subscribers(ros, segment_node, frames):
+    """Masks are published reliable: `ros2 bag record` (reliable) and best-effort viewers."""
+    proc, masks = segment_node
+    best_effort, sub = _collect(ros, '/cam/mask', reliable=False)
+    pub = ros.create_publisher(Image, '/cam/image', qos(True))
+    _wait_for_subscriber(ros, pub)
+    try:
+        pub.publish(image_msg(frames[0], 7_000_000_000, frame_id='qos'))
+
+        def both():
+            return [[m for m in got if m.header.frame_id == 'qos'] for got in (masks, best_effort)]
+
+        assert spin_until(ros, lambda: all(both()), 20), [len(g) for g in both()]
+    finally:
+        ros.destroy_subscription(sub)
+        ros.destroy_publisher(pub)
 
 
 def test_flicker_monitor_measures_consistent_and_flickering_masks(ros):
@@ -231,7 +262,8 @@ def test_bag_player_replays_with_recorded_stamps(ros, tmp_path, storage):
         for i, s in enumerate(stamps):
             writer.write('/bcam/image', np.full((48, 64, 3), i, np.uint8), s)
     got, sub = _collect(ros, '/bcam/image')
-    proc = start_node('bag_player_node', '-p', f'bag:={bag}', '-p', 'rate:=2.0', '-p',
+    # rate:=2, a whole number for a float parameter, as people type it
+    proc = start_node('bag_player_node', '-p', f'bag:={bag}', '-p', 'rate:=2', '-p',
                       'wait_for_subscribers:=1')
     try:
         assert spin_until(ros, lambda: len(got) >= 6, 30), f'{len(got)} of 6'

@@ -7,14 +7,17 @@ Header stamps are kept as recorded; ``loop`` starts over at the end.
 
 import time
 
+from rcl_interfaces.msg import IntegerRange
 import rclpy
 from rclpy.duration import Duration
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from stkd_ros.bag.reader import image_topics, iter_messages, open_bag
 from stkd_ros.nodes.lifecycle import run
+from stkd_ros.nodes.parameters import declare, describe
 
 
 def to_ros(msgtype: str, msg):
@@ -33,37 +36,57 @@ def to_ros(msgtype: str, msg):
 
 
 class BagPlayer(Node):
+    """
+    Publish the image topics of one bag, each message once, at the recorded timing.
+
+    With ``wait_for_subscribers`` N > 0, playback starts only once every played topic has N
+    subscribers, so nodes that take seconds to load (a model) see the first frame.
+    """
+
     def __init__(self, **kwargs):
         super().__init__('bag_player', **kwargs)
-        self.bag = self.declare_parameter('bag', '').value
-        self.rate = float(self.declare_parameter('rate', 1.0).value)
-        self.loop = bool(self.declare_parameter('loop', False).value)
-        topics = list(self.declare_parameter('topics', ['']).value or [])
-        reliable = self.declare_parameter('reliable', True).value
-        self.wait_for = int(self.declare_parameter('wait_for_subscribers', 0).value)
+        p = declare(self, [
+            ('bag', '', describe('bag directory or file (MCAP or sqlite3)', True)),
+            ('topics', Parameter.Type.STRING_ARRAY, describe(
+                'image topics to play; empty = every Image/CompressedImage topic', True)),
+            ('rate', 1.0, describe('playback speed, times the recorded timing', True)),
+            ('loop', False, describe('start over at the end of the bag', True)),
+            ('reliable', True, describe('publish reliable (else best effort)', True)),
+            ('wait_for_subscribers', 0, describe(
+                'start playing once every topic has this many subscribers; 0 = at once',
+                True, integer_range=[IntegerRange(from_value=0, to_value=100, step=1)])),
+        ])
+        self.bag, self.rate, self.loop = p['bag'], p['rate'], p['loop']
+        self.wait_for = p['wait_for_subscribers']
         if not self.bag:
             raise ValueError('parameter bag is required (a bag directory or file)')
         if self.rate <= 0:
             raise ValueError(f'rate must be positive, got {self.rate}')
         with open_bag(self.bag) as reader:
             available = image_topics(reader)
-        self.topics = [t for t in topics if t] or sorted(available)
+        self.topics = list(p['topics']) or sorted(available)
         if not self.topics:
             raise ValueError(f'bag {self.bag} has no sensor_msgs Image/CompressedImage topic')
+        missing = [t for t in self.topics if t not in available]
+        if missing:
+            raise ValueError(f'bag {self.bag} has no image topic {missing[0]} (it has: '
+                             f'{", ".join(sorted(available))})')
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                         reliability=ReliabilityPolicy.RELIABLE if reliable
+                         reliability=ReliabilityPolicy.RELIABLE if p['reliable']
                          else ReliabilityPolicy.BEST_EFFORT)
         self.pubs = {t: self.create_publisher(
-            Image if available.get(t, '').endswith('/Image') else CompressedImage, t, qos)
+            Image if available[t].endswith('/Image') else CompressedImage, t, qos)
             for t in self.topics}
         self.published = 0
 
-    def wait_for_subscribers(self, timeout: float = 30.0):
+    def wait_for_subscribers(self):
         """Hold playback until every topic has ``wait_for_subscribers`` subscribers."""
-        deadline = time.monotonic() + timeout
-        while self.wait_for and time.monotonic() < deadline and rclpy.ok():
-            if all(p.get_subscription_count() >= self.wait_for for p in self.pubs.values()):
-                return
+        if not self.wait_for:
+            return
+        self.get_logger().info(f'waiting for {self.wait_for} subscriber(s) on '
+                               f'{", ".join(self.topics)}')
+        while rclpy.ok() and any(pub.get_subscription_count() < self.wait_for
+                                 for pub in self.pubs.values()):
             rclpy.spin_once(self, timeout_sec=0.05)
 
     def play(self):
@@ -89,13 +112,8 @@ class BagPlayer(Node):
                 return
 
 
-def _play(node):
-    time.sleep(1.0)   # let subscribers discover the publishers first
-    node.play()
-
-
 def main(args=None):
-    run(BagPlayer, 'bag_player', args, work=_play)
+    run(BagPlayer, 'bag_player', args, work=BagPlayer.play)
 
 
 if __name__ == '__main__':

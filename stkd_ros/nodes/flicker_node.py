@@ -9,6 +9,7 @@ the same flow and the same metric as ``stkd eval-bag``, so live and recorded fig
 """
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import IntegerRange
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
@@ -17,32 +18,53 @@ from stkd_ros.flicker import FlickerMeter, StampPairer
 from stkd_ros.image_msgs import ImageError, mask_to_array, message_to_rgb, stamp_ns
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
 from stkd_ros.nodes.lifecycle import diagnostics, run
+from stkd_ros.nodes.parameters import declare, describe
+
+
+def _at_least(low):
+    return [IntegerRange(from_value=low, to_value=1_000_000, step=1)]
 
 
 class FlickerMonitor(Node):
     """
-    Pair images with masks by stamp and publish each step's flicker and TC.
+    Measure the flicker and TC of ``segmentation/mask`` against ``image``, step by step.
 
-    The measuring is :class:`stkd_ros.flicker.FlickerMeter`'s; this class converts messages,
-    counts what it rejects and publishes the figures.
+    A mask and its image meet by header stamp; each step compares the newest pair with the
+    pair before it along the stream's flow. The measuring is
+    :class:`stkd_ros.flicker.FlickerMeter`'s; this class converts messages, counts what it
+    rejects and publishes the figures. Parameters are read once at start.
     """
+
+    meter = None   # set once the parameters are valid; destroy_node may run before
 
     def __init__(self, **kwargs):
         super().__init__('flicker_monitor', **kwargs)
-        window = self.declare_parameter('window', 100).value
-        max_side = self.declare_parameter('max_side', 480).value
-        log_path = self.declare_parameter('log_path', '').value
-        reliability = self.declare_parameter('reliability', 'auto').value
-        self.meter = FlickerMeter(window=window, max_side=max_side, log_path=log_path or None)
+        p = declare(self, [
+            ('window', 100, describe('steps in the windowed /diagnostics summary', True,
+                                     integer_range=_at_least(1))),
+            ('max_side', 480, describe('flow is computed on images at most this many pixels '
+                                       'wide or high', True, integer_range=_at_least(16))),
+            ('log_path', '', describe('CSV file of every step; empty = no log', True)),
+            ('reliability', 'auto', describe('image subscription: auto (match the '
+                                             'publishers), reliable or best_effort', True)),
+            ('qos_depth', 5, describe('image and mask subscription depth: more keeps every '
+                                      'frame when the flow falls behind (replay)', True,
+                                      integer_range=_at_least(1))),
+        ])
+        reliability = p['reliability']
+        self.meter = FlickerMeter(window=p['window'], max_side=p['max_side'],
+                                  log_path=p['log_path'] or None)
         self.pairer = StampPairer()
         self.rejected = 0
         self.pub_flicker = self.create_publisher(Float32, 'segmentation/flicker', 10)
         self.pub_tc = self.create_publisher(Float32, 'segmentation/tc', 10)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         # Images can arrive faster than masks; keep a few so each mask finds its image.
-        self.subs = [AdaptiveSubscription(self, Image, 'image', self._on_image, reliability, 5),
+        depth = p['qos_depth']
+        self.subs = [AdaptiveSubscription(self, Image, 'image', self._on_image, reliability,
+                                          depth),
                      AdaptiveSubscription(self, Image, 'segmentation/mask', self._on_mask,
-                                          'reliable', 5)]
+                                          'reliable', depth)]
         self.create_timer(1.0, self._diagnostics)
 
     def _on_image(self, msg):
@@ -82,7 +104,8 @@ class FlickerMonitor(Node):
             f'flicker {s.get("flicker_mean", float("nan")):.4f} over {s["steps"]} steps', s))
 
     def destroy_node(self):
-        self.meter.close()
+        if self.meter is not None:
+            self.meter.close()
         return super().destroy_node()
 
 

@@ -36,6 +36,10 @@ class LatestSlot:
                 self._cond.wait(timeout)
             return self._items.popleft() if self._items else None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self):
         with self._cond:
             self._closed = True

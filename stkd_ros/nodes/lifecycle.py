@@ -1,36 +1,48 @@
 """What every stkd_ros node shares: the main() loop and the /diagnostics message."""
 
+import signal
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
+
+# What a user gets wrong at start: a missing file, a bad value, a parameter of the wrong type.
+STARTUP_ERRORS = (FileNotFoundError, ValueError, ParameterException)
 
 
 def run(make_node, name: str, args=None, work=None):
     """
     Create the node, spin it (or call ``work(node)``), and shut down cleanly.
 
-    Works on Humble, Jazzy and Kilted. A missing file or a bad parameter stops the node with
-    one line on stderr and exit status 1.
+    Works on Humble, Jazzy and Kilted. A startup error (missing file, bad parameter) prints
+    one line on stderr and exits with status 1; Ctrl-C exits 0 without a traceback.
     """
     rclpy.init(args=args)
-    node = None
+    node, error = None, None
     try:
-        node = make_node()
-        if work is None:
-            rclpy.spin(node)
+        try:
+            node = make_node()
+        except STARTUP_ERRORS as exc:
+            error = exc
         else:
-            work(node)
+            if work is None:
+                rclpy.spin(node)
+            else:
+                work(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (FileNotFoundError, ValueError) as exc:
-        print(f'{name}: error: {exc}', file=sys.stderr)
-        raise SystemExit(1)
     finally:
+        # rclpy's SIGINT handler wakes spin() and then Python raises KeyboardInterrupt a
+        # moment later: ignore further SIGINTs so that it cannot interrupt the cleanup.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+    if error is not None:
+        print(f'{name}: error: {error}', file=sys.stderr)
+        sys.exit(1)
 
 
 def diagnostics(node, name: str, hardware_id: str, message: str, values: dict,

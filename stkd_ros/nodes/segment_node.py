@@ -13,8 +13,7 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, SetParametersResult
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -26,21 +25,27 @@ from stkd_ros.inference import Segmenter
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
 from stkd_ros.nodes.frame_slot import LatestSlot
 from stkd_ros.nodes.lifecycle import diagnostics, run
+from stkd_ros.nodes.parameters import declare, describe
 from stkd_ros.nodes.stats import RollingStats
 
-
-def _describe(text, read_only=False, **ranges):
-    return ParameterDescriptor(description=text, read_only=read_only, **ranges)
+# Outputs: reliable, keep last 10 (the default QoS). A reliable publisher serves both
+# reliable subscribers (`ros2 bag record`, RViz) and best-effort ones.
+OUTPUT_QOS = 10
 
 
 class SegmentNode(Node):
     """
-    Segment every image that arrives (latest frame wins) and publish what is subscribed.
+    Segment every image of ``image`` with one model file and publish the class mask.
 
     The work is :class:`stkd_ros.inference.Segmenter`'s: the model file's preprocessing and
-    the class map at the image's size, the same masks that ``stkd evaluate`` scores. This
-    class converts messages, reads parameters and runs inference on a worker thread.
+    the class map at the image's size, the same masks that ``stkd evaluate`` scores.
+    Parameters are declared up front (see ``_declare``) and read once; only ``publish_*`` and
+    ``overlay_alpha`` change live. The subscription callback only stores the frame; a worker
+    thread runs the model on the newest stored frame, so a slow model drops frames instead of
+    queueing them (``frame_buffer`` > 1 turns the slot into a queue, for replaying bags).
     """
+
+    slot = None   # set once the parameters are valid; destroy_node may run before
 
     def __init__(self, **kwargs):
         super().__init__('segment_node', **kwargs)
@@ -55,7 +60,7 @@ class SegmentNode(Node):
         self.publish_flags = {k: p[f'publish_{k}'] for k in ('mask', 'color', 'overlay')}
         self.reliability_setting, self.depth = p['reliability'], p['qos_depth']
         self.compressed = p['input_transport'] == 'compressed'
-        self.pub = {k: self.create_publisher(Image, f'segmentation/{k}', 10)
+        self.pub = {k: self.create_publisher(Image, f'segmentation/{k}', OUTPUT_QOS)
                     for k in ('mask', 'color', 'overlay')}
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.stats, self.slot = RollingStats(), LatestSlot(p['frame_buffer'])
@@ -72,44 +77,45 @@ class SegmentNode(Node):
             f'{self.segmenter.input_size[0]}x{self.segmenter.input_size[1]})')
 
     def _declare(self) -> dict:
+        def ints(low, high):
+            return [IntegerRange(from_value=low, to_value=high, step=1)]
+
         specs = [
-            ('model_path', '', _describe('stkd model file (.safetensors)', True)),
-            ('backend', 'torch', _describe('torch or onnxruntime', True)),
-            ('onnx_path', '', _describe('ONNX file for the onnxruntime backend', True)),
-            ('device', 'cpu', _describe('torch device: cpu, cuda, cuda:N', True)),
-            ('threads', 0, _describe('CPU threads for inference, 0 = library default', True,
-                                     integer_range=[IntegerRange(from_value=0, to_value=256,
-                                                                 step=1)])),
-            ('input_size', [0, 0], _describe('model input [height, width]; [0, 0] keeps the '
-                                             'model file size', True)),
-            ('input_transport', 'raw', _describe('raw (Image) or compressed '
-                                                 '(CompressedImage)', True)),
-            ('publish_mask', True, _describe('publish segmentation/mask (mono8 class ids)')),
-            ('publish_color', True, _describe('publish segmentation/color (rgb8)')),
-            ('publish_overlay', True, _describe('publish segmentation/overlay (rgb8)')),
-            ('overlay_alpha', 0.5, _describe('weight of the colours in the overlay',
-                                             floating_point_range=[FloatingPointRange(
-                                                 from_value=0.0, to_value=1.0, step=0.0)])),
-            ('reliability', 'auto', _describe('image subscription: auto (match the '
-                                              'publishers), reliable or best_effort', True)),
-            ('qos_depth', 1, _describe('image subscription queue depth (1 = latest frame)',
-                                       True, integer_range=[IntegerRange(
-                                           from_value=1, to_value=100, step=1)])),
-            ('frame_buffer', 1, _describe('frames waiting for inference; 1 = latest frame '
-                                          'only (bounded latency), more = a queue', True,
-                                          integer_range=[IntegerRange(from_value=1,
-                                                                      to_value=100, step=1)])),
-            ('palette', Parameter.Type.INTEGER_ARRAY, _describe(
-                'flat RGB list (3 ints per class) replacing the model palette', True)),
-            ('diagnostics_period', 1.0, _describe('seconds between /diagnostics messages',
-                                                  True)),
+            ('model_path', '', describe('model file: .safetensors, or .onnx from `stkd export` '
+                                        'for the onnxruntime backend', True)),
+            ('backend', 'torch', describe('torch or onnxruntime', True)),
+            ('onnx_path', '', describe('ONNX file for the onnxruntime backend when model_path '
+                                       'is the .safetensors file', True)),
+            ('device', 'cpu', describe('torch device: cpu, cuda, cuda:N', True)),
+            ('threads', 0, describe('CPU threads for inference, 0 = library default', True,
+                                    integer_range=ints(0, 256))),
+            ('input_size', [0, 0], describe('model input [height, width]; [0, 0] keeps the '
+                                            'model file size', True)),
+            ('input_transport', 'raw', describe('raw (Image) or compressed '
+                                                '(CompressedImage)', True)),
+            ('publish_mask', True, describe('publish segmentation/mask (mono8 class ids)')),
+            ('publish_color', True, describe('publish segmentation/color (rgb8)')),
+            ('publish_overlay', True, describe('publish segmentation/overlay (rgb8)')),
+            ('overlay_alpha', 0.5, describe('weight of the colours in the overlay',
+                                            floating_point_range=[FloatingPointRange(
+                                                from_value=0.0, to_value=1.0, step=0.0)])),
+            ('reliability', 'auto', describe('image subscription: auto (match the '
+                                             'publishers), reliable or best_effort', True)),
+            ('qos_depth', 1, describe('image subscription queue depth (1 = latest frame)',
+                                      True, integer_range=ints(1, 100))),
+            ('frame_buffer', 1, describe('frames waiting for inference; 1 = latest frame '
+                                         'only (bounded latency), more = a queue', True,
+                                         integer_range=ints(1, 100))),
+            ('palette', Parameter.Type.INTEGER_ARRAY, describe(
+                'flat RGB list (3 ints per class) replacing the model palette; empty = the '
+                "model's", True)),
+            ('diagnostics_period', 1.0, describe('seconds between /diagnostics messages',
+                                                 True)),
         ]
-        values = {}
-        for name, default, desc in specs:
-            param = self.declare_parameter(name, default, desc)
-            values[name] = param.value if param.value is not None else []
+        values = declare(self, specs)
         if not values['model_path']:
-            raise ValueError('parameter model_path is required (an stkd .safetensors file)')
+            raise ValueError('parameter model_path is required (a .safetensors or .onnx '
+                             'model file)')
         if values['input_transport'] not in ('raw', 'compressed'):
             raise ValueError(f'input_transport must be raw or compressed, got '
                              f'{values["input_transport"]!r}')
@@ -128,7 +134,7 @@ class SegmentNode(Node):
         self.slot.put((time.monotonic(), msg))
 
     def _run(self):
-        while rclpy.ok():
+        while rclpy.ok() and not self.slot.closed:
             item = self.slot.take(timeout=0.5)
             if item is None:
                 continue
@@ -139,6 +145,10 @@ class SegmentNode(Node):
                 self.stats.counts['rejected'] += 1
                 self.get_logger().warning(f'rejected image: {exc}', throttle_duration_sec=5.0)
                 continue
+            except Exception:
+                if not rclpy.ok():   # a publish that raced Ctrl-C: the node is going away
+                    return
+                raise
             self.stats.record(time.monotonic() - received)
 
     def _process(self, msg):
@@ -166,7 +176,11 @@ class SegmentNode(Node):
             f'{s["rate_hz"]:.1f} Hz, p95 {s["p95_ms"]:.1f} ms', s, level))
 
     def destroy_node(self):
-        self.slot.close()
+        if self.slot is not None:
+            # Let the worker finish its frame: a process that exits while it is inside the
+            # model or a publish aborts ("terminate called without an active exception").
+            self.slot.close()
+            self._worker.join(timeout=5.0)
         return super().destroy_node()
 
 

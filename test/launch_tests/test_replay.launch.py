@@ -1,0 +1,93 @@
+"""
+Launch test (launch_testing): replay.launch.py as installed by colcon.
+
+Run by test/test_launch.py as `launch_test test_replay.launch.py bag:=... model:=...
+backend:=... frames:=N`: every frame of the bag must be segmented and its mask reach
+flicker_monitor, with no race at start (the player waits for segment_node and
+flicker_monitor).
+"""
+
+import os
+import unittest
+
+from ament_index_python.packages import get_package_share_directory
+from diagnostic_msgs.msg import DiagnosticArray
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+import launch_testing
+import launch_testing.asserts
+import rclpy
+from ros_harness import qos, spin_until
+from sensor_msgs.msg import Image
+
+SHARE = get_package_share_directory('stkd_ros')
+ARGS = ('bag', 'model', 'backend')
+
+
+def generate_test_description():
+    return LaunchDescription([
+        *[DeclareLaunchArgument(name) for name in ARGS],
+        DeclareLaunchArgument('frames', description='image messages in the bag'),
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(os.path.join(SHARE, 'launch', 'replay.launch.py')),
+            launch_arguments={name: LaunchConfiguration(name) for name in ARGS}.items()),
+        launch_testing.actions.ReadyToTest(),
+    ])
+
+
+def _latest(diagnostics, node):
+    """Counters of ``node``'s newest /diagnostics status, as ints where they are whole."""
+    for msg in reversed(diagnostics):
+        for status in msg.status:
+            if status.name.startswith(f'{node}: '):
+                return {kv.key: int(kv.value) for kv in status.values if kv.value.isdigit()}
+    return {}
+
+
+class TestReplay(unittest.TestCase):
+
+    def test_every_frame_of_the_bag_gets_a_mask(self, launch_service, proc_output):
+        """
+        Judge by the nodes' own counters on /diagnostics, which repeat every second.
+
+        A test subscriber to the mask topic would itself race the start: it is not one of the
+        subscribers the player waits for, and on a loaded machine it can discover
+        segment_node after a short bag is over.
+        """
+        frames = int(launch_service.context.launch_configurations['frames'])
+        rclpy.init()
+        ros = rclpy.create_node('replay_test_client')
+        diagnostics, masks = [], []
+        try:
+            ros.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append,
+                                    qos(True, 100))
+            ros.create_subscription(Image, '/segmentation/mask', masks.append, qos(True, 500))
+            proc_output.assertWaitFor('played', timeout=180, stream='stderr')
+
+            def done():
+                return (_latest(diagnostics, 'segment_node').get('processed') == frames
+                        and _latest(diagnostics, 'flicker_monitor').get('steps') == frames - 1)
+
+            spin_until(ros, done, 30)
+        finally:
+            ros.destroy_node()
+            rclpy.shutdown()
+        segment, monitor = (_latest(diagnostics, n) for n in ('segment_node', 'flicker_monitor'))
+        print(f'replay: {frames} frames; segment_node {segment}; flicker_monitor steps '
+              f'{monitor.get("steps")}; {len(masks)} masks seen by the test')
+        self.assertEqual((segment.get('received'), segment.get('processed'),
+                          segment.get('dropped'), segment.get('rejected')), (frames, frames, 0, 0))
+        # Each step pairs a mask with its image by stamp and compares it with the pair before:
+        # frames - 1 steps take a mask for every frame.
+        self.assertEqual(monitor.get('steps'), frames - 1)
+
+
+@launch_testing.post_shutdown_test()
+class TestShutdown(unittest.TestCase):
+
+    def test_every_node_exits_cleanly(self, proc_info, proc_output):
+        launch_testing.asserts.assertExitCodes(proc_info)
+        for output in proc_output:
+            self.assertNotIn('Traceback', output.text.decode(errors='replace'))
