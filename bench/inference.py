@@ -139,7 +139,7 @@ def score_models(args):
                 x = seg.preprocess(np.random.default_rng(0).integers(
                     0, 255, (*seg.input_size, 3), dtype=np.uint8))
                 r = evaluate_model(file, args.config, overrides=args.set, backend=backend)
-                row = {'model': Path(path).name, 'arch': r['arch'],
+                row = {'model': f'{Path(path).parent.name}/{Path(path).name}', 'arch': r['arch'],
                        'backend': backend if backend == 'torch' else f'ort {r["precision"]}',
                        'size': 'x'.join(map(str, seg.input_size)),
                        'ms': median_ms(lambda: seg.logits(x), args.repeats),
