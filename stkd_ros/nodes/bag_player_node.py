@@ -7,7 +7,6 @@ Header stamps are kept as recorded; ``loop`` starts over at the end.
 
 import time
 
-from rcl_interfaces.msg import IntegerRange
 import rclpy
 from rclpy.duration import Duration
 from rclpy.node import Node
@@ -16,8 +15,9 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from stkd_ros.bag.reader import image_topics, iter_messages, open_bag
+from stkd_ros.errors import InputError
 from stkd_ros.nodes.lifecycle import run
-from stkd_ros.nodes.parameters import declare, describe
+from stkd_ros.nodes.parameters import declare, describe, int_range
 
 
 def to_ros(msgtype: str, msg):
@@ -54,22 +54,22 @@ class BagPlayer(Node):
             ('reliable', True, describe('publish reliable (else best effort)', True)),
             ('wait_for_subscribers', 0, describe(
                 'start playing once every topic has this many subscribers; 0 = at once',
-                True, integer_range=[IntegerRange(from_value=0, to_value=100, step=1)])),
+                True, integer_range=int_range(0, 100))),
         ])
         self.bag, self.rate, self.loop = p['bag'], p['rate'], p['loop']
         self.wait_for = p['wait_for_subscribers']
         if not self.bag:
-            raise ValueError('parameter bag is required (a bag directory or file)')
+            raise InputError('parameter bag is required (a bag directory or file)')
         if self.rate <= 0:
-            raise ValueError(f'rate must be positive, got {self.rate}')
+            raise InputError(f'rate must be positive, got {self.rate}')
         with open_bag(self.bag) as reader:
             available = image_topics(reader)
         self.topics = list(p['topics']) or sorted(available)
         if not self.topics:
-            raise ValueError(f'bag {self.bag} has no sensor_msgs Image/CompressedImage topic')
+            raise InputError(f'bag {self.bag} has no sensor_msgs Image/CompressedImage topic')
         missing = [t for t in self.topics if t not in available]
         if missing:
-            raise ValueError(f'bag {self.bag} has no image topic {missing[0]} (it has: '
+            raise InputError(f'bag {self.bag} has no image topic {missing[0]} (it has: '
                              f'{", ".join(sorted(available))})')
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                          reliability=ReliabilityPolicy.RELIABLE if p['reliable']

@@ -9,7 +9,6 @@ the same flow and the same metric as ``stkd eval-bag``, so live and recorded fig
 """
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import IntegerRange
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
@@ -18,11 +17,7 @@ from stkd_ros.flicker import FlickerMeter, StampPairer
 from stkd_ros.image_msgs import ImageError, mask_to_array, message_to_rgb, stamp_ns
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
 from stkd_ros.nodes.lifecycle import diagnostics, run
-from stkd_ros.nodes.parameters import declare, describe
-
-
-def _at_least(low):
-    return [IntegerRange(from_value=low, to_value=1_000_000, step=1)]
+from stkd_ros.nodes.parameters import declare, describe, int_range
 
 
 class FlickerMonitor(Node):
@@ -41,15 +36,15 @@ class FlickerMonitor(Node):
         super().__init__('flicker_monitor', **kwargs)
         p = declare(self, [
             ('window', 100, describe('steps in the windowed /diagnostics summary', True,
-                                     integer_range=_at_least(1))),
+                                     integer_range=int_range(1))),
             ('max_side', 480, describe('flow is computed on images at most this many pixels '
-                                       'wide or high', True, integer_range=_at_least(16))),
+                                       'wide or high', True, integer_range=int_range(16))),
             ('log_path', '', describe('CSV file of every step; empty = no log', True)),
             ('reliability', 'auto', describe('image subscription: auto (match the '
                                              'publishers), reliable or best_effort', True)),
             ('qos_depth', 5, describe('image and mask subscription depth: more keeps every '
                                       'frame when the flow falls behind (replay)', True,
-                                      integer_range=_at_least(1))),
+                                      integer_range=int_range(1))),
         ])
         reliability = p['reliability']
         self.meter = FlickerMeter(window=p['window'], max_side=p['max_side'],

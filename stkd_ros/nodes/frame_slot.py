@@ -3,6 +3,8 @@
 from collections import deque
 import threading
 
+from stkd_ros.errors import InputError
+
 
 class LatestSlot:
     """
@@ -14,7 +16,7 @@ class LatestSlot:
 
     def __init__(self, capacity: int = 1):
         if capacity < 1:
-            raise ValueError(f'capacity must be at least 1, got {capacity}')
+            raise InputError(f'capacity must be at least 1, got {capacity}')
         self._cond = threading.Condition()
         self._items = deque()
         self._capacity = capacity

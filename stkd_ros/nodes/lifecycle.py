@@ -7,9 +7,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
+from stkd_ros.errors import InputError
 
 # What a user gets wrong at start: a missing file, a bad value, a parameter of the wrong type.
-STARTUP_ERRORS = (FileNotFoundError, ValueError, ParameterException)
+# Anything else is a bug and keeps its traceback.
+STARTUP_ERRORS = (FileNotFoundError, InputError, ParameterException)
 
 
 def run(make_node, name: str, args=None, work=None):

@@ -8,13 +8,18 @@ float parameter (``-p rate:=2``, ``ros2 param set ... overlay_alpha 1``) is take
 instead of killing the node with a type error.
 """
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.parameter import Parameter
 
 
 def describe(text: str, read_only: bool = False, **ranges) -> ParameterDescriptor:
     """Descriptor with a description, optionally read-only and with a range."""
     return ParameterDescriptor(description=text, read_only=read_only, **ranges)
+
+
+def int_range(low: int, high: int = 1_000_000) -> list:
+    """Return an integer_range for ``describe``: ``low`` to ``high`` inclusive."""
+    return [IntegerRange(from_value=low, to_value=high, step=1)]
 
 
 def declare(node, specs) -> dict:

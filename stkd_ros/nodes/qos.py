@@ -7,6 +7,8 @@ every publisher is reliable, best-effort as soon as one is best-effort, and re-c
 set of publishers changes.
 """
 
+from stkd_ros.errors import InputError
+
 RELIABLE, BEST_EFFORT = 'reliable', 'best_effort'
 
 
@@ -20,7 +22,7 @@ def choose_reliability(setting: str, publishers) -> str:
     if setting in (RELIABLE, BEST_EFFORT):
         return setting
     if setting != 'auto':
-        raise ValueError(f'reliability must be auto, reliable or best_effort, got {setting!r}')
+        raise InputError(f'reliability must be auto, reliable or best_effort, got {setting!r}')
     offered = set(publishers)
     if not offered or offered == {RELIABLE}:
         return RELIABLE

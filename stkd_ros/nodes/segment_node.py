@@ -13,19 +13,20 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, SetParametersResult
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from stkd_ros.data.classes import palette_lut
+from stkd_ros.errors import InputError
 from stkd_ros.image_msgs import fill_image, ImageError, message_to_rgb
 from stkd_ros.inference import Segmenter
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
 from stkd_ros.nodes.frame_slot import LatestSlot
 from stkd_ros.nodes.lifecycle import diagnostics, run
-from stkd_ros.nodes.parameters import declare, describe
+from stkd_ros.nodes.parameters import declare, describe, int_range
 from stkd_ros.nodes.stats import RollingStats
 
 # Outputs: reliable, keep last 10 (the default QoS). A reliable publisher serves both
@@ -77,9 +78,6 @@ class SegmentNode(Node):
             f'{self.segmenter.input_size[0]}x{self.segmenter.input_size[1]})')
 
     def _declare(self) -> dict:
-        def ints(low, high):
-            return [IntegerRange(from_value=low, to_value=high, step=1)]
-
         specs = [
             ('model_path', '', describe('model file: .safetensors, or .onnx from `stkd export` '
                                         'for the onnxruntime backend', True)),
@@ -88,7 +86,7 @@ class SegmentNode(Node):
                                        'is the .safetensors file', True)),
             ('device', 'cpu', describe('torch device: cpu, cuda, cuda:N', True)),
             ('threads', 0, describe('CPU threads for inference, 0 = library default', True,
-                                    integer_range=ints(0, 256))),
+                                    integer_range=int_range(0, 256))),
             ('input_size', [0, 0], describe('model input [height, width]; [0, 0] keeps the '
                                             'model file size', True)),
             ('input_transport', 'raw', describe('raw (Image) or compressed '
@@ -102,10 +100,10 @@ class SegmentNode(Node):
             ('reliability', 'auto', describe('image subscription: auto (match the '
                                              'publishers), reliable or best_effort', True)),
             ('qos_depth', 1, describe('image subscription queue depth (1 = latest frame)',
-                                      True, integer_range=ints(1, 100))),
+                                      True, integer_range=int_range(1, 100))),
             ('frame_buffer', 1, describe('frames waiting for inference; 1 = latest frame '
                                          'only (bounded latency), more = a queue', True,
-                                         integer_range=ints(1, 100))),
+                                         integer_range=int_range(1, 100))),
             ('palette', Parameter.Type.INTEGER_ARRAY, describe(
                 'flat RGB list (3 ints per class) replacing the model palette; empty = the '
                 "model's", True)),
@@ -114,10 +112,10 @@ class SegmentNode(Node):
         ]
         values = declare(self, specs)
         if not values['model_path']:
-            raise ValueError('parameter model_path is required (a .safetensors or .onnx '
+            raise InputError('parameter model_path is required (a .safetensors or .onnx '
                              'model file)')
         if values['input_transport'] not in ('raw', 'compressed'):
-            raise ValueError(f'input_transport must be raw or compressed, got '
+            raise InputError(f'input_transport must be raw or compressed, got '
                              f'{values["input_transport"]!r}')
         return values
 
