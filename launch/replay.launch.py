@@ -61,10 +61,12 @@ def generate_launch_description():
                                            on_exit=_shutdown_if_failed)),
         Node(package='stkd_ros', executable='segment_node', name='segment_node',
              output='screen', remappings=[('image', image)], arguments=log,
-             # A queue instead of the latest frame only: a replay wants every frame.
+             # A queue instead of the latest frame only, and masks only once flicker_monitor
+             # has matched: a replay wants every frame.
              parameters=[params_file, {'model_path': LaunchConfiguration('model'),
                                        'backend': LaunchConfiguration('backend'),
-                                       'frame_buffer': 100, 'qos_depth': 10}],
+                                       'frame_buffer': 100, 'qos_depth': 10,
+                                       'wait_for_mask_subscribers': 1}],
              on_exit=Shutdown(reason='segment_node exited')),
         Node(package='stkd_ros', executable='flicker_monitor', name='flicker_monitor',
              output='screen', remappings=[('image', image)],

@@ -65,6 +65,7 @@ class SegmentNode(Node):
                     for k in ('mask', 'color', 'overlay')}
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.stats, self.slot = RollingStats(), LatestSlot(p['frame_buffer'])
+        self.wait_for_mask = p['wait_for_mask_subscribers']
         self.image_sub = AdaptiveSubscription(
             self, CompressedImage if self.compressed else Image, 'image', self._on_image,
             self.reliability_setting, self.depth)
@@ -109,6 +110,10 @@ class SegmentNode(Node):
                 "model's", True)),
             ('diagnostics_period', 1.0, describe('seconds between /diagnostics messages',
                                                  True)),
+            ('wait_for_mask_subscribers', 0, describe(
+                'hold the frames (in frame_buffer) until segmentation/mask has this many '
+                'matched subscribers, so a replay loses no mask to discovery; 0 = start at '
+                'once', True, integer_range=int_range(0, 100))),
         ]
         values = declare(self, specs)
         if not values['model_path']:
@@ -132,6 +137,11 @@ class SegmentNode(Node):
         self.slot.put((time.monotonic(), msg))
 
     def _run(self):
+        # Output discovery can lag the input's by seconds on a loaded machine; a mask published
+        # before its subscriber matched is lost, so a replay waits for it here.
+        while (rclpy.ok() and not self.slot.closed
+               and self.pub['mask'].get_subscription_count() < self.wait_for_mask):
+            time.sleep(0.05)
         while rclpy.ok() and not self.slot.closed:
             item = self.slot.take(timeout=0.5)
             if item is None:
