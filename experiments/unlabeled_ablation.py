@@ -38,6 +38,7 @@ import math
 import os
 from pathlib import Path
 import statistics
+import threading
 
 from bench.report import emit
 from experiments.runs import score, shown, STKD, train_and_score
@@ -55,6 +56,7 @@ ROWS = {
     'D': ('full method, labeled + unlabeled', {}, {}, 5),
     'E': ('full method, labeled only', {}, NO_UNLABELED, 3),
 }
+KEEP = ('miou', 'tc', 'tc_occlusion_masked', 'flicker', 'per_class_iou')
 THIN = ('pole', 'sign', 'fence', 'pedestrian')
 #: Two-sided 95% quantiles of Student's t by degrees of freedom (any statistics table).
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
@@ -82,6 +84,8 @@ def paired_difference(row: dict, base: dict, key: str):
     """Mean per-seed difference row - base over their common seeds, with its 95% interval."""
     seeds = sorted(set(row) & set(base), key=int)
     diffs = [row[s][key] - base[s][key] for s in seeds]
+    if not diffs:
+        return float('nan'), float('nan'), float('nan'), 0
     mean = statistics.mean(diffs)
     if len(diffs) < 2:
         return mean, float('nan'), float('nan'), len(diffs)
@@ -94,6 +98,8 @@ def summarize(scores: dict) -> list:
     rows = []
     for name, seeds in scores.items():
         runs = list(seeds.values())
+        if not runs:
+            continue
         row = {'row': name, 'seeds': len(runs)}
         for key in ('miou', 'tc', 'flicker'):
             values = [r[key] for r in runs]
@@ -106,6 +112,16 @@ def summarize(scores: dict) -> list:
             row[cls] = f'{statistics.mean(r["per_class_iou"][cls] for r in runs):.3f}'
         rows.append(row)
     return rows
+
+
+def write_results(path: Path, args, scores: dict):
+    """Write the runs finished so far, seeds in order, in the issue's schema."""
+    rows = {k: {'seeds': dict(sorted(v.items(), key=lambda kv: int(kv[0])))}
+            for k, v in scores.items()}
+    path.write_text(json.dumps({'protocol': __doc__.split('Run from')[0].strip(),
+                                'config': args.config, 'steps': args.steps,
+                                'split': args.split, 'teacher': str(args.teacher),
+                                'rows': rows}, indent=2))
 
 
 def main():
@@ -136,26 +152,26 @@ def main():
     planned = [(row, str(seed)) + command(row, seed, args, out) for row in rows
                for seed in range(args.seeds or ROWS[row][3])]
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(
-            lambda p: train_and_score(p[3], p[2], args.config, shared, threads), planned))
-    teacher = score(args.teacher, out / 'teacher.json', args.config, shared)
-    keep = ('miou', 'tc', 'tc_occlusion_masked', 'flicker', 'per_class_iou')
-    scores = {row: {} for row in rows}
-    for (row, seed, _, cmd), r in zip(planned, results):
-        scores[row][seed] = {**{k: r[k] for k in keep}, 'command': shown(cmd)}
-    scores['teacher'] = {'0': {k: teacher[k] for k in keep}}
     name = args.name or ('unlabeled_ablation' + ('_tune' if args.split == 'tune' else ''))
-    table = summarize(scores)
+    path = Path(args.results) / f'{name}.json'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    teacher = score(args.teacher, out / 'teacher.json', args.config, shared)
+    scores = {row: {} for row in rows}
+    scores['teacher'] = {'0': {k: teacher[k] for k in KEEP}}
+    lock = threading.Lock()
+
+    def train(plan):
+        row, seed, run_dir, cmd = plan
+        r = train_and_score(cmd, run_dir, args.config, shared, threads)
+        with lock:   # every finished run goes into the JSON at once: a killed session keeps it
+            scores[row][seed] = {**{k: r[k] for k in KEEP}, 'command': shown(cmd)}
+            write_results(path, args, scores)
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(train, planned))
     columns = ['row', 'seeds', 'miou', 'miou - A (95% CI)', 'tc', 'tc - A (95% CI)', 'flicker',
                'flicker - A (95% CI)', *THIN]
-    emit(name + '_table', table, columns, args.results)
-    path = Path(args.results) / f'{name}.json'
-    path.write_text(json.dumps({'protocol': __doc__.split('Run from')[0].strip(),
-                                'config': args.config, 'steps': args.steps,
-                                'split': args.split, 'teacher': str(args.teacher),
-                                'rows': {k: {'seeds': v} for k, v in scores.items()}},
-                               indent=2))
+    emit(name + '_table', summarize(scores), columns, args.results)
     print(f'wrote {path}\n\nEach run alone:')
     for row, seed, _, cmd in planned:
         print(f'{row}, seed {seed}: {shown(cmd)}')
