@@ -28,9 +28,8 @@ class ImageError(InputError):
     """A message that cannot be turned into an image."""
 
 
-def _pixels(height: int, width: int, encoding: str, step: int, data,
-            is_bigendian: int = 0) -> np.ndarray:
-    """Check the fields of a sensor_msgs/Image; its pixels as HxW or HxWxC uint8."""
+def _checked_buffer(height: int, width: int, encoding: str, step: int, data):
+    """Check the fields of a sensor_msgs/Image (no copy); its bytes and pixel layout."""
     if encoding not in ENCODINGS:
         raise ImageError(f'unsupported encoding {encoding!r} (supported: '
                          f'{", ".join(ENCODINGS)})')
@@ -38,7 +37,7 @@ def _pixels(height: int, width: int, encoding: str, step: int, data,
         raise ImageError(f'empty image {width}x{height}')
     if height > MAX_SIDE or width > MAX_SIDE:
         raise ImageError(f'absurd image size {width}x{height} (limit {MAX_SIDE} per side)')
-    channels, dtype, code = ENCODINGS[encoding]
+    channels, dtype, _ = ENCODINGS[encoding]
     row = width * channels * np.dtype(dtype).itemsize
     if step < row:
         raise ImageError(f'step {step} is shorter than a row of {width} {encoding} pixels '
@@ -48,6 +47,13 @@ def _pixels(height: int, width: int, encoding: str, step: int, data,
     if buf.size != step * height:
         raise ImageError(f'data has {buf.size} bytes; step {step} x height {height} needs '
                          f'{step * height}')
+    return buf, channels, dtype, row
+
+
+def _pixels(height: int, width: int, encoding: str, step: int, data,
+            is_bigendian: int = 0) -> np.ndarray:
+    """Check the fields of a sensor_msgs/Image; its pixels as HxW or HxWxC uint8."""
+    buf, channels, dtype, row = _checked_buffer(height, width, encoding, step, data)
     rows = buf.reshape(height, step)[:, :row]
     img = np.ascontiguousarray(rows).view(dtype)
     if dtype == np.uint16:
@@ -95,8 +101,8 @@ def message_to_rgb(msg) -> np.ndarray:
         return compressed_to_rgb(msg.format, msg.data)
     bridge = _bridge()
     if bridge is not None and msg.encoding in ENCODINGS:
-        # Our checks first: cv_bridge would raise less helpful errors on broken messages.
-        image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data, msg.is_bigendian)
+        # Our checks first (no decoding): cv_bridge raises less helpful errors.
+        _checked_buffer(msg.height, msg.width, msg.encoding, msg.step, msg.data)
         return bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8')
     return image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data,
                         msg.is_bigendian)

@@ -40,7 +40,11 @@ def model_input(frames: np.ndarray, size, mean, std) -> np.ndarray:
 
 def class_map(logits: np.ndarray, size) -> np.ndarray:
     """(C, h, w) logits -> (H, W) uint8 classes: the argmax, resized by nearest neighbour."""
-    classes = logits.argmax(0).astype(np.uint8)
+    return resize_classes(logits.argmax(0).astype(np.uint8), size)
+
+
+def resize_classes(classes: np.ndarray, size) -> np.ndarray:
+    """(h, w) uint8 class ids -> (H, W) by nearest neighbour: ids are never mixed."""
     out_h, out_w = size
     if classes.shape == (out_h, out_w):
         return classes
@@ -52,8 +56,9 @@ class Segmenter:
     A model file ready to segment frames of any size (PyTorch or ONNX Runtime backend).
 
     ``segment(frame)`` takes an HxWx3 uint8 RGB frame and returns the HxW uint8 class map at
-    the frame's size, with :func:`model_input` and :func:`class_map`; ``colorize`` and
-    ``overlay`` draw it with the model's palette. ``meta`` is the model file's metadata.
+    the frame's size, with :func:`model_input` and :func:`class_map`; ``segment_batch`` does
+    the same for frames of several cameras in one forward pass. ``colorize`` and ``overlay``
+    draw a map with the model's palette. ``meta`` is the model file's metadata.
     ``input_size`` overrides the model's (height, width).
     """
 
@@ -91,9 +96,23 @@ class Segmenter:
             return out.float().cpu().numpy()
         return self._session.run(None, {'image': x})[0]
 
+    def argmax(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, h, w) model input -> (N, h, w) uint8 class ids at the model's size."""
+        if self.backend == 'torch':
+            # The argmax runs where the logits are: on a GPU only the uint8 ids travel back.
+            with torch.inference_mode():
+                out = self.model(torch.from_numpy(x).to(self.device))['logits']
+                return out.argmax(1).to(torch.uint8).cpu().numpy()
+        return self._session.run(None, {'image': x})[0].argmax(1).astype(np.uint8)
+
     def segment(self, frame: np.ndarray) -> np.ndarray:
         """Class ids (HxW uint8) at the frame's own size."""
-        return class_map(self.logits(self.preprocess(frame))[0], frame.shape[:2])
+        return resize_classes(self.argmax(self.preprocess(frame))[0], frame.shape[:2])
+
+    def segment_batch(self, frames) -> list:
+        """Class ids of each frame (any sizes) at its own size, from one forward pass."""
+        x = np.concatenate([self.preprocess(f) for f in frames])
+        return [resize_classes(c, f.shape[:2]) for c, f in zip(self.argmax(x), frames)]
 
     def colorize(self, classes: np.ndarray) -> np.ndarray:
         return self.lut[classes]

@@ -106,3 +106,22 @@ def test_node_masks_equal_the_predictions_evaluate_scores(tmp_path, size):
         published = seg.segment(frame)
         assert len(np.unique(published)) > 1
         np.testing.assert_array_equal(published, mask.numpy())
+
+
+@pytest.mark.parametrize('backend', ['torch', 'onnxruntime'])
+def test_a_batch_of_cameras_gives_each_frame_its_own_mask(tmp_path, backend):
+    """segment_batch: frames of different sizes in one pass, each mask as segment gives it."""
+    path = _model_file(tmp_path, 'bisenet_lite')
+    if backend == 'onnxruntime':
+        export_onnx(path, tmp_path / 'm.onnx')
+    seg = Segmenter(path, backend=backend, onnx_path=tmp_path / 'm.onnx'
+                    if backend == 'onnxruntime' else None)
+    frames = [SyntheticWorld(SyntheticConfig(height=h, width=w, frames=2, seed=i)).frame(0, 0)[0]
+              for i, (h, w) in enumerate([(64, 128), (150, 260), (40, 100), (64, 128)])]
+    masks = seg.segment_batch(frames)
+    assert [m.shape for m in masks] == [f.shape[:2] for f in frames]
+    for frame, mask in zip(frames, masks):
+        assert mask.dtype == np.uint8 and mask.max() < 5 and len(np.unique(mask)) > 1
+        # A batch may take another convolution algorithm than one frame: floating-point
+        # rounding may flip a pixel whose two best classes tie.
+        assert (mask == seg.segment(frame)).mean() > 0.999

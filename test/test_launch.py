@@ -43,6 +43,14 @@ def test_segment_launch(ros2_workspace, ros2_files):
 
 @pytest.mark.ros
 @pytest.mark.slow
+def test_cameras_launch_runs_one_node_for_two_cameras(ros2_workspace, ros2_files):
+    """cameras:=front,rear: masks under each camera, a flicker monitor per camera."""
+    report = _launch_test('test_cameras.launch.py', f'model:={ros2_files["model"]}')
+    assert 'Ran 1 test' in report
+
+
+@pytest.mark.ros
+@pytest.mark.slow
 def test_replay_launch_gives_every_frame_of_the_bag_a_mask(ros2_workspace, ros2_files):
     """replay.launch.py on a `stkd synth --bag` bag, with the ONNX Runtime backend."""
     report = _launch_test('test_replay.launch.py', f'bag:={ros2_files["bag"]}',

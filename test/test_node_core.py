@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from stkd_ros.flicker import FlickerMeter, StampPairer
 from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError, mask_to_array
-from stkd_ros.nodes.frame_slot import LatestSlot
+from stkd_ros.nodes.frame_slot import FrameSlots
 from stkd_ros.nodes.qos import choose_reliability
 from stkd_ros.nodes.stats import RollingStats
 from stkd_ros.temporal import pair_metrics
@@ -75,19 +75,30 @@ def test_compressed_images():
 
 
 def test_latest_slot_keeps_only_the_newest_and_counts_drops():
-    slot = LatestSlot()
+    slot = FrameSlots()
     for i in range(5):
-        slot.put(i)
-    assert slot.take(0.1) == 4 and slot.dropped == 4
-    assert slot.take(0.01) is None
+        slot.put('', i)
+    assert slot.take(0.1) == {'': 4} and slot.dropped == {'': 4}
+    assert slot.take(0.01) == {}
     got = []
     consumer = threading.Thread(target=lambda: got.append(slot.take(5.0)))
     consumer.start()
-    slot.put('x')
+    slot.put('', 'x')
     consumer.join(5.0)
-    assert got == ['x']
+    assert got == [{'': 'x'}]
     slot.close()
-    assert slot.take(1.0) is None
+    assert slot.take(1.0) == {}
+
+
+def test_each_camera_keeps_its_newest_frame_and_one_take_gets_them_all():
+    slots = FrameSlots(['front', 'left', 'rear'])
+    for i in range(3):
+        slots.put('front', f'f{i}')
+    slots.put('rear', 'r0')
+    assert slots.take(0.1) == {'front': 'f2', 'rear': 'r0'}
+    assert slots.dropped == {'front': 2, 'left': 0, 'rear': 0}
+    slots.put('left', 'l0')
+    assert slots.take(0.1) == {'left': 'l0'}
 
 
 def test_rolling_stats():
@@ -152,9 +163,10 @@ def test_flicker_meter_on_a_panning_scene(tmp_path):
 
 
 def test_a_bigger_buffer_queues_and_drops_the_oldest():
-    slot = LatestSlot(capacity=3)
+    slot = FrameSlots(capacity=3)
     for i in range(5):
-        slot.put(i)
-    assert [slot.take(0.1) for _ in range(3)] == [2, 3, 4] and slot.dropped == 2
+        slot.put('', i)
+    assert [slot.take(0.1) for _ in range(3)] == [{'': 2}, {'': 3}, {'': 4}]
+    assert slot.dropped == {'': 2}
     with pytest.raises(ValueError, match='at least 1'):
-        LatestSlot(0)
+        FrameSlots(capacity=0)

@@ -1,13 +1,17 @@
 """
-segment_node: camera images in, per-frame class masks out.
+segment_node: camera images in, per-frame class masks out, for one camera or several.
 
 Subscribes to ``image`` (sensor_msgs/Image, or CompressedImage with input_transport
 'compressed'); publishes ``segmentation/mask`` (mono8 class ids), ``segmentation/color`` and
 ``segmentation/overlay`` (rgb8), each at the input's size with the input's header and only
-when subscribed; and ``/diagnostics``. Inference runs on its own thread behind a
-latest-frame-only slot, so under overload old frames are dropped, not queued.
+when subscribed; and ``/diagnostics``. With ``cameras: [front, rear]`` the same topics live
+under each camera's name (``front/image`` -> ``front/segmentation/mask``) and one model
+segments the newest frame of every camera in one batched forward pass. Inference runs on its
+own thread behind a latest-frame slot per camera, so under overload old frames are dropped,
+not queued.
 """
 
+from dataclasses import dataclass, field
 import threading
 import time
 
@@ -15,8 +19,10 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, SetParametersResult
 import rclpy
+from rclpy.exceptions import InvalidTopicNameException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import CompressedImage, Image
 
 from stkd_ros.data.classes import palette_lut
@@ -24,26 +30,39 @@ from stkd_ros.errors import InputError
 from stkd_ros.image_msgs import fill_image, ImageError, message_to_rgb
 from stkd_ros.inference import Segmenter
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
-from stkd_ros.nodes.frame_slot import LatestSlot
-from stkd_ros.nodes.lifecycle import diagnostics, run
+from stkd_ros.nodes.frame_slot import FrameSlots
+from stkd_ros.nodes.lifecycle import diagnostic_array, diagnostic_status, run
 from stkd_ros.nodes.parameters import declare, describe, int_range
 from stkd_ros.nodes.stats import RollingStats
 
 # Outputs: reliable, keep last 10 (the default QoS). A reliable publisher serves both
 # reliable subscribers (`ros2 bag record`, RViz) and best-effort ones.
 OUTPUT_QOS = 10
+OUTPUTS = ('mask', 'color', 'overlay')
+
+
+@dataclass
+class Camera:
+    """One camera's topics and figures: ``prefix`` is '' or 'name/'."""
+
+    name: str
+    prefix: str
+    pub: dict
+    stats: RollingStats = field(default_factory=RollingStats)
+    sub: AdaptiveSubscription = None
 
 
 class SegmentNode(Node):
     """
-    Segment every image of ``image`` with one model file and publish the class mask.
+    Segment every image of each camera with one model file and publish the class masks.
 
     The work is :class:`stkd_ros.inference.Segmenter`'s: the model file's preprocessing and
     the class map at the image's size, the same masks that ``stkd evaluate`` scores.
     Parameters are declared up front (see ``_declare``) and read once; only ``publish_*`` and
-    ``overlay_alpha`` change live. The subscription callback only stores the frame; a worker
-    thread runs the model on the newest stored frame, so a slow model drops frames instead of
-    queueing them (``frame_buffer`` > 1 turns the slot into a queue, for replaying bags).
+    ``overlay_alpha`` change live. A subscription callback only stores the frame; a worker
+    thread runs the model on the newest stored frame of every camera at once, so a slow model
+    drops frames instead of queueing them (``frame_buffer`` > 1 turns each slot into a queue,
+    for replaying bags).
     """
 
     slot = None   # set once the parameters are valid; destroy_node may run before
@@ -58,25 +77,32 @@ class SegmentNode(Node):
         if p['palette']:
             self.segmenter.lut = palette_lut(np.array(p['palette'], np.uint8).reshape(-1, 3))
         self.overlay_alpha = p['overlay_alpha']
-        self.publish_flags = {k: p[f'publish_{k}'] for k in ('mask', 'color', 'overlay')}
+        self.publish_flags = {k: p[f'publish_{k}'] for k in OUTPUTS}
         self.reliability_setting, self.depth = p['reliability'], p['qos_depth']
         self.compressed = p['input_transport'] == 'compressed'
-        self.pub = {k: self.create_publisher(Image, f'segmentation/{k}', OUTPUT_QOS)
-                    for k in ('mask', 'color', 'overlay')}
+        names = p['cameras'] or ['']
+        self.cameras = {n: Camera(n, f'{n}/' if n else '', {}) for n in names}
+        for cam in self.cameras.values():
+            cam.pub = {k: self.create_publisher(Image, f'{cam.prefix}segmentation/{k}',
+                                                OUTPUT_QOS) for k in OUTPUTS}
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.stats, self.slot = RollingStats(), LatestSlot(p['frame_buffer'])
+        self.slot = FrameSlots(names, p['frame_buffer'])
         self.wait_for_mask = p['wait_for_mask_subscribers']
-        self.image_sub = AdaptiveSubscription(
-            self, CompressedImage if self.compressed else Image, 'image', self._on_image,
-            self.reliability_setting, self.depth)
+        for cam in self.cameras.values():
+            cam.sub = AdaptiveSubscription(
+                self, CompressedImage if self.compressed else Image, f'{cam.prefix}image',
+                lambda msg, name=cam.name: self._on_image(name, msg), self.reliability_setting,
+                self.depth)
         self.create_timer(p['diagnostics_period'], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set)
         self._worker = threading.Thread(target=self._run, daemon=True)
         self._worker.start()
+        topics = ', '.join(self.resolve_topic_name(f'{c.prefix}image')
+                           for c in self.cameras.values())
         self.get_logger().info(
-            f'segmenting {self.resolve_topic_name("image")} with '
-            f'{self.segmenter.meta["arch"]} ({p["backend"]}, {p["device"]}, input '
-            f'{self.segmenter.input_size[0]}x{self.segmenter.input_size[1]})')
+            f'segmenting {topics} with {self.segmenter.meta["arch"]} ({p["backend"]}, '
+            f'{p["device"]}, input {self.segmenter.input_size[0]}x'
+            f'{self.segmenter.input_size[1]})')
 
     def _declare(self) -> dict:
         specs = [
@@ -114,11 +140,23 @@ class SegmentNode(Node):
                 'hold the frames (in frame_buffer) until segmentation/mask has this many '
                 'matched subscribers, so a replay loses no mask to discovery; 0 = start at '
                 'once', True, integer_range=int_range(0, 100))),
+            ('cameras', Parameter.Type.STRING_ARRAY, describe(
+                'camera names: NAME/image in, NAME/segmentation/* out, all batched in one '
+                'forward pass; empty = one camera on image', True)),
         ]
         values = declare(self, specs)
         if not values['model_path']:
             raise InputError('parameter model_path is required (a .safetensors or .onnx '
                              'model file)')
+        cameras = values['cameras']
+        if len(set(cameras)) != len(cameras) or '' in cameras:
+            raise InputError(f'cameras must be distinct non-empty names, got {cameras}')
+        for name in cameras:
+            try:
+                validate_topic_name(f'{name}/image')
+            except InvalidTopicNameException:
+                raise InputError(f'camera name {name!r} does not make a valid topic name '
+                                 f'(letters, digits, _ and /)') from None
         if values['input_transport'] not in ('raw', 'compressed'):
             raise InputError(f'input_transport must be raw or compressed, got '
                              f'{values["input_transport"]!r}')
@@ -132,56 +170,67 @@ class SegmentNode(Node):
                 self.publish_flags[param.name[len('publish_'):]] = bool(param.value)
         return SetParametersResult(successful=True)
 
-    def _on_image(self, msg):
-        self.stats.counts['received'] += 1
-        self.slot.put((time.monotonic(), msg))
+    def _on_image(self, camera: str, msg):
+        self.cameras[camera].stats.counts['received'] += 1
+        self.slot.put(camera, (time.monotonic(), msg))
 
     def _run(self):
         # Output discovery can lag the input's by seconds on a loaded machine; a mask published
         # before its subscriber matched is lost, so a replay waits for it here.
-        while (rclpy.ok() and not self.slot.closed
-               and self.pub['mask'].get_subscription_count() < self.wait_for_mask):
+        while rclpy.ok() and not self.slot.closed and any(
+                c.pub['mask'].get_subscription_count() < self.wait_for_mask
+                for c in self.cameras.values()):
             time.sleep(0.05)
         while rclpy.ok() and not self.slot.closed:
-            item = self.slot.take(timeout=0.5)
-            if item is None:
-                continue
-            received, msg = item
+            taken = self.slot.take(timeout=0.5)
             try:
-                self._process(msg)
-            except ImageError as exc:
-                self.stats.counts['rejected'] += 1
-                self.get_logger().warning(f'rejected image: {exc}', throttle_duration_sec=5.0)
-                continue
+                self._process(taken)
             except Exception:
                 if not rclpy.ok():   # a publish that raced Ctrl-C: the node is going away
                     return
                 raise
-            self.stats.record(time.monotonic() - received)
 
-    def _process(self, msg):
-        frame = message_to_rgb(msg)
-        want = {k: self.publish_flags[k] and self.pub[k].get_subscription_count() > 0
-                for k in self.pub}
-        if not any(want.values()):
+    def _process(self, taken: dict):
+        """Segment the frames taken from the cameras in one pass and publish each result."""
+        jobs = []   # (camera, header, frame, outputs wanted, received)
+        for name, (received, msg) in taken.items():
+            cam = self.cameras[name]
+            want = {k: self.publish_flags[k] and cam.pub[k].get_subscription_count() > 0
+                    for k in OUTPUTS}
+            if not any(want.values()):   # nobody listens: not even decoded
+                continue
+            try:
+                frame = message_to_rgb(msg)
+            except ImageError as exc:
+                cam.stats.counts['rejected'] += 1
+                self.get_logger().warning(f'rejected image{" from " + name if name else ""}: '
+                                          f'{exc}', throttle_duration_sec=5.0)
+                continue
+            jobs.append((cam, msg.header, frame, want, received))
+        if not jobs:
             return
-        classes = self.segmenter.segment(frame)
-        if want['mask']:
-            self.pub['mask'].publish(fill_image(Image(), classes, 'mono8', msg.header))
-        if want['color']:
-            color = self.segmenter.colorize(classes)
-            self.pub['color'].publish(fill_image(Image(), color, 'rgb8', msg.header))
-        if want['overlay']:
-            overlay = self.segmenter.overlay(frame, classes, self.overlay_alpha)
-            self.pub['overlay'].publish(fill_image(Image(), overlay, 'rgb8', msg.header))
+        masks = self.segmenter.segment_batch([frame for _, _, frame, _, _ in jobs])
+        for (cam, header, frame, want, received), classes in zip(jobs, masks):
+            if want['mask']:
+                cam.pub['mask'].publish(fill_image(Image(), classes, 'mono8', header))
+            if want['color']:
+                color = self.segmenter.colorize(classes)
+                cam.pub['color'].publish(fill_image(Image(), color, 'rgb8', header))
+            if want['overlay']:
+                overlay = self.segmenter.overlay(frame, classes, self.overlay_alpha)
+                cam.pub['overlay'].publish(fill_image(Image(), overlay, 'rgb8', header))
+            cam.stats.record(time.monotonic() - received)
 
     def _publish_diagnostics(self):
-        self.stats.counts['dropped'] = self.slot.dropped
-        s = self.stats.summary()
-        level = DiagnosticStatus.OK if s['rejected'] == 0 else DiagnosticStatus.WARN
-        self.diag_pub.publish(diagnostics(
-            self, 'segmentation', self.segmenter.meta['arch'],
-            f'{s["rate_hz"]:.1f} Hz, p95 {s["p95_ms"]:.1f} ms', s, level))
+        statuses = []
+        for name, cam in self.cameras.items():
+            cam.stats.counts['dropped'] = self.slot.dropped[name]
+            s = cam.stats.summary()
+            level = DiagnosticStatus.OK if s['rejected'] == 0 else DiagnosticStatus.WARN
+            statuses.append(diagnostic_status(
+                self, f'segmentation {name}'.strip(), self.segmenter.meta['arch'],
+                f'{s["rate_hz"]:.1f} Hz, p95 {s["p95_ms"]:.1f} ms', s, level))
+        self.diag_pub.publish(diagnostic_array(self, statuses))
 
     def destroy_node(self):
         if self.slot is not None:

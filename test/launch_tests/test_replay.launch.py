@@ -16,8 +16,8 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
+from launch_checks import TestShutdown  # noqa: F401 (run after shutdown)
 import launch_testing
-import launch_testing.asserts
 import rclpy
 from ros_harness import qos, spin_until
 
@@ -80,12 +80,3 @@ class TestReplay(unittest.TestCase):
         # Each step pairs a mask with its image by stamp and compares it with the pair before:
         # frames - 1 steps take a mask for every frame.
         self.assertEqual(monitor.get('steps'), frames - 1)
-
-
-@launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
-
-    def test_every_node_exits_cleanly(self, proc_info, proc_output):
-        launch_testing.asserts.assertExitCodes(proc_info)
-        for output in proc_output:
-            self.assertNotIn('Traceback', output.text.decode(errors='replace'))

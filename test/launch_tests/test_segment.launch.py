@@ -15,8 +15,8 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
+from launch_checks import TestShutdown  # noqa: F401 (run after shutdown)
 import launch_testing
-import launch_testing.asserts
 import numpy as np
 import rclpy
 from ros_harness import image_msg, qos, spin_until
@@ -130,12 +130,3 @@ class TestSegmentLaunch(unittest.TestCase):
         out_of_range = _ros2('param', 'set', node, 'overlay_alpha', '3.0')
         self.assertNotIn('successful', out_of_range.stdout)
         self.assertIn('Double value is: 1.0', _ros2('param', 'get', node, 'overlay_alpha').stdout)
-
-
-@launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
-
-    def test_every_node_exits_cleanly(self, proc_info, proc_output):
-        launch_testing.asserts.assertExitCodes(proc_info)
-        for output in proc_output:
-            self.assertNotIn('Traceback', output.text.decode(errors='replace'))
