@@ -1,0 +1,167 @@
+"""
+Benchmark: several cameras through one batched segment_node against one node per camera.
+
+1, 2 and 4 cameras publish 480x360 rgb8 frames at 10 Hz each (from this process). Batched: one
+segment_node with ``cameras`` and every core for inference. Separate: one segment_node per
+camera, the cores divided among them (threads = cores // cameras, at least 1), as one would run
+them on the same machine. Sustained masks per second over the window, p95 latency (mask
+received minus the send time in the header stamp) and the resident memory of the node
+processes (VmRSS summed) at the end.
+
+Target (issue 19): at 4 cameras the batched node gives at least 1.3x the masks per second of
+four separate nodes, at no worse p95 and a quarter of their memory. Without --model, an LR-ASPP
+student with random weights at --input-size (default 256x512, the model's cost, not its
+accuracy, is measured).
+"""
+
+import argparse
+import os
+from pathlib import Path
+import subprocess
+import sys
+import tempfile
+import time
+
+from node_latency import ros_env
+import numpy as np
+from random_model import random_model_file
+import rclpy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from report import emit
+from sensor_msgs.msg import Image
+from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
+
+
+def start_node(model, threads, env, cameras=None, camera=None):
+    args = ['-p', f'model_path:={model}', '-p', f'threads:={threads}', '-p',
+            'publish_color:=false', '-p', 'publish_overlay:=false', '-r', '__ns:=/bench']
+    if cameras:
+        args += ['-p', f'cameras:=[{", ".join(cameras)}]']
+    else:   # one node per camera: its own name, its camera's topics
+        args += ['-r', f'__node:=segment_{camera}', '-r', f'image:={camera}/image', '-r',
+                 f'segmentation/mask:={camera}/segmentation/mask']
+    return subprocess.Popen([sys.executable, '-m', 'stkd_ros.nodes.segment_node', '--ros-args',
+                             *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def run_case(node, model, frames, cameras, batched, rate_hz, seconds, env):
+    cores = os.cpu_count() or 1
+    names = [f'cam{i}' for i in range(cameras)]
+    if batched:
+        threads = cores
+        procs = [start_node(model, threads, env, cameras=names)]
+    else:
+        threads = max(1, cores // cameras)
+        procs = [start_node(model, threads, env, camera=c) for c in names]
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                     reliability=ReliabilityPolicy.RELIABLE)
+    pubs = [node.create_publisher(Image, f'/bench/{c}/image', qos) for c in names]
+    window = {'start': float('inf'), 'end': float('inf')}
+    latencies = []
+
+    def on_mask(msg):
+        sent = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        if window['start'] <= sent / 1e9 < window['end']:
+            latencies.append((time.time_ns() - sent) / 1e6)
+    subs = [node.create_subscription(Image, f'/bench/{c}/segmentation/mask', on_mask,
+                                     QoSProfile(depth=100)) for c in names]
+    try:
+        deadline = time.monotonic() + 120
+        while (not all(p.get_subscription_count() for p in pubs)
+               or not all(s.get_publisher_count() for s in subs)) \
+                and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        h, w = frames[0].shape[:2]
+        datas = [f.tobytes() for f in frames]
+        warmup = 3.0
+        start = time.monotonic()
+        window['start'] = time.time() + warmup
+        window['end'] = window['start'] + seconds
+        sent = 0
+        while time.monotonic() - start < warmup + seconds:
+            for k, pub in enumerate(pubs):
+                msg = Image(height=h, width=w, encoding='rgb8', step=w * 3,
+                            data=datas[(sent + k) % len(datas)])
+                msg.header.frame_id = names[k]
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 10**9)
+                pub.publish(msg)
+            sent += 1
+            next_at = start + sent / rate_hz
+            while time.monotonic() < next_at:
+                rclpy.spin_once(node, timeout_sec=max(0.0, next_at - time.monotonic()))
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        memory = sum(rss_mib(p.pid) for p in procs)
+    finally:
+        for pub in pubs:
+            node.destroy_publisher(pub)
+        for sub in subs:
+            node.destroy_subscription(sub)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=10)
+    return {'cameras': cameras, 'nodes': 'one batched' if batched else f'{cameras} separate',
+            'threads_per_node': threads, 'offered_hz': cameras * rate_hz,
+            'masks_per_s': len(latencies) / seconds,
+            'p50_ms': float(np.percentile(latencies, 50)) if latencies else float('nan'),
+            'p95_ms': float(np.percentile(latencies, 95)) if latencies else float('nan'),
+            'rss_mib': memory}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', default=None, help='model file (default: random LR-ASPP)')
+    parser.add_argument('--input-size', default='256x512', help='of the random model, HxW')
+    parser.add_argument('--cameras', default='1,2,4')
+    parser.add_argument('--rate', type=float, default=10.0, help='Hz per camera')
+    parser.add_argument('--seconds', type=float, default=10.0)
+    parser.add_argument('--out', default=None)
+    args = parser.parse_args()
+    env = ros_env()
+    os.environ.update(env)
+    tmp = tempfile.TemporaryDirectory()
+    size = tuple(int(v) for v in args.input_size.split('x'))
+    model = args.model or random_model_file(Path(tmp.name) / 'lraspp.safetensors', size=size)
+    world = SyntheticWorld(SyntheticConfig(height=360, width=480, frames=8, seed=3))
+    frames = [world.frame(0, t)[0] for t in range(8)]
+    rclpy.init()
+    node = rclpy.create_node('multi_camera_bench')
+    rows = []
+    try:
+        for cameras in [int(c) for c in args.cameras.split(',')]:
+            for batched in (False, True):
+                r = run_case(node, model, frames, cameras, batched, args.rate, args.seconds,
+                             env)
+                rows.append(r)
+                print(r, flush=True)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        tmp.cleanup()
+    by = {(r['cameras'], r['nodes'].startswith('one')): r for r in rows}
+    for r in rows:
+        separate = by.get((r['cameras'], False))
+        if r['nodes'].startswith('one') and separate and r['cameras'] > 1:
+            r['masks_vs_separate'] = r['masks_per_s'] / max(separate['masks_per_s'], 1e-9)
+            r['memory_vs_separate'] = r['rss_mib'] / separate['rss_mib']
+            r['target'] = 'met' if (r['masks_vs_separate'] >= 1.3
+                                    and r['p95_ms'] <= separate['p95_ms']
+                                    and r['memory_vs_separate'] <= 0.25) else 'missed'
+    emit('multi_camera', rows, ['cameras', 'nodes', 'threads_per_node', 'offered_hz',
+                                'masks_per_s', 'p50_ms', 'p95_ms', 'rss_mib',
+                                'masks_vs_separate', 'memory_vs_separate', 'target'], args.out)
+
+
+if __name__ == '__main__':
+    main()
