@@ -52,7 +52,7 @@ def process_cpu_s(pid: int) -> float:
 
 
 def ros_env() -> dict:
-    """A private DDS domain and the package's Fast DDS profile, for this process and nodes."""
+    """Return a private DDS domain and the package's Fast DDS profile, for the processes."""
     return {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(120, 200)),
             'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config' / 'fastdds_profile.xml')}
 
