@@ -32,9 +32,10 @@ from sensor_msgs.msg import Image
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 
 
-def start_node(model, threads, env, cameras=None, camera=None):
+def start_node(model, threads, env, cameras=None, camera=None, workers=1):
     args = ['-p', f'model_path:={model}', '-p', f'threads:={threads}', '-p',
-            'publish_color:=false', '-p', 'publish_overlay:=false', '-r', '__ns:=/bench']
+            f'workers:={workers}', '-p', 'publish_color:=false', '-p',
+            'publish_overlay:=false', '-r', '__ns:=/bench']
     if cameras:
         args += ['-p', f'cameras:=[{", ".join(cameras)}]']
     else:   # one node per camera: its own name, its camera's topics
@@ -53,11 +54,16 @@ def rss_mib(pid: int) -> float:
 
 
 def run_case(node, model, frames, cameras, batched, rate_hz, seconds, env):
+    """``batched``: None (a node per camera) or 'threads' / 'workers' (how it uses the cores)."""
     cores = os.cpu_count() or 1
     names = [f'cam{i}' for i in range(cameras)]
-    if batched:
+    workers = 1
+    if batched == 'threads':
         threads = cores
         procs = [start_node(model, threads, env, cameras=names)]
+    elif batched == 'workers':
+        threads, workers = 1, cores
+        procs = [start_node(model, threads, env, cameras=names, workers=workers)]
     else:
         threads = max(1, cores // cameras)
         procs = [start_node(model, threads, env, camera=c) for c in names]
@@ -110,8 +116,9 @@ def run_case(node, model, frames, cameras, batched, rate_hz, seconds, env):
             p.terminate()
         for p in procs:
             p.wait(timeout=10)
-    return {'cameras': cameras, 'nodes': 'one batched' if batched else f'{cameras} separate',
-            'threads_per_node': threads, 'offered_hz': cameras * rate_hz,
+    return {'cameras': cameras, 'nodes': f'one batched, {batched}' if batched
+            else f'{cameras} separate', 'threads_per_node': threads, 'workers': workers,
+            'offered_hz': cameras * rate_hz,
             'masks_per_s': len(latencies) / seconds,
             'p50_ms': float(np.percentile(latencies, 50)) if latencies else float('nan'),
             'p95_ms': float(np.percentile(latencies, 95)) if latencies else float('nan'),
@@ -140,7 +147,7 @@ def main():
     rows = []
     try:
         for cameras in [int(c) for c in args.cameras.split(',')]:
-            for batched in (False, True):
+            for batched in (None, 'threads', 'workers'):
                 r = run_case(node, model, frames, cameras, batched, args.rate, args.seconds,
                              env)
                 rows.append(r)
@@ -149,16 +156,16 @@ def main():
         node.destroy_node()
         rclpy.shutdown()
         tmp.cleanup()
-    by = {(r['cameras'], r['nodes'].startswith('one')): r for r in rows}
+    separate_of = {r['cameras']: r for r in rows if not r['nodes'].startswith('one')}
     for r in rows:
-        separate = by.get((r['cameras'], False))
+        separate = separate_of.get(r['cameras'])
         if r['nodes'].startswith('one') and separate and r['cameras'] > 1:
             r['masks_vs_separate'] = r['masks_per_s'] / max(separate['masks_per_s'], 1e-9)
             r['memory_vs_separate'] = r['rss_mib'] / separate['rss_mib']
             r['target'] = 'met' if (r['masks_vs_separate'] >= 1.3
                                     and r['p95_ms'] <= separate['p95_ms']
                                     and r['memory_vs_separate'] <= 0.25) else 'missed'
-    emit('multi_camera', rows, ['cameras', 'nodes', 'threads_per_node', 'offered_hz',
+    emit('multi_camera', rows, ['cameras', 'nodes', 'threads_per_node', 'workers', 'offered_hz',
                                 'masks_per_s', 'p50_ms', 'p95_ms', 'rss_mib',
                                 'masks_vs_separate', 'memory_vs_separate', 'target'], args.out)
 

@@ -3,8 +3,9 @@ Benchmark: segment_node end to end (publish -> mask received) beside the model's
 
 A publisher process sends 480x360 rgb8 frames at 0.8x, 1x and 3x the model's rate (its own
 latency at the node's thread count, measured here first), with the node's latest-frame slot
-(frame_buffer 1, the default) and with a queue of 10 for comparison, the node's inference at 1
-and at 2 threads. The send time travels in the header stamp; both ends read the same clock.
+(frame_buffer 1, the default) and with a queue of 10 for comparison; the node with 1 inference
+thread, with 2, and with 2 workers of 1 thread each. The send time travels in the header
+stamp; both ends read the same clock.
 Each mask is checked against `Segmenter.segment` of its frame (the frame index travels in the
 frame_id), and the node process's CPU time per mask is read from /proc.
 
@@ -57,10 +58,11 @@ def ros_env() -> dict:
             'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config' / 'fastdds_profile.xml')}
 
 
-def run_case(node, model, frames, expected, rate_hz, buffer, threads, seconds, env):
+def run_case(node, model, frames, expected, rate_hz, buffer, threads, workers, seconds, env):
     proc = subprocess.Popen([sys.executable, '-m', 'stkd_ros.nodes.segment_node', '--ros-args',
                              '-p', f'model_path:={model}', '-p', f'threads:={threads}', '-p',
-                             f'frame_buffer:={buffer}', '-p', f'qos_depth:={buffer}', '-p',
+                             f'workers:={workers}', '-p', f'frame_buffer:={buffer}', '-p',
+                             f'qos_depth:={buffer}', '-p',
                              'publish_color:=false', '-p', 'publish_overlay:=false',
                              '-r', 'image:=/bench/image', '-r',
                              '/segmentation/mask:=/bench/mask'],
@@ -119,7 +121,8 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', default=None, help='model file (default: random LR-ASPP)')
     parser.add_argument('--seconds', type=float, default=8.0)
-    parser.add_argument('--threads', default='1,2', help='inference threads to compare')
+    parser.add_argument('--setups', default='1x1,2x1,1x2',
+                        help='THREADSxWORKERS of the node to compare')
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
     env = ros_env()
@@ -132,17 +135,19 @@ def main():
     node = rclpy.create_node('node_latency_bench')
     rows = []
     try:
-        for threads in [int(t) for t in args.threads.split(',')]:
+        for setup in args.setups.split(','):
+            threads, workers = (int(v) for v in setup.split('x'))
             seg = Segmenter(model, threads=threads)
             expected = [seg.segment(f) for f in frames]
             model_ms = model_latency_ms(seg, frames)
-            cases = [(1, 0.8), (1, 1.0), (1, 3.0)] + ([(10, 1.0), (10, 3.0)] if threads == 1
-                                                      else [])
+            cases = [(1, 0.8), (1, 1.0), (1, 3.0)] + ([(10, 1.0), (10, 3.0)]
+                                                      if setup == '1x1' else [])
             for buffer, load in cases:
                 rate = load * 1e3 / model_ms
-                r = run_case(node, model, frames, expected, rate, buffer, threads,
+                r = run_case(node, model, frames, expected, rate, buffer, threads, workers,
                              args.seconds, env)
-                r.update({'threads': threads, 'load': f'{load:g}x', 'rate_hz': rate,
+                r.update({'threads': threads, 'workers': workers, 'load': f'{load:g}x',
+                          'rate_hz': rate,
                           'buffer': 'latest frame' if buffer == 1 else 'queue of 10',
                           'model_ms': model_ms,
                           'target_ms': (1.15 * model_ms + 3 if load <= 1
@@ -156,7 +161,7 @@ def main():
         node.destroy_node()
         rclpy.shutdown()
         tmp.cleanup()
-    emit('node_latency', rows, ['threads', 'buffer', 'load', 'rate_hz', 'model_ms',
+    emit('node_latency', rows, ['threads', 'workers', 'buffer', 'load', 'rate_hz', 'model_ms',
                                 'e2e_p50_ms', 'e2e_p95_ms', 'target_ms', 'target', 'sent',
                                 'received', 'throughput_hz', 'node_cpu_ms_per_mask',
                                 'mask_pixels_equal_pct'], args.out)

@@ -228,6 +228,30 @@ def test_one_node_segments_several_cameras_each_under_its_own_name(ros, model_pa
         ros.destroy_subscription(dsub)
 
 
+def test_two_workers_publish_every_mask_in_the_order_of_the_frames(ros, model_path, frames):
+    """workers: 2 run two frames at once; masks still leave in frame order, none lost."""
+    proc = start_node('segment_node', '-p', f'model_path:={model_path}', '-p', 'workers:=2',
+                      '-p', 'threads:=1', '-p', 'frame_buffer:=20', '-p', 'qos_depth:=20',
+                      '-r', 'image:=/wcam/image', '-r', '/segmentation/mask:=/wcam/mask')
+    masks, sub = _collect(ros, '/wcam/mask')
+    pub = ros.create_publisher(Image, '/wcam/image', qos(True, 20))
+    try:
+        _wait_for_subscriber(ros, pub)
+        assert spin_until(ros, lambda: sub.get_publisher_count() > 0, 10)
+        for i, img in enumerate(frames):   # all at once: both workers busy
+            pub.publish(image_msg(img, 4_000_000_000 + i, frame_id=str(i)))
+        assert spin_until(ros, lambda: len(masks) >= len(frames), 30), len(masks)
+        assert [int(m.header.frame_id) for m in masks] == list(range(len(frames)))
+        reference = Segmenter(model_path)
+        for msg in masks:
+            got = np.frombuffer(bytes(msg.data), np.uint8).reshape(360, 480)
+            np.testing.assert_array_equal(got, reference.segment(frames[int(msg.header.frame_id)]))
+    finally:
+        stop_node(proc)
+        ros.destroy_subscription(sub)
+        ros.destroy_publisher(pub)
+
+
 @pytest.mark.parametrize('node,args,error', [
     ('segment_node', [], 'parameter model_path is required'),
     ('segment_node', ['-p', 'model_path:={tmp}/none.safetensors'], 'model file not found'),

@@ -95,8 +95,13 @@ class SegmentNode(Node):
                 self.depth)
         self.create_timer(p['diagnostics_period'], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set)
-        self._worker = threading.Thread(target=self._run, daemon=True)
-        self._worker.start()
+        # Workers take the newest frames in turn and publish in the order they took them.
+        self._take_lock, self._turn = threading.Lock(), threading.Condition()
+        self._tickets = self._serving = 0
+        self._workers = [threading.Thread(target=self._run, daemon=True)
+                         for _ in range(p['workers'])]
+        for worker in self._workers:
+            worker.start()
         topics = ', '.join(self.resolve_topic_name(f'{c.prefix}image')
                            for c in self.cameras.values())
         self.get_logger().info(
@@ -114,6 +119,9 @@ class SegmentNode(Node):
             ('device', 'cpu', describe('torch device: cpu, cuda, cuda:N', True)),
             ('threads', 0, describe('CPU threads for inference, 0 = library default', True,
                                     integer_range=int_range(0, 256))),
+            ('workers', 1, describe('inference workers, each running the model on the newest '
+                                    'frames in turn (with threads each)', True,
+                                    integer_range=int_range(1, 64))),
             ('input_size', [0, 0], describe('model input [height, width]; [0, 0] keeps the '
                                             'model file size', True)),
             ('input_transport', 'raw', describe('raw (Image) or compressed '
@@ -182,15 +190,23 @@ class SegmentNode(Node):
                 for c in self.cameras.values()):
             time.sleep(0.05)
         while rclpy.ok() and not self.slot.closed:
-            taken = self.slot.take(timeout=0.5)
+            with self._take_lock:
+                taken = self.slot.take(timeout=0.5)
+                if not taken:
+                    continue
+                ticket, self._tickets = self._tickets, self._tickets + 1
             try:
-                self._process(taken)
+                self._process(taken, ticket)
             except Exception:
                 if not rclpy.ok():   # a publish that raced Ctrl-C: the node is going away
                     return
                 raise
+            finally:
+                with self._turn:   # a failed batch must not hold up the next one
+                    self._serving = max(self._serving, ticket + 1)
+                    self._turn.notify_all()
 
-    def _process(self, taken: dict):
+    def _process(self, taken: dict, ticket: int):
         """Segment the frames taken from the cameras in one pass and publish each result."""
         jobs = []   # (camera, header, frame, outputs wanted, received)
         for name, (received, msg) in taken.items():
@@ -207,9 +223,10 @@ class SegmentNode(Node):
                                           f'{exc}', throttle_duration_sec=5.0)
                 continue
             jobs.append((cam, msg.header, frame, want, received))
-        if not jobs:
-            return
-        masks = self.segmenter.segment_batch([frame for _, _, frame, _, _ in jobs])
+        masks = self.segmenter.segment_batch([j[2] for j in jobs]) if jobs else []
+        with self._turn:   # masks leave in the order their frames were taken
+            while self._serving < ticket and not self.slot.closed:
+                self._turn.wait(0.5)
         for (cam, header, frame, want, received), classes in zip(jobs, masks):
             if want['mask']:
                 cam.pub['mask'].publish(fill_image(Image(), classes, 'mono8', header))
@@ -237,7 +254,8 @@ class SegmentNode(Node):
             # Let the worker finish its frame: a process that exits while it is inside the
             # model or a publish aborts ("terminate called without an active exception").
             self.slot.close()
-            self._worker.join(timeout=5.0)
+            for worker in self._workers:
+                worker.join(timeout=5.0)
         return super().destroy_node()
 
 
