@@ -27,14 +27,15 @@ import numpy as np
 from random_model import random_model_file
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from report import emit
+from report import card, emit
 from sensor_msgs.msg import Image
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 
 
-def start_node(model, threads, env, cameras=None, camera=None, workers=1):
+def start_node(model, threads, env, cameras=None, camera=None, workers=1, device='cpu'):
     args = ['-p', f'model_path:={model}', '-p', f'threads:={threads}', '-p',
-            f'workers:={workers}', '-p', 'publish_color:=false', '-p',
+            f'workers:={workers}', '-p', f'device:={device}', '-p', 'publish_color:=false',
+            '-p',
             'publish_overlay:=false', '-r', '__ns:=/bench']
     if cameras:
         args += ['-p', f'cameras:=[{", ".join(cameras)}]']
@@ -53,20 +54,21 @@ def rss_mib(pid: int) -> float:
     return float('nan')
 
 
-def run_case(node, model, frames, cameras, batched, rate_hz, seconds, env):
+def run_case(node, model, frames, cameras, batched, rate_hz, seconds, env, device='cpu'):
     """``batched``: None (a node per camera) or 'threads' / 'workers' (how it uses the cores)."""
     cores = os.cpu_count() or 1
     names = [f'cam{i}' for i in range(cameras)]
     workers = 1
     if batched == 'threads':
         threads = cores
-        procs = [start_node(model, threads, env, cameras=names)]
+        procs = [start_node(model, threads, env, cameras=names, device=device)]
     elif batched == 'workers':
         threads, workers = 1, cores
-        procs = [start_node(model, threads, env, cameras=names, workers=workers)]
+        procs = [start_node(model, threads, env, cameras=names, workers=workers,
+                            device=device)]
     else:
         threads = max(1, cores // cameras)
-        procs = [start_node(model, threads, env, camera=c) for c in names]
+        procs = [start_node(model, threads, env, camera=c, device=device) for c in names]
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                      reliability=ReliabilityPolicy.RELIABLE)
     pubs = [node.create_publisher(Image, f'/bench/{c}/image', qos) for c in names]
@@ -116,8 +118,9 @@ def run_case(node, model, frames, cameras, batched, rate_hz, seconds, env):
             p.terminate()
         for p in procs:
             p.wait(timeout=10)
-    return {'cameras': cameras, 'nodes': f'one batched, {batched}' if batched
-            else f'{cameras} separate', 'threads_per_node': threads, 'workers': workers,
+    return {'device': card(device), 'cameras': cameras,
+            'nodes': f'one batched, {batched}' if batched else f'{cameras} separate',
+            'threads_per_node': threads, 'workers': workers,
             'offered_hz': cameras * rate_hz,
             'masks_per_s': len(latencies) / seconds,
             'p50_ms': float(np.percentile(latencies, 50)) if latencies else float('nan'),
@@ -133,6 +136,7 @@ def main():
     parser.add_argument('--cameras', default='1,2,4')
     parser.add_argument('--rate', type=float, default=10.0, help='Hz per camera')
     parser.add_argument('--seconds', type=float, default=10.0)
+    parser.add_argument('--device', default='cpu', help='torch device of the nodes: cpu, cuda')
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
     env = ros_env()
@@ -149,7 +153,7 @@ def main():
         for cameras in [int(c) for c in args.cameras.split(',')]:
             for batched in (None, 'threads', 'workers'):
                 r = run_case(node, model, frames, cameras, batched, args.rate, args.seconds,
-                             env)
+                             env, args.device)
                 rows.append(r)
                 print(r, flush=True)
     finally:
@@ -165,8 +169,8 @@ def main():
             r['target'] = 'met' if (r['masks_vs_separate'] >= 1.3
                                     and r['p95_ms'] <= separate['p95_ms']
                                     and r['memory_vs_separate'] <= 0.25) else 'missed'
-    emit('multi_camera', rows, ['cameras', 'nodes', 'threads_per_node', 'workers', 'offered_hz',
-                                'masks_per_s', 'p50_ms', 'p95_ms', 'rss_mib',
+    emit('multi_camera', rows, ['device', 'cameras', 'nodes', 'threads_per_node', 'workers',
+                                'offered_hz', 'masks_per_s', 'p50_ms', 'p95_ms', 'rss_mib',
                                 'masks_vs_separate', 'memory_vs_separate', 'target'], args.out)
 
 

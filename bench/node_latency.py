@@ -28,7 +28,7 @@ import numpy as np
 from random_model import random_model_file
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from report import emit
+from report import card, emit
 from sensor_msgs.msg import Image
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.inference import Segmenter
@@ -58,10 +58,12 @@ def ros_env() -> dict:
             'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config' / 'fastdds_profile.xml')}
 
 
-def run_case(node, model, frames, expected, rate_hz, buffer, threads, workers, seconds, env):
+def run_case(node, model, frames, expected, rate_hz, buffer, threads, workers, seconds, env,
+             device='cpu'):
     proc = subprocess.Popen([sys.executable, '-m', 'stkd_ros.nodes.segment_node', '--ros-args',
                              '-p', f'model_path:={model}', '-p', f'threads:={threads}', '-p',
-                             f'workers:={workers}', '-p', f'frame_buffer:={buffer}', '-p',
+                             f'workers:={workers}', '-p', f'device:={device}', '-p',
+                             f'frame_buffer:={buffer}', '-p',
                              f'qos_depth:={buffer}', '-p',
                              'publish_color:=false', '-p', 'publish_overlay:=false',
                              '-r', 'image:=/bench/image', '-r',
@@ -123,6 +125,7 @@ def main():
     parser.add_argument('--seconds', type=float, default=8.0)
     parser.add_argument('--setups', default='1x1,2x1,1x2',
                         help='THREADSxWORKERS of the node to compare')
+    parser.add_argument('--device', default='cpu', help='torch device of the node: cpu, cuda')
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
     env = ros_env()
@@ -137,7 +140,7 @@ def main():
     try:
         for setup in args.setups.split(','):
             threads, workers = (int(v) for v in setup.split('x'))
-            seg = Segmenter(model, threads=threads)
+            seg = Segmenter(model, threads=threads, device=args.device)
             expected = [seg.segment(f) for f in frames]
             model_ms = model_latency_ms(seg, frames)
             cases = [(1, 0.8), (1, 1.0), (1, 3.0)] + ([(10, 1.0), (10, 3.0)]
@@ -145,8 +148,9 @@ def main():
             for buffer, load in cases:
                 rate = load * 1e3 / model_ms
                 r = run_case(node, model, frames, expected, rate, buffer, threads, workers,
-                             args.seconds, env)
-                r.update({'threads': threads, 'workers': workers, 'load': f'{load:g}x',
+                             args.seconds, env, args.device)
+                r.update({'device': card(args.device), 'threads': threads,
+                          'workers': workers, 'load': f'{load:g}x',
                           'rate_hz': rate,
                           'buffer': 'latest frame' if buffer == 1 else 'queue of 10',
                           'model_ms': model_ms,
@@ -161,8 +165,9 @@ def main():
         node.destroy_node()
         rclpy.shutdown()
         tmp.cleanup()
-    emit('node_latency', rows, ['threads', 'workers', 'buffer', 'load', 'rate_hz', 'model_ms',
-                                'e2e_p50_ms', 'e2e_p95_ms', 'target_ms', 'target', 'sent',
+    emit('node_latency', rows, ['device', 'threads', 'workers', 'buffer', 'load', 'rate_hz',
+                                'model_ms', 'e2e_p50_ms', 'e2e_p95_ms', 'target_ms', 'target',
+                                'sent',
                                 'received', 'throughput_hz', 'node_cpu_ms_per_mask',
                                 'mask_pixels_equal_pct'], args.out)
 

@@ -17,6 +17,13 @@ def machine() -> dict:
             'date': time.strftime('%Y-%m-%d %H:%M:%S')}
 
 
+def card(device: str) -> str:
+    """Name what a torch ``device`` string runs on: 'cpu', or the GPU's name."""
+    if device.startswith('cuda') and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return device
+
+
 def emit(name: str, rows: list, columns: list, out_dir: str = None) -> Path:
     """Print ``rows`` (dicts) as a Markdown table and write them to ``<out_dir>/<name>.json``."""
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
