@@ -22,14 +22,11 @@ import sys
 import tempfile
 import time
 
-from node_latency import ros_env
-import numpy as np
-from random_model import random_model_file
+from node_bench import camera_frames, model_file, percentiles_ms, use_private_domain
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from report import card, emit
 from sensor_msgs.msg import Image
-from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 
 
 def start_node(model, threads, env, cameras=None, camera=None, workers=1, device='cpu'):
@@ -123,9 +120,7 @@ def run_case(node, model, frames, cameras, batched, rate_hz, seconds, env, devic
             'threads_per_node': threads, 'workers': workers,
             'offered_hz': cameras * rate_hz,
             'masks_per_s': len(latencies) / seconds,
-            'p50_ms': float(np.percentile(latencies, 50)) if latencies else float('nan'),
-            'p95_ms': float(np.percentile(latencies, 95)) if latencies else float('nan'),
-            'rss_mib': memory}
+            **percentiles_ms(latencies), 'rss_mib': memory}
 
 
 def main():
@@ -139,13 +134,11 @@ def main():
     parser.add_argument('--device', default='cpu', help='torch device of the nodes: cpu, cuda')
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
-    env = ros_env()
-    os.environ.update(env)
+    env = use_private_domain()
     tmp = tempfile.TemporaryDirectory()
     size = tuple(int(v) for v in args.input_size.split('x'))
-    model = args.model or random_model_file(Path(tmp.name) / 'lraspp.safetensors', size=size)
-    world = SyntheticWorld(SyntheticConfig(height=360, width=480, frames=8, seed=3))
-    frames = [world.frame(0, t)[0] for t in range(8)]
+    model = model_file(args.model, tmp.name, size)
+    frames = camera_frames()
     rclpy.init()
     node = rclpy.create_node('multi_camera_bench')
     rows = []

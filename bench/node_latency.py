@@ -17,23 +17,19 @@ the weights).
 import argparse
 import os
 from pathlib import Path
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from node_bench import camera_frames, model_file, percentiles_ms, use_private_domain
 import numpy as np
-from random_model import random_model_file
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from report import card, emit
 from sensor_msgs.msg import Image
-from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.inference import Segmenter
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def model_latency_ms(seg, frames, repeats=30):
@@ -50,12 +46,6 @@ def process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far (Linux /proc)."""
     fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-
-
-def ros_env() -> dict:
-    """Return a private DDS domain and the package's Fast DDS profile, for the processes."""
-    return {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(120, 200)),
-            'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config' / 'fastdds_profile.xml')}
 
 
 def run_case(node, model, frames, expected, rate_hz, buffer, threads, workers, seconds, env,
@@ -109,11 +99,10 @@ def run_case(node, model, frames, expected, rate_hz, buffer, threads, workers, s
         node.destroy_subscription(sub)
         proc.terminate()
         proc.wait(timeout=10)
-    lat = np.array(latencies[3:]) if len(latencies) > 5 else np.array(latencies)
+    lat = percentiles_ms(latencies[3:] if len(latencies) > 5 else latencies)
     return {'sent': sent, 'received': len(latencies),
             'throughput_hz': len(latencies) / seconds,
-            'e2e_p50_ms': float(np.percentile(lat, 50)) if len(lat) else float('nan'),
-            'e2e_p95_ms': float(np.percentile(lat, 95)) if len(lat) else float('nan'),
+            'e2e_p50_ms': lat['p50_ms'], 'e2e_p95_ms': lat['p95_ms'],
             'node_cpu_ms_per_mask': 1e3 * cpu_s / max(len(latencies), 1),
             'mask_pixels_equal_pct': 100 * min(equal) if equal else float('nan')}
 
@@ -128,12 +117,10 @@ def main():
     parser.add_argument('--device', default='cpu', help='torch device of the node: cpu, cuda')
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
-    env = ros_env()
-    os.environ.update(env)
+    env = use_private_domain()
     tmp = tempfile.TemporaryDirectory()
-    model = args.model or random_model_file(Path(tmp.name) / 'lraspp.safetensors')
-    world = SyntheticWorld(SyntheticConfig(height=360, width=480, frames=8, seed=3))
-    frames = [world.frame(0, t)[0] for t in range(8)]
+    model = model_file(args.model, tmp.name)
+    frames = camera_frames()
     rclpy.init()
     node = rclpy.create_node('node_latency_bench')
     rows = []

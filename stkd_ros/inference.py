@@ -98,12 +98,12 @@ class Segmenter:
 
     def argmax(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, h, w) model input -> (N, h, w) uint8 class ids at the model's size."""
-        if self.backend == 'torch':
-            # The argmax runs where the logits are: on a GPU only the uint8 ids travel back.
-            with torch.inference_mode():
-                out = self.model(torch.from_numpy(x).to(self.device))['logits']
-                return out.argmax(1).to(torch.uint8).cpu().numpy()
-        return self._session.run(None, {'image': x})[0].argmax(1).astype(np.uint8)
+        if self.backend != 'torch':
+            return self.logits(x).argmax(1).astype(np.uint8)
+        # The argmax runs where the logits are: on a GPU only the uint8 ids travel back.
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(x).to(self.device))['logits']
+            return out.argmax(1).to(torch.uint8).cpu().numpy()
 
     def segment(self, frame: np.ndarray) -> np.ndarray:
         """Class ids (HxW uint8) at the frame's own size."""

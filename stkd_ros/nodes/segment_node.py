@@ -43,13 +43,16 @@ OUTPUTS = ('mask', 'color', 'overlay')
 
 @dataclass
 class Camera:
-    """One camera's topics and figures: ``prefix`` is '' or 'name/'."""
+    """One camera's publishers and figures; '' is the single camera on ``image``."""
 
     name: str
-    prefix: str
-    pub: dict
+    pub: dict = field(default_factory=dict)
     stats: RollingStats = field(default_factory=RollingStats)
-    sub: AdaptiveSubscription = None
+
+    @property
+    def prefix(self) -> str:
+        """'' for the single camera, 'name/' for a named one."""
+        return f'{self.name}/' if self.name else ''
 
 
 class SegmentNode(Node):
@@ -81,18 +84,17 @@ class SegmentNode(Node):
         self.reliability_setting, self.depth = p['reliability'], p['qos_depth']
         self.compressed = p['input_transport'] == 'compressed'
         names = p['cameras'] or ['']
-        self.cameras = {n: Camera(n, f'{n}/' if n else '', {}) for n in names}
+        self.cameras = {n: Camera(n) for n in names}
         for cam in self.cameras.values():
             cam.pub = {k: self.create_publisher(Image, f'{cam.prefix}segmentation/{k}',
                                                 OUTPUT_QOS) for k in OUTPUTS}
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.slot = FrameSlots(names, p['frame_buffer'])
         self.wait_for_mask = p['wait_for_mask_subscribers']
-        for cam in self.cameras.values():
-            cam.sub = AdaptiveSubscription(
-                self, CompressedImage if self.compressed else Image, f'{cam.prefix}image',
-                lambda msg, name=cam.name: self._on_image(name, msg), self.reliability_setting,
-                self.depth)
+        self.image_subs = [AdaptiveSubscription(
+            self, CompressedImage if self.compressed else Image, f'{cam.prefix}image',
+            lambda msg, name=cam.name: self._on_image(name, msg), self.reliability_setting,
+            self.depth) for cam in self.cameras.values()]
         self.create_timer(p['diagnostics_period'], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set)
         # Workers take the newest frames in turn and publish in the order they took them.

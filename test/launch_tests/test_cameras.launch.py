@@ -6,16 +6,9 @@ segment_node for two cameras whose images are on <camera>/image_raw, and a flick
 per camera in that camera's namespace.
 """
 
-import os
 import unittest
 
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration
-from launch_checks import TestShutdown  # noqa: F401 (run after shutdown)
-import launch_testing
+from launch_checks import segment_launch_test, TestShutdown  # noqa: F401 (after shutdown)
 import rclpy
 from ros_harness import image_msg, qos, spin_until
 from sensor_msgs.msg import Image
@@ -23,18 +16,11 @@ from std_msgs.msg import Float32
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 
 CAMERAS = {'front': (120, 160), 'rear': (96, 128)}
-SHARE = get_package_share_directory('stkd_ros')
 
 
 def generate_test_description():
-    return LaunchDescription([
-        DeclareLaunchArgument('model', description='model file (.safetensors)'),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(os.path.join(SHARE, 'launch', 'segment.launch.py')),
-            launch_arguments={'model': LaunchConfiguration('model'), 'cameras': 'front,rear',
-                              'image': 'image_raw', 'use_flicker_monitor': 'true'}.items()),
-        launch_testing.actions.ReadyToTest(),
-    ])
+    return segment_launch_test(cameras='front,rear', image='image_raw',
+                               use_flicker_monitor='true')
 
 
 class TestCamerasLaunch(unittest.TestCase):

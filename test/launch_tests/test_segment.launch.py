@@ -11,12 +11,7 @@ import time
 import unittest
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration
-from launch_checks import TestShutdown  # noqa: F401 (run after shutdown)
-import launch_testing
+from launch_checks import segment_launch_test, TestShutdown  # noqa: F401 (after shutdown)
 import numpy as np
 import rclpy
 from ros_harness import image_msg, qos, spin_until
@@ -32,14 +27,7 @@ SHARE = get_package_share_directory('stkd_ros')
 
 
 def generate_test_description():
-    return LaunchDescription([
-        DeclareLaunchArgument('model', description='model file (.safetensors)'),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(os.path.join(SHARE, 'launch', 'segment.launch.py')),
-            launch_arguments={'model': LaunchConfiguration('model'), 'namespace': 'front',
-                              'use_flicker_monitor': 'true'}.items()),
-        launch_testing.actions.ReadyToTest(),
-    ])
+    return segment_launch_test(namespace='front', use_flicker_monitor='true')
 
 
 def _ros2(*args):

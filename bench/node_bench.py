@@ -1,0 +1,38 @@
+"""Shared by the node benchmarks: the DDS environment, the camera frames, the model file."""
+
+import os
+from pathlib import Path
+import random
+
+import numpy as np
+from random_model import random_model_file
+from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def use_private_domain() -> dict:
+    """Put this process on a private DDS domain with the package's Fast DDS profile."""
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(120, 200)),
+           'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config' / 'fastdds_profile.xml')}
+    os.environ.update(env)
+    return env
+
+
+def camera_frames(count: int = 8) -> list:
+    """480x360 RGB frames of one synthetic street, as a camera would send them."""
+    world = SyntheticWorld(SyntheticConfig(height=360, width=480, frames=count, seed=3))
+    return [world.frame(0, t)[0] for t in range(count)]
+
+
+def model_file(path, tmp_dir, size=(128, 256)):
+    """``path``, or a random-weight LR-ASPP at ``size`` written into ``tmp_dir``."""
+    return path or random_model_file(Path(tmp_dir) / 'lraspp.safetensors', size=size)
+
+
+def percentiles_ms(values) -> dict:
+    """p50 and p95 of ``values`` (NaN when there are none)."""
+    if not len(values):
+        return {'p50_ms': float('nan'), 'p95_ms': float('nan')}
+    p50, p95 = np.percentile(values, [50, 95])
+    return {'p50_ms': float(p50), 'p95_ms': float(p95)}
