@@ -262,9 +262,11 @@ def test_two_workers_publish_every_mask_in_the_order_of_the_frames(ros, model_pa
     ('segment_node', ['-p', 'model_path:={model}', '-p', 'cameras:=[front, 1x]'],
      "camera name '1x'"),
     ('bag_player_node', ['-p', 'bag:={tmp}/none'], 'bag not found'),
+    ('bag_player_node', ['-p', 'bag:={tmp}/none', '-p', 'start_delay:=-1.0'],
+     'start_delay must be 0 or more'),
     ('flicker_node', ['-p', 'window:=many'], "expecting type 'INTEGER'"),
 ], ids=['no-model', 'missing-file', 'backend-mismatch', 'out-of-range', 'same-camera',
-        'bad-camera-name', 'missing-bag', 'wrong-type'])
+        'bad-camera-name', 'missing-bag', 'negative-delay', 'wrong-type'])
 def test_startup_errors_print_one_line_and_exit_1(tmp_path, model_path, node, args, error):
     args = [a.format(tmp=tmp_path, model=model_path) for a in args]
     proc = start_node(node, *args)

@@ -40,7 +40,8 @@ class BagPlayer(Node):
     Publish the image topics of one bag, each message once, at the recorded timing.
 
     With ``wait_for_subscribers`` N > 0, playback starts only once every played topic has N
-    subscribers, so nodes that take seconds to load (a model) see the first frame.
+    subscribers, and ``start_delay`` seconds after that, so nodes that take seconds to load (a
+    model) see the first frame.
     """
 
     def __init__(self, **kwargs):
@@ -55,13 +56,17 @@ class BagPlayer(Node):
             ('wait_for_subscribers', 0, describe(
                 'start playing once every topic has this many subscribers; 0 = at once',
                 True, integer_range=int_range(0, 100))),
+            ('start_delay', 1.0, describe(
+                'seconds between the subscribers matching and the first frame', True)),
         ])
         self.bag, self.rate, self.loop = p['bag'], p['rate'], p['loop']
-        self.wait_for = p['wait_for_subscribers']
+        self.wait_for, self.start_delay = p['wait_for_subscribers'], p['start_delay']
         if not self.bag:
             raise InputError('parameter bag is required (a bag directory or file)')
         if self.rate <= 0:
             raise InputError(f'rate must be positive, got {self.rate}')
+        if self.start_delay < 0:
+            raise InputError(f'start_delay must be 0 or more, got {self.start_delay}')
         with open_bag(self.bag) as reader:
             available = image_topics(reader)
         self.topics = list(p['topics']) or sorted(available)
@@ -87,6 +92,12 @@ class BagPlayer(Node):
                                f'{", ".join(self.topics)}')
         while rclpy.ok() and any(pub.get_subscription_count() < self.wait_for
                                  for pub in self.pubs.values()):
+            rclpy.spin_once(self, timeout_sec=0.05)
+        # The count is the publisher's side of the match. Each reader matches the publisher on
+        # its own, later, and a volatile reader drops what was sent before that: once in CI a
+        # replay lost the bag's first 2 frames. rosbag2's `play --delay` exists for the same.
+        settle = time.monotonic() + self.start_delay
+        while rclpy.ok() and time.monotonic() < settle:
             rclpy.spin_once(self, timeout_sec=0.05)
 
     def play(self):
