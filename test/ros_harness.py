@@ -47,6 +47,20 @@ def spin_until(node, condition, timeout: float) -> bool:
     return False
 
 
+def wait_for_readers(node, pubs, count: int, timeout: float) -> bool:
+    """
+    Wait until each publisher has ``count`` subscriptions, then 1 s more.
+
+    The count is the publisher's side of the match; each remote reader matches the publisher
+    on its own, later, and drops what was sent before (as bag_player's start_delay).
+    """
+    if not spin_until(node, lambda: all(p.get_subscription_count() >= count for p in pubs),
+                      timeout):
+        return False
+    spin_until(node, lambda: False, 1.0)
+    return True
+
+
 def image_msg(array: np.ndarray, stamp_ns: int, frame_id: str = 'camera',
               encoding: str = 'rgb8'):
     from sensor_msgs.msg import Image

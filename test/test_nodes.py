@@ -7,7 +7,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 import rclpy
-from ros_harness import image_msg, qos, ros_env, spin_until, start_node, stop_node
+from ros_harness import (image_msg, qos, ros_env, spin_until, start_node, stop_node,
+                         wait_for_readers)
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
@@ -64,8 +65,7 @@ def segment_node(ros, model_path):
 
 
 def _wait_for_subscriber(ros, pub, timeout=30.0):
-    assert spin_until(ros, lambda: pub.get_subscription_count() > 0, timeout), \
-        'segment_node did not subscribe'
+    assert wait_for_readers(ros, [pub], 1, timeout), 'segment_node did not subscribe'
 
 
 def _send(ros, pub, images, rate_hz=10.0, start_ns=1_000_000_000):
@@ -303,9 +303,7 @@ def test_flicker_monitor_measures_consistent_and_flickering_masks(ros):
     img_pub = ros.create_publisher(Image, '/fcam/image', qos(True))
     mask_pub = ros.create_publisher(Image, '/fcam/mask', qos(True))
     try:
-        assert spin_until(ros, lambda: img_pub.get_subscription_count() > 0
-                          and mask_pub.get_subscription_count() > 0, 30)
-        time.sleep(1.5)
+        assert wait_for_readers(ros, [img_pub, mask_pub], 1, 30)
         rng = np.random.default_rng(0)
         world = cv2.GaussianBlur(rng.integers(0, 255, (240, 700, 3), dtype=np.uint8), (0, 0), 2)
         labels = (np.arange(700)[None].repeat(240, 0) // 50).astype(np.uint8)

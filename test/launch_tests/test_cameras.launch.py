@@ -10,7 +10,7 @@ import unittest
 
 from launch_checks import segment_launch_test, TestShutdown  # noqa: F401 (after shutdown)
 import rclpy
-from ros_harness import image_msg, qos, spin_until
+from ros_harness import image_msg, qos, spin_until, wait_for_readers
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
@@ -39,8 +39,7 @@ class TestCamerasLaunch(unittest.TestCase):
                                         cls.flicker[c].append, qos(True, 100))
             cls.pubs[c] = cls.ros.create_publisher(Image, f'/{c}/image_raw', qos(True))
         # segment_node and the camera's flicker_monitor subscribe to each camera's images.
-        assert spin_until(cls.ros, lambda: all(p.get_subscription_count() == 2
-                                               for p in cls.pubs.values()), 90), \
+        assert wait_for_readers(cls.ros, cls.pubs.values(), 2, 90), \
             'segment_node and the flicker monitors did not subscribe to <camera>/image_raw'
 
     @classmethod

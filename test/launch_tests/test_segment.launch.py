@@ -14,7 +14,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch_checks import segment_launch_test, TestShutdown  # noqa: F401 (after shutdown)
 import numpy as np
 import rclpy
-from ros_harness import image_msg, qos, spin_until
+from ros_harness import image_msg, qos, spin_until, wait_for_readers
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
@@ -49,7 +49,7 @@ class TestSegmentLaunch(unittest.TestCase):
                                     cls.got['flicker'].append, qos(True, 100))
         cls.pub = cls.ros.create_publisher(Image, f'{NS}/image', qos(True))
         # Both nodes subscribe to the image once their model and parameters are loaded.
-        assert spin_until(cls.ros, lambda: cls.pub.get_subscription_count() == 2, 90), \
+        assert wait_for_readers(cls.ros, [cls.pub], 2, 90), \
             'segment_node and flicker_monitor did not subscribe to /front/image'
 
     @classmethod
