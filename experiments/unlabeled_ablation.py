@@ -22,7 +22,10 @@ The target: D above A on mIoU by at least 0.02 with the interval above 0, D abov
 and below it on flicker; D at least B's mIoU, with better TC and flicker.
 
 With --split tune every run is scored on the tuning streets instead (for choosing settings;
-those figures are never the reported ones). Runs whose model file exists are reused, a
+those figures are never the reported ones). The one setting tuned is the temporal weight:
+row D, seed 0, at the rows' schedule, weights 1, 3 and 10 (`--set distill.weights.temporal=`);
+the weight with the highest tuning mIoU is kept, and within 0.005 of it (one seed's noise)
+the one with the lower flicker. Runs whose model file exists are reused, a
 killed run resumes from its checkpoint, and every run's command is printed.
 
 Run from the repository root:
