@@ -110,7 +110,9 @@ def summarize(scores: dict) -> list:
             row[key] = f'{statistics.mean(values):.4f} ± {sd:.4f}'
             if name not in ('A', 'teacher') and 'A' in scores:
                 mean, low, high, n = paired_difference(seeds, scores['A'], key)
-                row[f'{key} - A (95% CI)'] = f'{mean:+.4f} [{low:+.4f}, {high:+.4f}] n={n}'
+                row[f'{key} - A (95% CI)'] = (
+                    f'{mean:+.4f} [{low:+.4f}, {high:+.4f}] n={n}' if n > 1
+                    else f'{mean:+.4f} (n={n}: no interval)' if n else 'no seed shared with A')
         for cls in THIN:
             row[cls] = f'{statistics.mean(r["per_class_iou"][cls] for r in runs):.3f}'
         rows.append(row)

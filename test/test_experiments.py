@@ -32,3 +32,17 @@ def test_the_protocol_pairs_seeds_and_writes_every_row(tmp_path):
     assert 'distill.weights' not in result['rows']['D']['seeds']['1']['command']
     assert 'A, seed 1: stkd train-student' in res.stdout
     assert '| D ' in res.stdout and 'n=2' in res.stdout
+
+
+def test_a_row_with_one_paired_seed_gets_its_difference_and_no_interval():
+    from experiments.unlabeled_ablation import summarize
+    classes = {c: 0.5 for c in ('pole', 'sign', 'fence', 'pedestrian')}
+
+    def run(miou):
+        return {'miou': miou, 'tc': 0.7, 'flicker': 0.03, 'per_class_iou': classes}
+
+    rows = summarize({'A': {'0': run(0.50), '1': run(0.51)}, 'D': {'0': run(0.52)},
+                      'E': {'7': run(0.40)}})
+    by_name = {r['row']: r for r in rows}
+    assert by_name['D']['miou - A (95% CI)'] == '+0.0200 (n=1: no interval)'
+    assert by_name['E']['miou - A (95% CI)'] == 'no seed shared with A'
