@@ -36,7 +36,7 @@ def test_the_protocol_pairs_seeds_and_writes_every_row(tmp_path):
 
 def test_a_row_with_one_paired_seed_gets_its_difference_and_no_interval():
     from experiments.unlabeled_ablation import summarize
-    classes = {c: 0.5 for c in ('pole', 'sign', 'fence', 'pedestrian')}
+    classes = dict.fromkeys(('pole', 'sign', 'fence', 'pedestrian'), 0.5)
 
     def run(miou):
         return {'miou': miou, 'tc': 0.7, 'flicker': 0.03, 'per_class_iou': classes}
