@@ -17,31 +17,24 @@ accuracy, is measured).
 import argparse
 import os
 from pathlib import Path
-import subprocess
-import sys
 import tempfile
 import time
 
-from node_bench import camera_frames, model_file, percentiles_ms, use_private_domain
+from node_bench import (camera_frames, model_file, percentiles_ms, start_segment_node,
+                        use_private_domain)
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from report import card, emit
 from sensor_msgs.msg import Image
 
 
-def start_node(model, threads, env, cameras=None, camera=None, workers=1, device='cpu'):
-    args = ['-p', f'model_path:={model}', '-p', f'threads:={threads}', '-p',
-            f'workers:={workers}', '-p', f'device:={device}', '-p', 'publish_color:=false',
-            '-p',
-            'publish_overlay:=false', '-r', '__ns:=/bench']
+def start_node(model, threads, workers, device, cameras=None, camera=None):
     if cameras:
-        args += ['-p', f'cameras:=[{", ".join(cameras)}]']
+        extra = ['-p', f'cameras:=[{", ".join(cameras)}]']
     else:   # one node per camera: its own name, its camera's topics
-        args += ['-r', f'__node:=segment_{camera}', '-r', f'image:={camera}/image', '-r',
+        extra = ['-r', f'__node:=segment_{camera}', '-r', f'image:={camera}/image', '-r',
                  f'segmentation/mask:={camera}/segmentation/mask']
-    return subprocess.Popen([sys.executable, '-m', 'stkd_ros.nodes.segment_node', '--ros-args',
-                             *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return start_segment_node(model, threads, workers, device, *extra)
 
 
 def rss_mib(pid: int) -> float:
@@ -51,21 +44,16 @@ def rss_mib(pid: int) -> float:
     return float('nan')
 
 
-def run_case(node, model, frames, cameras, batched, rate_hz, seconds, env, device='cpu'):
+def run_case(node, model, frames, cameras, batched, rate_hz, seconds, device='cpu'):
     """``batched``: None (a node per camera) or 'threads' / 'workers' (how it uses the cores)."""
     cores = os.cpu_count() or 1
     names = [f'cam{i}' for i in range(cameras)]
-    workers = 1
-    if batched == 'threads':
-        threads = cores
-        procs = [start_node(model, threads, env, cameras=names, device=device)]
-    elif batched == 'workers':
-        threads, workers = 1, cores
-        procs = [start_node(model, threads, env, cameras=names, workers=workers,
-                            device=device)]
+    if batched:
+        threads, workers = (cores, 1) if batched == 'threads' else (1, cores)
+        procs = [start_node(model, threads, workers, device, cameras=names)]
     else:
-        threads = max(1, cores // cameras)
-        procs = [start_node(model, threads, env, camera=c, device=device) for c in names]
+        threads, workers = max(1, cores // cameras), 1
+        procs = [start_node(model, threads, workers, device, camera=c) for c in names]
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                      reliability=ReliabilityPolicy.RELIABLE)
     pubs = [node.create_publisher(Image, f'/bench/{c}/image', qos) for c in names]
@@ -134,7 +122,7 @@ def main():
     parser.add_argument('--device', default='cpu', help='torch device of the nodes: cpu, cuda')
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
-    env = use_private_domain()
+    use_private_domain()
     tmp = tempfile.TemporaryDirectory()
     size = tuple(int(v) for v in args.input_size.split('x'))
     model = model_file(args.model, tmp.name, size)
@@ -146,7 +134,7 @@ def main():
         for cameras in [int(c) for c in args.cameras.split(',')]:
             for batched in (None, 'threads', 'workers'):
                 r = run_case(node, model, frames, cameras, batched, args.rate, args.seconds,
-                             env, args.device)
+                             args.device)
                 rows.append(r)
                 print(r, flush=True)
     finally:

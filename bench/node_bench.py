@@ -1,8 +1,10 @@
-"""Shared by the node benchmarks: the DDS environment, the camera frames, the model file."""
+"""Shared by the node benchmarks: the DDS environment, the node, the frames, the model file."""
 
 import os
 from pathlib import Path
 import random
+import subprocess
+import sys
 
 import numpy as np
 from random_model import random_model_file
@@ -11,12 +13,21 @@ from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def use_private_domain() -> dict:
-    """Put this process on a private DDS domain with the package's Fast DDS profile."""
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(120, 200)),
-           'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config' / 'fastdds_profile.xml')}
-    os.environ.update(env)
-    return env
+def use_private_domain():
+    """Put this process, and the nodes it starts, on a private DDS domain with our profile."""
+    os.environ.update({'ROS_DOMAIN_ID': str(random.randint(120, 200)),
+                       'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config' /
+                                                            'fastdds_profile.xml')})
+
+
+def start_segment_node(model, threads: int, workers: int, device: str, *ros_args):
+    """Start segment_node under /bench, masks only, with ``ros_args`` added; output dropped."""
+    params = {'model_path': model, 'threads': threads, 'workers': workers, 'device': device,
+              'publish_color': 'false', 'publish_overlay': 'false'}
+    args = [a for k, v in params.items() for a in ('-p', f'{k}:={v}')]
+    return subprocess.Popen([sys.executable, '-m', 'stkd_ros.nodes.segment_node', '--ros-args',
+                             *args, '-r', '__ns:=/bench', *ros_args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def camera_frames(count: int = 8) -> list:

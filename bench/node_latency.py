@@ -18,12 +18,11 @@ import argparse
 import os
 from pathlib import Path
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
-from node_bench import camera_frames, model_file, percentiles_ms, use_private_domain
+from node_bench import (camera_frames, model_file, percentiles_ms, start_segment_node,
+                        use_private_domain)
 import numpy as np
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -48,17 +47,11 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def run_case(node, model, frames, expected, rate_hz, buffer, threads, workers, seconds, env,
+def run_case(node, model, frames, expected, rate_hz, buffer, threads, workers, seconds,
              device='cpu'):
-    proc = subprocess.Popen([sys.executable, '-m', 'stkd_ros.nodes.segment_node', '--ros-args',
-                             '-p', f'model_path:={model}', '-p', f'threads:={threads}', '-p',
-                             f'workers:={workers}', '-p', f'device:={device}', '-p',
-                             f'frame_buffer:={buffer}', '-p',
-                             f'qos_depth:={buffer}', '-p',
-                             'publish_color:=false', '-p', 'publish_overlay:=false',
-                             '-r', 'image:=/bench/image', '-r',
-                             '/segmentation/mask:=/bench/mask'],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Under /bench: the image on /bench/image, the masks moved to /bench/mask.
+    proc = start_segment_node(model, threads, workers, device, '-p', f'frame_buffer:={buffer}',
+                              '-p', f'qos_depth:={buffer}', '-r', 'segmentation/mask:=mask')
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(buffer, 1),
                      reliability=ReliabilityPolicy.RELIABLE)
     pub = node.create_publisher(Image, '/bench/image', qos)
@@ -117,7 +110,7 @@ def main():
     parser.add_argument('--device', default='cpu', help='torch device of the node: cpu, cuda')
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
-    env = use_private_domain()
+    use_private_domain()
     tmp = tempfile.TemporaryDirectory()
     model = model_file(args.model, tmp.name)
     frames = camera_frames()
@@ -135,7 +128,7 @@ def main():
             for buffer, load in cases:
                 rate = load * 1e3 / model_ms
                 r = run_case(node, model, frames, expected, rate, buffer, threads, workers,
-                             args.seconds, env, args.device)
+                             args.seconds, args.device)
                 r.update({'device': card(args.device), 'threads': threads,
                           'workers': workers, 'load': f'{load:g}x',
                           'rate_hz': rate,
@@ -154,8 +147,7 @@ def main():
         tmp.cleanup()
     emit('node_latency', rows, ['device', 'threads', 'workers', 'buffer', 'load', 'rate_hz',
                                 'model_ms', 'e2e_p50_ms', 'e2e_p95_ms', 'target_ms', 'target',
-                                'sent',
-                                'received', 'throughput_hz', 'node_cpu_ms_per_mask',
+                                'sent', 'received', 'throughput_hz', 'node_cpu_ms_per_mask',
                                 'mask_pixels_equal_pct'], args.out)
 
 

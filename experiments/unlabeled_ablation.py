@@ -96,6 +96,15 @@ def paired_difference(row: dict, base: dict, key: str):
     return mean, mean - half, mean + half, len(diffs)
 
 
+def difference_text(mean: float, low: float, high: float, n: int) -> str:
+    """Format a paired difference: with its interval only where 2 or more seeds give one."""
+    if n == 0:
+        return 'no seed shared with A'
+    if n == 1:
+        return f'{mean:+.4f} (n=1: no interval)'
+    return f'{mean:+.4f} [{low:+.4f}, {high:+.4f}] n={n}'
+
+
 def summarize(scores: dict) -> list:
     """Table rows: mean ± sd of each metric, the paired difference to A, thin-class IoU."""
     rows = []
@@ -109,10 +118,8 @@ def summarize(scores: dict) -> list:
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             row[key] = f'{statistics.mean(values):.4f} ± {sd:.4f}'
             if name not in ('A', 'teacher') and 'A' in scores:
-                mean, low, high, n = paired_difference(seeds, scores['A'], key)
-                row[f'{key} - A (95% CI)'] = (
-                    f'{mean:+.4f} [{low:+.4f}, {high:+.4f}] n={n}' if n > 1
-                    else f'{mean:+.4f} (n={n}: no interval)' if n else 'no seed shared with A')
+                row[f'{key} - A (95% CI)'] = difference_text(
+                    *paired_difference(seeds, scores['A'], key))
         for cls in THIN:
             row[cls] = f'{statistics.mean(r["per_class_iou"][cls] for r in runs):.3f}'
         rows.append(row)

@@ -90,14 +90,16 @@ class BagPlayer(Node):
             return
         self.get_logger().info(f'waiting for {self.wait_for} subscriber(s) on '
                                f'{", ".join(self.topics)}')
-        while rclpy.ok() and any(pub.get_subscription_count() < self.wait_for
-                                 for pub in self.pubs.values()):
-            rclpy.spin_once(self, timeout_sec=0.05)
+        self._spin_while(lambda: any(pub.get_subscription_count() < self.wait_for
+                                     for pub in self.pubs.values()))
         # The count is the publisher's side of the match. Each reader matches the publisher on
         # its own, later, and a volatile reader drops what was sent before that: once in CI a
         # replay lost the bag's first 2 frames. rosbag2's `play --delay` exists for the same.
         settle = time.monotonic() + self.start_delay
-        while rclpy.ok() and time.monotonic() < settle:
+        self._spin_while(lambda: time.monotonic() < settle)
+
+    def _spin_while(self, busy):
+        while rclpy.ok() and busy():
             rclpy.spin_once(self, timeout_sec=0.05)
 
     def play(self):
