@@ -26,20 +26,27 @@ those figures are never the reported ones). The one setting tuned is the tempora
 row D, seed 0, at the rows' schedule, weights 1, 3 and 10 (`--set distill.weights.temporal=`);
 the weight with the highest tuning mIoU is kept, and within 0.005 of it (one seed's noise)
 the one with the lower flicker. Runs whose model file exists are reused, a
-killed run resumes from its checkpoint, and every run's command is printed.
+killed run resumes from its checkpoint, and every run's command is printed. A run already
+recorded in the JSON with the same command (the --out folder aside) and, for the rows that
+distill, the same teacher file (by its SHA-256) is kept and not trained again: the protocol
+goes on across machines whose runs/ folder is gone. The protocol's teacher is the committed
+file `experiments/teachers/synthetic_video.safetensors` (the default of --teacher), so every
+row of every session distills from the same teacher.
 
 Run from the repository root:
-  python -m experiments.unlabeled_ablation --teacher runs/video_t/model.safetensors
+  python -m experiments.unlabeled_ablation
 Writes bench/results/unlabeled_ablation.json:
   {"rows": {"A": {"seeds": {"0": {"miou": ..., "tc": ..., "flicker": ...}, ...}}, ...}}
 """
 
 import argparse
 from concurrent.futures import ThreadPoolExecutor
+import hashlib
 import json
 import math
 import os
 from pathlib import Path
+import shlex
 import statistics
 import threading
 
@@ -47,6 +54,9 @@ from bench.report import emit
 from experiments.runs import score, shown, STKD, train_and_score
 
 RESULTS = Path(__file__).resolve().parents[1] / 'bench' / 'results'
+TEACHER = 'experiments/teachers/synthetic_video.safetensors'
+#: Options naming where a run's files lie, not what it trains (the teacher goes by its hash).
+PATH_OPTIONS = ('--out', '--teacher')
 CONFIG = 'config/distill/synthetic_video.yaml'
 ONLY_CE = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0,
            'adversarial': 0, 'pseudo_label': 0}
@@ -81,6 +91,56 @@ def command(row, seed, args, out):
     if args.steps:
         cmd += ['--steps', str(args.steps)]
     return run_dir, cmd + [f'--set={s}' for s in sets]
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file: names a teacher by its weights, wherever it lies."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def same_run(recorded: str, planned: str) -> bool:
+    """Whether two shown commands train the same run: equal but for --out and --teacher."""
+    def essential(text):
+        words = shlex.split(text)
+        return [w for i, w in enumerate(words)
+                if w not in PATH_OPTIONS and (i == 0 or words[i - 1] not in PATH_OPTIONS)]
+    return essential(recorded) == essential(planned)
+
+
+def recorded_runs(path: Path, args, out: Path, teacher_sha: str) -> dict:
+    """
+    Return the runs of an earlier JSON at ``path`` that this protocol trains the same way.
+
+    Row runs are kept where their command matches (the distilling rows' also where their
+    teacher has the same SHA-256); the teacher's own scores where its file and split match.
+    What does not match is reported and left out, to be run again.
+    """
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    kept = {}
+    for row, entry in earlier.get('rows', {}).items():
+        for seed, run in entry['seeds'].items():
+            if row == 'teacher':
+                same = (earlier.get('teacher_sha256') == teacher_sha
+                        and (earlier.get('config'), earlier.get('split'), earlier.get('set'))
+                        == (args.config, args.split, args.set))
+            elif row in ROWS:
+                _, cmd = command(row, int(seed), args, out)
+                same = same_run(run['command'], shown(cmd)) and (
+                    ROWS[row][1] is None or run.get('teacher_sha256') == teacher_sha)
+            else:
+                same = False
+            if same:
+                kept.setdefault(row, {})[seed] = run
+            else:
+                print(f'{path.name}: {row}, seed {seed} was recorded with another command '
+                      f'or teacher; not reused')
+    return kept
 
 
 def paired_difference(row: dict, base: dict, key: str):
@@ -126,20 +186,27 @@ def summarize(scores: dict) -> list:
     return rows
 
 
-def write_results(path: Path, args, scores: dict):
-    """Write the runs finished so far, seeds in order, in the issue's schema."""
-    rows = {k: {'seeds': dict(sorted(v.items(), key=lambda kv: int(kv[0])))}
-            for k, v in scores.items()}
+def in_order(scores: dict) -> dict:
+    """Return the rows that have runs, A to E, then the teacher, with their seeds in order."""
+    return {row: dict(sorted(scores[row].items(), key=lambda kv: int(kv[0])))
+            for row in (*ROWS, 'teacher') if scores.get(row)}
+
+
+def write_results(path: Path, args, scores: dict, teacher_sha: str):
+    """Write the runs finished so far in the issue's schema."""
+    rows = {row: {'seeds': seeds} for row, seeds in in_order(scores).items()}
     path.write_text(json.dumps({'protocol': __doc__.split('Run from')[0].strip(),
                                 'config': args.config, 'steps': args.steps,
                                 'split': args.split, 'teacher': str(args.teacher),
+                                'teacher_sha256': teacher_sha, 'set': args.set,
                                 'rows': rows}, indent=2))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--teacher', required=True, help='teacher model file')
+    parser.add_argument('--teacher', default=TEACHER, help='teacher model file (default: '
+                        'the committed teacher of the protocol)')
     parser.add_argument('--config', default=CONFIG)
     parser.add_argument('--out', default='runs/unlabeled')
     parser.add_argument('--steps', type=int, default=None, help="default: the config's")
@@ -167,23 +234,35 @@ def main():
     name = args.name or ('unlabeled_ablation' + ('_tune' if args.split == 'tune' else ''))
     path = Path(args.results) / f'{name}.json'
     path.parent.mkdir(parents=True, exist_ok=True)
-    teacher = score(args.teacher, out / 'teacher.json', args.config, shared)
+    if not Path(args.teacher).is_file():
+        raise SystemExit(f'--teacher: no such file {args.teacher}')
+    teacher_sha = file_sha256(args.teacher)
     scores = {row: {} for row in rows}
-    scores['teacher'] = {'0': {k: teacher[k] for k in KEEP}}
+    scores.update(recorded_runs(path, args, out, teacher_sha))
+    if not scores.get('teacher'):
+        teacher = score(args.teacher, out / 'teacher.json', args.config, shared)
+        scores['teacher'] = {'0': {k: teacher[k] for k in KEEP}}
     lock = threading.Lock()
 
     def train(plan):
         row, seed, run_dir, cmd = plan
+        if seed in scores[row]:
+            print(f'{row}, seed {seed}: recorded in {path}, not trained again')
+            return
         r = train_and_score(cmd, run_dir, args.config, shared, threads)
+        run = {**{k: r[k] for k in KEEP}, 'command': shown(cmd)}
+        if ROWS[row][1] is not None:
+            run['teacher_sha256'] = teacher_sha
         with lock:   # every finished run goes into the JSON at once: a killed session keeps it
-            scores[row][seed] = {**{k: r[k] for k in KEEP}, 'command': shown(cmd)}
-            write_results(path, args, scores)
+            scores[row][seed] = run
+            write_results(path, args, scores, teacher_sha)
 
+    write_results(path, args, scores, teacher_sha)
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(train, planned))
     columns = ['row', 'seeds', 'miou', 'miou - A (95% CI)', 'tc', 'tc - A (95% CI)', 'flicker',
                'flicker - A (95% CI)', *THIN]
-    emit(name + '_table', summarize(scores), columns, args.results)
+    emit(name + '_table', summarize(in_order(scores)), columns, args.results)
     print(f'wrote {path}\n\nEach run alone:')
     for row, seed, _, cmd in planned:
         print(f'{row}, seed {seed}: {shown(cmd)}')

@@ -33,6 +33,19 @@ def test_the_protocol_pairs_seeds_and_writes_every_row(tmp_path):
     assert 'A, seed 1: stkd train-student' in res.stdout
     assert '| D ' in res.stdout and 'n=2' in res.stdout
 
+    # A new machine without runs/: the recorded runs are kept, nothing is trained again.
+    again = subprocess.run(
+        [sys.executable, '-m', 'experiments.unlabeled_ablation', '--teacher',
+         str(tmp_path / 't' / 'model.safetensors'), '--out', str(tmp_path / 'elsewhere'),
+         '--steps', '2', '--rows', 'D', '--seeds', '2', '--split', 'tune',
+         '--results', str(tmp_path / 'results')] + sets,
+        cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert 'D, seed 1: recorded in' in again.stdout
+    assert not (tmp_path / 'elsewhere' / 'tune' / 'D_s0').exists()
+    kept = json.loads((tmp_path / 'results' / 'unlabeled_ablation_tune.json').read_text())
+    assert kept == result
+
 
 def test_a_row_with_one_paired_seed_gets_its_difference_and_no_interval():
     from experiments.unlabeled_ablation import summarize
@@ -46,3 +59,41 @@ def test_a_row_with_one_paired_seed_gets_its_difference_and_no_interval():
     by_name = {r['row']: r for r in rows}
     assert by_name['D']['miou - A (95% CI)'] == '+0.0200 (n=1: no interval)'
     assert by_name['E']['miou - A (95% CI)'] == 'no seed shared with A'
+
+
+def _recorded(tmp_path, args, rows, teacher_sha='t1'):
+    from experiments.unlabeled_ablation import write_results
+    path = tmp_path / 'protocol.json'
+    write_results(path, args, rows, teacher_sha)
+    return path
+
+
+def _args(**kw):
+    import argparse
+    base = {'teacher': 'teachers/t.safetensors', 'config': 'c.yaml', 'steps': None,
+            'split': 'val', 'set': []}
+    return argparse.Namespace(**base | kw)
+
+
+def test_recorded_runs_are_kept_only_with_the_same_command_and_teacher(tmp_path):
+    from experiments.runs import shown
+    from experiments.unlabeled_ablation import command, recorded_runs
+    args, out = _args(), tmp_path / 'runs'
+
+    def run(row, seed, teacher_sha=None, **changes):
+        _, cmd = command(row, seed, _args(**changes), tmp_path / 'old_runs')
+        entry = {'miou': 0.5, 'command': shown(cmd)}
+        return entry | ({'teacher_sha256': teacher_sha} if teacher_sha else {})
+
+    path = _recorded(tmp_path, args, {
+        'A': {'0': run('A', 0), '1': run('A', 1, steps=10)},
+        'D': {'0': run('D', 0, 't1', teacher='elsewhere/t.safetensors'), '1': run('D', 1, 't0')},
+        'teacher': {'0': {'miou': 0.6}}})
+    kept = recorded_runs(path, args, out, 't1')
+    # --out and the teacher's path do not matter; steps and the teacher's weights do.
+    assert kept == {'A': {'0': run('A', 0)},
+                    'D': {'0': run('D', 0, 't1', teacher='elsewhere/t.safetensors')},
+                    'teacher': {'0': {'miou': 0.6}}}
+    assert 'teacher' not in recorded_runs(path, args, out, 't2')
+    assert 'teacher' not in recorded_runs(path, _args(split='tune'), out, 't1')
+    assert recorded_runs(tmp_path / 'none.json', args, out, 't1') == {}
