@@ -15,12 +15,16 @@ def test_the_protocol_pairs_seeds_and_writes_every_row(tmp_path):
     world = ['data.synthetic.unlabeled_clips=2', 'data.synthetic.tune_clips=2',
              'data.gap=[1,2]', 'data.synthetic.label_every=3', 'train.eval_every=2']
     sets = [f'--set={s}' for s in TINY + world]
-    res = subprocess.run(
-        [sys.executable, '-m', 'experiments.unlabeled_ablation', '--teacher',
-         str(tmp_path / 't' / 'model.safetensors'), '--out', str(tmp_path / 'runs'),
-         '--steps', '2', '--rows', 'A,D', '--seeds', '2', '--split', 'tune',
-         '--results', str(tmp_path / 'results')] + sets,
-        cwd=ROOT, capture_output=True, text=True)
+
+    def protocol(out, rows):
+        return subprocess.run(
+            [sys.executable, '-m', 'experiments.unlabeled_ablation', '--teacher',
+             str(tmp_path / 't' / 'model.safetensors'), '--out', str(tmp_path / out),
+             '--steps', '2', '--rows', rows, '--seeds', '2', '--split', 'tune',
+             '--results', str(tmp_path / 'results')] + sets,
+            cwd=ROOT, capture_output=True, text=True)
+
+    res = protocol('runs', 'A,D')
     assert res.returncode == 0, res.stderr[-2000:]
     result = json.loads((tmp_path / 'results' / 'unlabeled_ablation_tune.json').read_text())
     assert set(result['rows']) == {'A', 'D', 'teacher'}
@@ -34,12 +38,7 @@ def test_the_protocol_pairs_seeds_and_writes_every_row(tmp_path):
     assert '| D ' in res.stdout and 'n=2' in res.stdout
 
     # A new machine without runs/: the recorded runs are kept, nothing is trained again.
-    again = subprocess.run(
-        [sys.executable, '-m', 'experiments.unlabeled_ablation', '--teacher',
-         str(tmp_path / 't' / 'model.safetensors'), '--out', str(tmp_path / 'elsewhere'),
-         '--steps', '2', '--rows', 'D', '--seeds', '2', '--split', 'tune',
-         '--results', str(tmp_path / 'results')] + sets,
-        cwd=ROOT, capture_output=True, text=True)
+    again = protocol('elsewhere', 'D')
     assert again.returncode == 0, again.stderr[-2000:]
     assert 'D, seed 1: recorded in' in again.stdout
     assert not (tmp_path / 'elsewhere' / 'tune' / 'D_s0').exists()
