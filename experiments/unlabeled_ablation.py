@@ -41,6 +41,8 @@ Writes bench/results/unlabeled_ablation.json:
 
 import argparse
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+import fcntl
 import hashlib
 import json
 import math
@@ -111,7 +113,7 @@ def same_run(recorded: str, planned: str) -> bool:
     return essential(recorded) == essential(planned)
 
 
-def recorded_runs(path: Path, args, out: Path, teacher_sha: str) -> dict:
+def recorded_runs(path: Path, args, out: Path, teacher_sha: str, quiet=False) -> dict:
     """
     Return the runs of an earlier JSON at ``path`` that this protocol trains the same way.
 
@@ -137,7 +139,7 @@ def recorded_runs(path: Path, args, out: Path, teacher_sha: str) -> dict:
                 same = False
             if same:
                 kept.setdefault(row, {})[seed] = run
-            else:
+            elif not quiet:
                 print(f'{path.name}: {row}, seed {seed} was recorded with another command '
                       f'or teacher; not reused')
     return kept
@@ -195,11 +197,38 @@ def in_order(scores: dict) -> dict:
 def write_results(path: Path, args, scores: dict, teacher_sha: str):
     """Write the runs finished so far in the issue's schema."""
     rows = {row: {'seeds': seeds} for row, seeds in in_order(scores).items()}
-    path.write_text(json.dumps({'protocol': __doc__.split('Run from')[0].strip(),
-                                'config': args.config, 'steps': args.steps,
-                                'split': args.split, 'teacher': str(args.teacher),
-                                'teacher_sha256': teacher_sha, 'set': args.set,
-                                'rows': rows}, indent=2))
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps({'protocol': __doc__.split('Run from')[0].strip(),
+                               'config': args.config, 'steps': args.steps,
+                               'split': args.split, 'teacher': str(args.teacher),
+                               'teacher_sha256': teacher_sha, 'set': args.set,
+                               'rows': rows}, indent=2))
+    os.replace(tmp, path)   # a reader never sees half a file
+
+
+@contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock beside ``path`` (two protocol processes may share one JSON)."""
+    with open(path.with_name(path.name + '.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def record(path: Path, args, out: Path, scores: dict, teacher_sha: str):
+    """
+    Write ``scores`` into the JSON at ``path``, and keep what others wrote there.
+
+    Runs that another protocol process (other ``--rows``, same command and teacher) recorded
+    meanwhile are merged in, not overwritten.
+    """
+    with locked(path):
+        for row, seeds in recorded_runs(path, args, out, teacher_sha, quiet=True).items():
+            for seed, run in seeds.items():
+                scores.setdefault(row, {}).setdefault(seed, run)
+        write_results(path, args, scores, teacher_sha)
 
 
 def main():
@@ -255,9 +284,9 @@ def main():
             run['teacher_sha256'] = teacher_sha
         with lock:   # every finished run goes into the JSON at once: a killed session keeps it
             scores[row][seed] = run
-            write_results(path, args, scores, teacher_sha)
+            record(path, args, out, scores, teacher_sha)
 
-    write_results(path, args, scores, teacher_sha)
+    record(path, args, out, scores, teacher_sha)
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(train, planned))
     columns = ['row', 'seeds', 'miou', 'miou - A (95% CI)', 'tc', 'tc - A (95% CI)', 'flicker',

@@ -96,3 +96,26 @@ def test_recorded_runs_are_kept_only_with_the_same_command_and_teacher(tmp_path)
     assert 'teacher' not in recorded_runs(path, args, out, 't2')
     assert 'teacher' not in recorded_runs(path, _args(split='tune'), out, 't1')
     assert recorded_runs(tmp_path / 'none.json', args, out, 't1') == {}
+
+
+def test_two_processes_recording_into_one_json_keep_each_others_runs(tmp_path):
+    from experiments.runs import shown
+    from experiments.unlabeled_ablation import command, record
+    args, out = _args(), tmp_path / 'runs'
+
+    def run(row, seed):
+        entry = {'miou': 0.5, 'command': shown(command(row, seed, args, out)[1])}
+        return entry | ({'teacher_sha256': 't1'} if row != 'A' else {})
+
+    path = tmp_path / 'protocol.json'
+    # One process (--rows A) started before the other (--rows D) finished anything.
+    first, second = {'A': {}}, {'D': {}}
+    first['A']['0'] = run('A', 0)
+    record(path, args, out, first, 't1')
+    second['D']['0'] = run('D', 0)
+    record(path, args, out, second, 't1')
+    first['A']['1'] = run('A', 1)
+    record(path, args, out, first, 't1')
+    rows = json.loads(path.read_text())['rows']
+    assert rows == {'A': {'seeds': {'0': run('A', 0), '1': run('A', 1)}},
+                    'D': {'seeds': {'0': run('D', 0)}}}
