@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from stkd_ros.config import DataConfig, SyntheticDataConfig
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.data.render_warm import frames, views, warm
 from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig, SyntheticWorld
 from stkd_ros.data.world.render import render
 from stkd_ros.flow.warp import warp_numpy
@@ -178,3 +179,25 @@ def test_the_render_cache_returns_the_rendered_frames_and_renders_again_when_dam
     assert cached.frame(1, 2)[2] is None
     other = SyntheticWorld(SyntheticConfig(height=32, width=64, frames=4, seed=6), tmp_path)
     assert not np.array_equal(other.frame(1, 2)[0], expected[0])
+
+
+@pytest.mark.parametrize('split, clip_length, label_every', [
+    ('train', 1, 3), ('train', 2, 3), ('unlabeled', 2, 1), ('val', 2, 1)])
+def test_a_warmed_render_cache_holds_every_view_a_sample_can_draw(
+        tmp_path, split, clip_length, label_every):
+    config = SyntheticConfig(height=32, width=64, frames=8, seed=3)
+    clips = SyntheticClips(config, split=split, clips=3, gap=(1, 3), clip_length=clip_length,
+                           keys_per_clip=2, label_every=label_every, cache_dir=tmp_path)
+    every = {(index, *frame) for index, start, gap in views(clips)
+             for frame in frames(clips, start, gap)}
+    assert sum(warm(clips, shard, 2) for shard in range(2)) == len(every)
+    assert warm(clips) == 0                                 # all cached: nothing rendered again
+
+    def miss(*key):
+        raise AssertionError(f'view {key} was not in the warmed cache')
+
+    clips.world._render = miss
+    for seed in range(40):
+        random.seed(seed)
+        for item in range(len(clips)):
+            clips[item]

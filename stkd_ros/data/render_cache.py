@@ -36,6 +36,10 @@ class RenderCache:
     def _path(self, index: int, t: int, flow_to: Optional[int]) -> Path:
         return self.dir / f'{index:05d}_{t:03d}_{"none" if flow_to is None else flow_to}.npz'
 
+    def has(self, index: int, t: int, flow_to: Optional[int]) -> bool:
+        """Whether the frame is stored (a damaged file is found, and replaced, by ``get``)."""
+        return self._path(index, t, flow_to).is_file()
+
     def get(self, index: int, t: int, flow_to: Optional[int]):
         path = self._path(index, t, flow_to)
         if not path.is_file():
