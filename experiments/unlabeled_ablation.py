@@ -29,9 +29,9 @@ the one with the lower flicker. Runs whose model file exists are reused, a
 killed run resumes from its checkpoint, and every run's command is printed. A run already
 recorded in the JSON with the same command (the --out folder aside) and, for the rows that
 distill, the same teacher file (by its SHA-256) is kept and not trained again: the protocol
-goes on across machines whose runs/ folder is gone. The protocol's teacher is the committed
-file `experiments/teachers/synthetic_video.safetensors` (the default of --teacher), so every
-row of every session distills from the same teacher.
+goes on across machines whose runs/ folder is gone. The protocol's teacher (the default of
+--teacher) is trained by TEACHER_COMMAND; the JSON names it by its SHA-256, so runs taught
+by another teacher file are trained again.
 
 Run from the repository root:
   python -m experiments.unlabeled_ablation
@@ -59,7 +59,10 @@ from stkd_ros.config import load_config
 from stkd_ros.training.data import warm_render_cache
 
 RESULTS = Path(__file__).resolve().parents[1] / 'bench' / 'results'
-TEACHER = 'experiments/teachers/synthetic_video.safetensors'
+TEACHER = 'runs/teacher4k/model.safetensors'
+TEACHER_COMMAND = ('stkd train-teacher --config config/distill/synthetic_video.yaml --out '
+                   'runs/teacher4k --steps 4000 --set evaluation.split=tune '
+                   '--set train.eval_every=400')
 #: Options naming where a run's files lie, not what it trains (the teacher goes by its hash).
 PATH_OPTIONS = ('--out', '--teacher')
 CONFIG = 'config/distill/synthetic_video.yaml'
@@ -238,7 +241,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--teacher', default=TEACHER, help='teacher model file (default: '
-                        'the committed teacher of the protocol)')
+                        "the protocol's teacher, trained by TEACHER_COMMAND)")
     parser.add_argument('--config', default=CONFIG)
     parser.add_argument('--out', default='runs/unlabeled')
     parser.add_argument('--steps', type=int, default=None, help="default: the config's")
@@ -267,7 +270,8 @@ def main():
     path = Path(args.results) / f'{name}.json'
     path.parent.mkdir(parents=True, exist_ok=True)
     if not Path(args.teacher).is_file():
-        raise SystemExit(f'--teacher: no such file {args.teacher}')
+        raise SystemExit(f"--teacher: no such file {args.teacher}; train the protocol's "
+                         f'teacher with: {TEACHER_COMMAND}')
     teacher_sha = file_sha256(args.teacher)
     # Every view rendered up front on all cores: on a fresh machine a run on 400 unlabeled
     # streets would otherwise render nearly every frame it draws inside a training step.
