@@ -63,6 +63,10 @@ TEACHER = 'runs/teacher4k/model.safetensors'
 TEACHER_COMMAND = ('stkd train-teacher --config config/distill/synthetic_video.yaml --out '
                    'runs/teacher4k --steps 4000 --set evaluation.split=tune '
                    '--set train.eval_every=400')
+#: The teacher the recorded runs distilled from (SHA-256 7307855e...), kept in the history:
+#: restoring it keeps every recorded run, where a retrained teacher has them trained again.
+TEACHER_RESTORE = ('git show c94640f:experiments/teachers/synthetic_video.safetensors > '
+                   'runs/teacher4k/model.safetensors')
 #: Options naming where a run's files lie, not what it trains (the teacher goes by its hash).
 PATH_OPTIONS = ('--out', '--teacher')
 CONFIG = 'config/distill/synthetic_video.yaml'
@@ -270,8 +274,9 @@ def main():
     path = Path(args.results) / f'{name}.json'
     path.parent.mkdir(parents=True, exist_ok=True)
     if not Path(args.teacher).is_file():
-        raise SystemExit(f"--teacher: no such file {args.teacher}; train the protocol's "
-                         f'teacher with: {TEACHER_COMMAND}')
+        raise SystemExit(f"--teacher: no such file {args.teacher}; restore the protocol's "
+                         f'teacher with: mkdir -p runs/teacher4k && {TEACHER_RESTORE} '
+                         f'(or train one, and its rows again, with: {TEACHER_COMMAND})')
     teacher_sha = file_sha256(args.teacher)
     # Every view rendered up front on all cores: on a fresh machine a run on 400 unlabeled
     # streets would otherwise render nearly every frame it draws inside a training step.

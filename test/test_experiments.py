@@ -119,3 +119,27 @@ def test_two_processes_recording_into_one_json_keep_each_others_runs(tmp_path):
     rows = json.loads(path.read_text())['rows']
     assert rows == {'A': {'seeds': {'0': run('A', 0), '1': run('A', 1)}},
                     'D': {'seeds': {'0': run('D', 0)}}}
+
+
+def test_a_missing_teacher_stops_with_the_commands_that_restore_or_train_it(tmp_path):
+    res = subprocess.run(
+        [sys.executable, '-m', 'experiments.unlabeled_ablation', '--teacher',
+         str(tmp_path / 'none.safetensors'), '--out', str(tmp_path / 'runs'),
+         '--results', str(tmp_path / 'results')],
+        cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0
+    error = res.stderr.strip().splitlines()
+    assert len(error) == 1 and 'none.safetensors' in error[0]
+    assert 'git show c94640f:' in error[0] and 'stkd train-teacher' in error[0]
+    assert not (tmp_path / 'results').exists() or not any((tmp_path / 'results').iterdir())
+
+
+def test_the_restore_command_gives_the_teacher_the_recorded_runs_name():
+    import hashlib
+    from experiments.unlabeled_ablation import RESULTS, TEACHER_RESTORE
+    source = TEACHER_RESTORE.split()[2]
+    blob = subprocess.run(['git', 'show', source], cwd=ROOT, capture_output=True)
+    if blob.returncode != 0:
+        pytest.skip(f'{source} is not in this clone (shallow?)')
+    recorded = json.loads((RESULTS / 'unlabeled_ablation.json').read_text())['teacher_sha256']
+    assert hashlib.sha256(blob.stdout).hexdigest() == recorded
