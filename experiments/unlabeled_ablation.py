@@ -59,14 +59,15 @@ from stkd_ros.config import load_config
 from stkd_ros.training.data import warm_render_cache
 
 RESULTS = Path(__file__).resolve().parents[1] / 'bench' / 'results'
-TEACHER = 'runs/teacher4k/model.safetensors'
+TEACHER_DIR = 'runs/teacher4k'
+TEACHER = f'{TEACHER_DIR}/model.safetensors'
 TEACHER_COMMAND = ('stkd train-teacher --config config/distill/synthetic_video.yaml --out '
-                   'runs/teacher4k --steps 4000 --set evaluation.split=tune '
+                   f'{TEACHER_DIR} --steps 4000 --set evaluation.split=tune '
                    '--set train.eval_every=400')
 #: The teacher the recorded runs distilled from (SHA-256 7307855e...), kept in the history:
 #: restoring it keeps every recorded run, where a retrained teacher has them trained again.
-TEACHER_RESTORE = ('git show c94640f:experiments/teachers/synthetic_video.safetensors > '
-                   'runs/teacher4k/model.safetensors')
+TEACHER_HISTORY = 'c94640f:experiments/teachers/synthetic_video.safetensors'
+TEACHER_RESTORE = f'mkdir -p {TEACHER_DIR} && git show {TEACHER_HISTORY} > {TEACHER}'
 #: Options naming where a run's files lie, not what it trains (the teacher goes by its hash).
 PATH_OPTIONS = ('--out', '--teacher')
 CONFIG = 'config/distill/synthetic_video.yaml'
@@ -264,6 +265,10 @@ def main():
     if unknown:
         raise SystemExit(f'--rows: unknown row(s) {", ".join(sorted(unknown))}; expected '
                          f'{", ".join(ROWS)}')
+    if not Path(args.teacher).is_file():   # before anything is written
+        raise SystemExit(f"--teacher: no such file {args.teacher}; restore the protocol's "
+                         f'teacher with: {TEACHER_RESTORE} (or train one, and its rows '
+                         f'again, with: {TEACHER_COMMAND})')
     out = Path(args.out) / args.split
     out.mkdir(parents=True, exist_ok=True)
     shared = [f'--set={s}' for s in args.set + [f'evaluation.split={args.split}']]
@@ -273,10 +278,6 @@ def main():
     name = args.name or ('unlabeled_ablation' + ('_tune' if args.split == 'tune' else ''))
     path = Path(args.results) / f'{name}.json'
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not Path(args.teacher).is_file():
-        raise SystemExit(f"--teacher: no such file {args.teacher}; restore the protocol's "
-                         f'teacher with: mkdir -p runs/teacher4k && {TEACHER_RESTORE} '
-                         f'(or train one, and its rows again, with: {TEACHER_COMMAND})')
     teacher_sha = file_sha256(args.teacher)
     # Every view rendered up front on all cores: on a fresh machine a run on 400 unlabeled
     # streets would otherwise render nearly every frame it draws inside a training step.

@@ -136,10 +136,9 @@ def test_a_missing_teacher_stops_with_the_commands_that_restore_or_train_it(tmp_
 
 def test_the_restore_command_gives_the_teacher_the_recorded_runs_name():
     import hashlib
-    from experiments.unlabeled_ablation import RESULTS, TEACHER_RESTORE
-    source = TEACHER_RESTORE.split()[2]
-    blob = subprocess.run(['git', 'show', source], cwd=ROOT, capture_output=True)
+    from experiments.unlabeled_ablation import RESULTS, TEACHER_HISTORY
+    blob = subprocess.run(['git', 'show', TEACHER_HISTORY], cwd=ROOT, capture_output=True)
     if blob.returncode != 0:
-        pytest.skip(f'{source} is not in this clone (shallow?)')
+        pytest.skip(f'{TEACHER_HISTORY} is not in this clone (shallow?)')
     recorded = json.loads((RESULTS / 'unlabeled_ablation.json').read_text())['teacher_sha256']
     assert hashlib.sha256(blob.stdout).hexdigest() == recorded
