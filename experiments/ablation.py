@@ -20,7 +20,7 @@ from pathlib import Path
 import statistics
 
 from bench.report import emit
-from experiments.runs import score, shown, STKD, train_and_score
+from experiments.runs import score, shown, STKD, stop_runs_on_sigterm, train_and_score
 
 RESULTS = Path(__file__).resolve().parents[1] / 'bench' / 'results'
 OFF = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
@@ -55,6 +55,7 @@ def main():
                         help=f'comma-separated row slugs to run, of {", ".join(SLUGS)} '
                              f'(default: {",".join(DEFAULT_SLUGS)})')
     args = parser.parse_args()
+    stop_runs_on_sigterm()
     chosen = chosen_rows(args.rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

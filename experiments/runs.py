@@ -3,11 +3,14 @@
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 
 #: The `stkd` command of this interpreter.
 STKD = [sys.executable, '-m', 'stkd_ros.cli']
+
+_running = set()   # the commands started by run() that have not ended
 
 
 def run(cmd, log, threads=None):
@@ -15,7 +18,29 @@ def run(cmd, log, threads=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     # Append: a killed run resumes from its checkpoint and its log keeps the first part.
     with open(log, 'a') as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env)
+        child = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        _running.add(child)
+        try:
+            code = child.wait()
+        finally:
+            _running.discard(child)
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
+
+
+def stop_runs_on_sigterm():
+    """
+    Make SIGTERM stop the commands ``run`` started, then this process.
+
+    A run is a child process: without this, killing an experiment (``kill``, a job
+    scheduler) leaves its training going. Ctrl-C needs nothing: it reaches the whole group.
+    """
+    def stop(signum, frame):
+        for child in list(_running):
+            child.terminate()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def train_and_score(cmd, run_dir, config, shared, threads=None) -> dict:

@@ -54,7 +54,7 @@ import threading
 import time
 
 from bench.report import emit
-from experiments.runs import score, shown, STKD, train_and_score
+from experiments.runs import score, shown, STKD, stop_runs_on_sigterm, train_and_score
 from stkd_ros.config import load_config
 from stkd_ros.training.data import warm_render_cache
 
@@ -260,6 +260,7 @@ def main():
                         'unlabeled_ablation, or unlabeled_ablation_tune with --split tune)')
     parser.add_argument('--results', default=str(RESULTS), help='where the JSON goes')
     args = parser.parse_args()
+    stop_runs_on_sigterm()
     rows = args.rows.split(',')
     unknown = set(rows) - set(ROWS)
     if unknown:

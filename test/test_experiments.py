@@ -1,8 +1,11 @@
 """The unlabeled-video protocol runs end to end on a tiny world and writes its JSON."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 from cli_helpers import _cmd, ROOT, TINY
 import pytest
@@ -143,3 +146,42 @@ def test_the_restore_command_gives_the_teacher_the_recorded_runs_name(tmp_path):
     restored.write_bytes(blob.stdout)
     recorded = json.loads((RESULTS / 'unlabeled_ablation.json').read_text())['teacher_sha256']
     assert file_sha256(restored) == recorded   # the hash the protocol compares runs by
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'   # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_sigterm_to_an_experiment_stops_the_run_it_started(tmp_path):
+    # As the protocol runs it: a training command started from a worker thread.
+    pid_file = tmp_path / 'run.pid'
+    training = f'import os, time; open({str(pid_file)!r}, "w").write(str(os.getpid())); ' \
+               'time.sleep(120)'
+    experiment = subprocess.Popen([sys.executable, '-c', (
+        'import sys; from concurrent.futures import ThreadPoolExecutor\n'
+        'from experiments.runs import run, stop_runs_on_sigterm\n'
+        'stop_runs_on_sigterm()\n'
+        'with ThreadPoolExecutor(1) as pool:\n'
+        f'    list(pool.map(lambda _: run([sys.executable, "-c", {training!r}], '
+        f'{str(tmp_path / "run.log")!r}), [0]))\n')], cwd=ROOT)
+    for _ in range(300):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    run_pid = int(pid_file.read_text())
+    try:
+        experiment.send_signal(signal.SIGTERM)
+        assert experiment.wait(timeout=30) == 128 + signal.SIGTERM
+        for _ in range(100):
+            if not _alive(run_pid):
+                break
+            time.sleep(0.1)
+        assert not _alive(run_pid), 'the training run outlived its experiment'
+    finally:   # a failure leaves no process behind
+        experiment.kill()
+        if _alive(run_pid):
+            os.kill(run_pid, signal.SIGKILL)
