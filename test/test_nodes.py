@@ -1,5 +1,7 @@
 """segment_node, flicker_monitor and bag_player as real processes over real DDS."""
 
+import subprocess
+import sys
 import time
 
 import cv2
@@ -275,6 +277,30 @@ def test_startup_errors_print_one_line_and_exit_1(tmp_path, model_path, node, ar
     name = {'bag_player_node': 'bag_player', 'flicker_node': 'flicker_monitor'}.get(node, node)
     assert proc.returncode == 1, out
     assert len(lines) == 1 and lines[0].startswith(f'{name}: error: ') and error in lines[0], out
+
+
+STALLED_TEARDOWN = """
+import time
+from rclpy.node import Node
+from stkd_ros.nodes.lifecycle import run
+
+class Stalls(Node):
+    def __init__(self):
+        super().__init__('stalls')
+
+    def destroy_node(self):
+        time.sleep(60)
+
+run(Stalls, 'stalls', work=lambda node: None)
+"""
+
+
+def test_a_stalled_teardown_ends_at_the_deadline_and_says_where():
+    proc = subprocess.Popen([sys.executable, '-c', STALLED_TEARDOWN], env=ros_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=30)   # 60 s without the deadline
+    assert proc.returncode == 1, out
+    assert 'Timeout' in out and 'in destroy_node' in out, out
 
 
 def test_outputs_reach_reliable_and_best_effort_subscribers(ros, segment_node, frames):

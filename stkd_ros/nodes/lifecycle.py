@@ -1,5 +1,6 @@
 """What every stkd_ros node shares: the main() loop and the /diagnostics message."""
 
+import faulthandler
 import signal
 import sys
 
@@ -13,13 +14,20 @@ from stkd_ros.errors import InputError
 # Anything else is a bug and keeps its traceback.
 STARTUP_ERRORS = (FileNotFoundError, InputError, ParameterException)
 
+# Ctrl-C must end a node even when a teardown stalls: once in CI (stop 29) flicker_monitor was
+# still running 5 s after Ctrl-C, and 300 tries here did not bring it back. faulthandler's
+# watchdog is a C thread that needs no GIL, so it fires even if the stall holds the GIL: it
+# prints where every thread stands and exits with status 1.
+TEARDOWN_DEADLINE_S = 3.0
+
 
 def run(make_node, name: str, args=None, work=None):
     """
     Create the node, spin it (or call ``work(node)``), and shut down cleanly.
 
     Works on Humble, Jazzy and Kilted. A startup error (missing file, bad parameter) prints
-    one line on stderr and exits with status 1; Ctrl-C exits 0 without a traceback.
+    one line on stderr and exits with status 1; Ctrl-C exits 0 without a traceback. A teardown
+    that takes longer than ``TEARDOWN_DEADLINE_S`` prints every thread's stack and exits 1.
     """
     rclpy.init(args=args)
     node, error = None, None
@@ -45,6 +53,7 @@ def run(make_node, name: str, args=None, work=None):
         # rclpy's SIGINT handler wakes spin() and then Python raises KeyboardInterrupt a
         # moment later: ignore further SIGINTs so that it cannot interrupt the cleanup.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        faulthandler.dump_traceback_later(TEARDOWN_DEADLINE_S, exit=True)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

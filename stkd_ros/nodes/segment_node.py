@@ -31,7 +31,8 @@ from stkd_ros.image_msgs import fill_image, ImageError, message_to_rgb
 from stkd_ros.inference import Segmenter
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
 from stkd_ros.nodes.frame_slot import FrameSlots
-from stkd_ros.nodes.lifecycle import diagnostic_array, diagnostic_status, run
+from stkd_ros.nodes.lifecycle import (diagnostic_array, diagnostic_status, run,
+                                      TEARDOWN_DEADLINE_S)
 from stkd_ros.nodes.parameters import declare, describe, int_range
 from stkd_ros.nodes.stats import RollingStats
 
@@ -255,9 +256,12 @@ class SegmentNode(Node):
         if self.slot is not None:
             # Let the worker finish its frame: a process that exits while it is inside the
             # model or a publish aborts ("terminate called without an active exception").
+            # A real-time model's frame takes milliseconds; the wait stays inside run()'s
+            # teardown deadline.
             self.slot.close()
+            end = time.monotonic() + TEARDOWN_DEADLINE_S / 2
             for worker in self._workers:
-                worker.join(timeout=5.0)
+                worker.join(timeout=max(0.0, end - time.monotonic()))
         return super().destroy_node()
 
 
