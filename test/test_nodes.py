@@ -296,9 +296,10 @@ run(Stalls, 'stalls', work=lambda node: None)
 
 
 def test_a_stalled_teardown_ends_at_the_deadline_and_says_where():
-    proc = subprocess.Popen([sys.executable, '-c', STALLED_TEARDOWN], env=ros_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out, _ = proc.communicate(timeout=30)   # 60 s without the deadline
+    proc = subprocess.run([sys.executable, '-c', STALLED_TEARDOWN], env=ros_env(), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=30)   # 60 s without the deadline
+    out = proc.stdout
     assert proc.returncode == 1, out
     assert 'Timeout' in out and 'in destroy_node' in out, out
 

@@ -14,10 +14,10 @@ from stkd_ros.errors import InputError
 # Anything else is a bug and keeps its traceback.
 STARTUP_ERRORS = (FileNotFoundError, InputError, ParameterException)
 
-# Ctrl-C must end a node even when a teardown stalls: once in CI (stop 29) flicker_monitor was
-# still running 5 s after Ctrl-C, and 300 tries here did not bring it back. faulthandler's
-# watchdog is a C thread that needs no GIL, so it fires even if the stall holds the GIL: it
-# prints where every thread stands and exits with status 1.
+# Ctrl-C must end a node even when a teardown stalls: once in CI (2026-12-04) flicker_monitor
+# was still running 5 s after Ctrl-C, and some 320 stops here did not bring it back.
+# faulthandler's watchdog is a C thread that needs no GIL, so it fires even if the stall holds
+# the GIL: it prints where every thread stands and exits with status 1.
 TEARDOWN_DEADLINE_S = 3.0
 
 
