@@ -299,7 +299,8 @@ def main():
             print(f'{row}, seed {seed}: recorded in {path}, not trained again')
             return
         r = train_and_score(cmd, run_dir, args.config, shared, threads)
-        run = {**{k: r[k] for k in KEEP}, 'command': shown(cmd)}
+        # Where it ran (eval.json's torch device): rows may mix machines, the reader should see.
+        run = {**{k: r[k] for k in KEEP}, 'device': r.get('device'), 'command': shown(cmd)}
         if ROWS[row][1] is not None:
             run['teacher_sha256'] = teacher_sha
         with lock:   # every finished run goes into the JSON at once: a killed session keeps it
