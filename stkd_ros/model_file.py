@@ -68,9 +68,11 @@ def load_model_file(path, device='cpu'):
     meta = read_metadata(path)
     model = build_model(meta['arch'], meta['num_classes'], **meta['arch_args'])
     try:
-        load_model(model, str(path), strict=True, device=str(device))
+        load_model(model, str(path), strict=True)
     except Exception as exc:
         raise ModelFileError(f'{path}: cannot load weights for {meta["arch"]} (truncated or '
                              f'mismatched file): '
                              f'{str(exc).splitlines()[0]}') from None
-    return model.eval(), meta
+    # load_model copies into the model's own parameters, which are built on the CPU: a
+    # device given to it moves nothing (a CUDA evaluation once ran CPU weights on CUDA input).
+    return model.to(device).eval(), meta

@@ -32,6 +32,12 @@ def test_round_trip_gives_the_same_outputs(model_file):
     assert meta['classes'] == list('abcde') and meta['format'] == 'stkd_ros.model/1'
 
 
+def test_the_model_comes_back_on_the_device_asked_for(model_file):
+    # 'meta' stands in for an accelerator where CI has none: a real torch device all the same.
+    loaded, _ = load_model_file(model_file[0], torch.device('meta'))
+    assert {t.device.type for t in [*loaded.parameters(), *loaded.buffers()]} == {'meta'}
+
+
 class _Trap:
     """Unpickling this creates a file: proof that something unpickled it."""
 
