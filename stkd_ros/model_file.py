@@ -73,6 +73,5 @@ def load_model_file(path, device='cpu'):
         raise ModelFileError(f'{path}: cannot load weights for {meta["arch"]} (truncated or '
                              f'mismatched file): '
                              f'{str(exc).splitlines()[0]}') from None
-    # load_model copies into the model's own parameters, which are built on the CPU: a
-    # device given to it moves nothing (a CUDA evaluation once ran CPU weights on CUDA input).
+    # load_model copies into the parameters the model was built with, on the CPU: move them.
     return model.to(device).eval(), meta

@@ -26,8 +26,10 @@ def run(make_node, name: str, args=None, work=None):
     Create the node, spin it (or call ``work(node)``), and shut down cleanly.
 
     Works on Humble, Jazzy and Kilted. A startup error (missing file, bad parameter) prints
-    one line on stderr and exits with status 1; Ctrl-C exits 0 without a traceback. A teardown
-    that takes longer than ``TEARDOWN_DEADLINE_S`` prints every thread's stack and exits 1.
+    one line on stderr and exits with status 1; Ctrl-C exits 0 without a traceback. From the
+    start of the teardown, the process has ``TEARDOWN_DEADLINE_S`` to end, the interpreter's
+    exit included (where rclpy and DDS threads can stall too): past it, every thread's stack
+    is printed and the process exits 1. So ``run`` is the last call of a node's main().
     """
     rclpy.init(args=args)
     node, error = None, None
@@ -53,6 +55,7 @@ def run(make_node, name: str, args=None, work=None):
         # rclpy's SIGINT handler wakes spin() and then Python raises KeyboardInterrupt a
         # moment later: ignore further SIGINTs so that it cannot interrupt the cleanup.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Never cancelled: the deadline covers the interpreter's exit after run() returns.
         faulthandler.dump_traceback_later(TEARDOWN_DEADLINE_S, exit=True)
         if node is not None:
             node.destroy_node()
