@@ -1,12 +1,16 @@
 """The synthetic world: deterministic, hard in the intended ways, with exact labels and flow."""
 
+import hashlib
+import inspect
+from pathlib import Path
 import random
 
 import numpy as np
 import pytest
 from stkd_ros.config import DataConfig, SyntheticDataConfig
 from stkd_ros.data.classes import IGNORE_INDEX
-from stkd_ros.data.render_warm import frames, views, warm
+from stkd_ros.data.render_cache import RENDER_VERSION
+from stkd_ros.data.render_warm import frames, warm
 from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig, SyntheticWorld
 from stkd_ros.data.world.render import render
 from stkd_ros.flow.warp import warp_numpy
@@ -188,7 +192,7 @@ def test_a_warmed_render_cache_holds_every_view_a_sample_can_draw(
     config = SyntheticConfig(height=32, width=64, frames=8, seed=3)
     clips = SyntheticClips(config, split=split, clips=3, gap=(1, 3), clip_length=clip_length,
                            keys_per_clip=2, label_every=label_every, cache_dir=tmp_path)
-    every = {(index, *frame) for index, start, gap in views(clips)
+    every = {(index, *frame) for index, start, gap in clips.views()
              for frame in frames(clips, start, gap)}
     assert sum(warm(clips, shard, 2) for shard in range(2)) == len(every)
     assert warm(clips) == 0                                 # all cached: nothing rendered again
@@ -201,3 +205,24 @@ def test_a_warmed_render_cache_holds_every_view_a_sample_can_draw(
         random.seed(seed)
         for item in range(len(clips)):
             clips[item]
+
+
+def renderer_source_digest() -> str:
+    """SHA-1 of what draws a frame: the world package and ``SyntheticWorld._render``."""
+    h = hashlib.sha1()
+    for path in sorted(Path(inspect.getfile(SyntheticWorld)).with_name('world').glob('*.py')):
+        h.update(path.read_bytes())
+    h.update(inspect.getsource(SyntheticWorld._render).encode())
+    return h.hexdigest()[:12]
+
+
+#: RENDER_VERSION -> the renderer's source digest it was set for.
+RENDERER_DIGESTS = {1: 'c002f52ec2e0'}
+
+
+def test_the_render_version_changes_with_the_renderer():
+    digest = renderer_source_digest()
+    assert RENDERER_DIGESTS.get(RENDER_VERSION) == digest, (
+        f'the renderer changed (digest {digest}): if it now draws other pixels, labels or '
+        f'flow, bump RENDER_VERSION in stkd_ros/data/render_cache.py; then record the digest '
+        f'here for the version')

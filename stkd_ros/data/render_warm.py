@@ -3,28 +3,12 @@ Every view a synthetic dataset can draw, rendered once into its render cache.
 
 A full-method run on 400 unlabeled streets draws few views twice, so with an empty cache
 nearly every frame it trains on is rendered inside a training step (a data worker then spends
-most of a core rendering). Warming renders them all up front, on every core. It lives apart
-from the renderer because the render cache is keyed by the renderer's source: code that only
-enumerates views must not invalidate it.
+most of a core rendering). Warming renders them all up front, on every core.
 """
 
+from concurrent.futures import ProcessPoolExecutor
+
 from stkd_ros.data.synthetic import SyntheticClips
-
-
-def views(clips: SyntheticClips):
-    """Yield every (clip index, start, gap) a sample of ``clips`` can take."""
-    frames = clips.world.config.frames
-    for index in range(clips.clips):
-        if clips.split not in ('train', 'unlabeled'):
-            gap = clips.gap.low
-            last = frames - 1 - (clips.clip_length - 1) * gap
-            starts = sorted({(key * last) // max(clips.keys_per_clip - 1, 1)
-                             for key in range(clips.keys_per_clip)})
-            yield from ((index, start, gap) for start in starts)
-            continue
-        for gap in range(clips.gap.low, clips.gap.high + 1):
-            last = frames - 1 - max(clips.clip_length - 1, 1) * gap
-            yield from ((index, t, gap) for t in clips.key_frames if t <= last)
 
 
 def frames(clips: SyntheticClips, start: int, gap: int):
@@ -39,7 +23,7 @@ def warm(clips: SyntheticClips, shard: int = 0, shards: int = 1) -> int:
     if world.cache is None:
         return 0
     rendered = 0
-    for index, start, gap in views(clips):
+    for index, start, gap in clips.views():
         if index % shards != shard:
             continue
         for t, flow_to in frames(clips, start, gap):
@@ -47,3 +31,14 @@ def warm(clips: SyntheticClips, shard: int = 0, shards: int = 1) -> int:
                 world.frame(index, t, flow_to)
                 rendered += 1
     return rendered
+
+
+def _warm_job(job):
+    return warm(*job)
+
+
+def warm_all(datasets, workers: int) -> int:
+    """Warm the render cache of every dataset, ``workers`` processes sharing the clips."""
+    jobs = [(clips, shard, workers) for clips in datasets for shard in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        return sum(pool.map(_warm_job, jobs))

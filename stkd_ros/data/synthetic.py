@@ -161,20 +161,42 @@ class SyntheticClips:
         if not 0 <= item < len(self):
             raise IndexError(item)
         index, key = divmod(item, self.keys_per_clip)
-        frames = self.world.config.frames
         if self.split not in ('train', 'unlabeled'):
             gap = self.gap.low
-            last = frames - 1 - (self.clip_length - 1) * gap
-            start = (key * last) // max(self.keys_per_clip - 1, 1)
-            return self.world.clip(index, start=start, length=self.clip_length, gap=gap)
+            return self.world.clip(index, start=self._fixed_starts(gap)[key],
+                                   length=self.clip_length, gap=gap)
         gap = self.gap.sample()
-        last = frames - 1 - max(self.clip_length - 1, 1) * gap
-        start = random.choice([t for t in self.key_frames if t <= last])
+        start = random.choice(self._random_starts(gap))
         clip = self.world.clip(index, start=start, length=self.clip_length, gap=gap)
         for i in range(self.clip_length):
             if not self.labeled(start + i * gap):
                 clip.labels[i] = IGNORE_INDEX
         return clip
+
+    def _fixed_starts(self, gap: int) -> list:
+        """Held-out splits: ``keys_per_clip`` evenly spaced starts, one per key."""
+        last = self.world.config.frames - 1 - (self.clip_length - 1) * gap
+        return [(key * last) // max(self.keys_per_clip - 1, 1)
+                for key in range(self.keys_per_clip)]
+
+    def _random_starts(self, gap: int) -> list:
+        """Training splits: every key frame that leaves room for a pair ``gap`` apart."""
+        last = self.world.config.frames - 1 - max(self.clip_length - 1, 1) * gap
+        return [t for t in self.key_frames if t <= last]
+
+    def views(self):
+        """
+        Yield every (clip index, start, gap) a sample can take, each once.
+
+        ``world.clip(index, start, clip_length, gap)`` renders one; warming the render cache
+        (``stkd_ros.data.render_warm``) walks them all.
+        """
+        held_out = self.split not in ('train', 'unlabeled')
+        gaps = [self.gap.low] if held_out else range(self.gap.low, self.gap.high + 1)
+        for index in range(self.clips):
+            for gap in gaps:
+                starts = self._fixed_starts(gap) if held_out else self._random_starts(gap)
+                yield from ((index, start, gap) for start in sorted(set(starts)))
 
     def labeled(self, t: int) -> bool:
         """Whether frame ``t`` of a training clip keeps its label (none of an unlabeled one)."""

@@ -217,12 +217,6 @@ def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: in
         persistent_workers=workers > 0), clips
 
 
-def _warm_shard(job):
-    from stkd_ros.data.render_warm import warm
-    clips, shard, shards = job
-    return warm(clips, shard, shards)
-
-
 def warm_render_cache(cfg: DataConfig, *, eval_split: str, workers: int) -> int:
     """
     Render every view of the synthetic world of ``cfg`` into its render cache, in parallel.
@@ -231,10 +225,9 @@ def warm_render_cache(cfg: DataConfig, *, eval_split: str, workers: int) -> int:
     ``eval_split`` can draw; ``workers`` processes share them. Returns how many frames were
     rendered (a cached one costs a file check).
     """
-    s = cfg.synthetic
-    if cfg.dataset != 'synthetic' or not s.render_cache:
+    if cfg.dataset != 'synthetic' or not cfg.synthetic.render_cache:
         return 0
-    from concurrent.futures import ProcessPoolExecutor
+    from stkd_ros.data.render_warm import warm_all
     gap = tuple(cfg.gap)
     datasets = [build_clips(cfg, eval_split, clip_length=2, gap=cfg.eval_gap)]
     for length in (1, 2):
@@ -242,6 +235,4 @@ def warm_render_cache(cfg: DataConfig, *, eval_split: str, workers: int) -> int:
         unlabeled = build_unlabeled(cfg, clip_length=length, gap=gap, cache_dir=None)
         if unlabeled is not None:
             datasets.append(unlabeled)
-    jobs = [(d, shard, workers) for d in datasets for shard in range(workers)]
-    with ProcessPoolExecutor(workers) as pool:
-        return sum(pool.map(_warm_shard, jobs))
+    return warm_all(datasets, workers)
