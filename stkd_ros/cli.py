@@ -48,9 +48,10 @@ def _cmd_evaluate(args):
     from stkd_ros.training.commands import evaluate_model
     r = evaluate_model(args.model or args.onnx, args.config, args.json, args.set,
                        backend='onnxruntime' if args.onnx else 'torch')
-    print(f'{r["model"]} ({r["backend"]}): mIoU {r["miou"]:.4f}  TC {r["tc"]:.4f} '
-          f'(occlusion-masked {r["tc_occlusion_masked"]:.4f})  flicker {r["flicker"]:.4f}  '
+    print(f'{r["model"]} ({r["backend"]}): mIoU {r["miou"]:.4f}  flicker {r["flicker"]:.4f}  '
+          f'TC {r["tc"]:.4f} (ETC\'s, occluded pixels too: {r["tc_etc"]:.4f})  '
           f'{r["fps"]:.1f} fps on {r["device"]}')
+    print(f'  flicker and TC along {r["stability_flow"]}')
     for name, iou in r['per_class_iou'].items():
         print(f'  {name:<12} {iou:.4f}')
 
@@ -62,8 +63,9 @@ def _cmd_eval_bag(args):
     print(f'{summary["frames"]} frames of {summary["topic"]} in {summary["bag"]}')
     for name, m in summary['models'].items():
         miou = f'mIoU {m["miou"]:.4f}  ' if 'miou' in m else ''
-        print(f'  {name}: {miou}flicker {m["flicker_mean"]:.4f}  TC {m["tc_mean"]:.4f}  '
+        print(f'  {name}: {miou}flicker {m["flicker"]:.4f}  TC {m["tc"]:.4f}  '
               f'latency p50 {m["latency_ms"]["p50"]:.1f} ms')
+    print(f'  flicker and TC along {summary["stability_flow"]}')
     for key in ('report', 'annotated_bag'):
         if key in summary:
             print(f'{key.replace("_", " ")}: {summary[key]}')

@@ -3,11 +3,11 @@ Online flicker measurement (ROS-free).
 
 Masks are paired with their images, and consecutive masks compared after flow compensation.
 
-For each new (image, mask) pair, flow is computed from the previous image to this one
-(:class:`~stkd_ros.flow.stream.StreamFlow`, the same as eval-bag's); the previous mask is
-compared with this mask sampled along the flow (:func:`stkd_ros.temporal.pair_metrics`).
-Flicker is the share of flow-valid pixels whose class changed; TC is the mIoU between the two
-(DESIGN.md).
+For each new (image, mask) pair, flow and its occlusion check are computed from the previous
+image to this one (:class:`~stkd_ros.flow.pairs.StreamFlow`, the same as eval-bag's), and the
+previous mask is compared with this one along it (:class:`stkd_ros.temporal.StabilityMeter`).
+Each step's own flicker and TC go to the monitor's topics; the running totals, one confusion
+matrix over every step since the start, are what eval-bag reports for the same stream.
 """
 
 from collections import deque, OrderedDict
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stkd_ros.flow.stream import StreamFlow
-from stkd_ros.temporal import pair_metrics
+from stkd_ros.flow.pairs import StreamFlow
+from stkd_ros.temporal import pair_figures, StabilityMeter
 
 
 class StampPairer:
@@ -44,10 +44,11 @@ class StampPairer:
 
 
 class FlickerMeter:
-    """Feed matched (image, mask) pairs in time order; get per-step and windowed figures."""
+    """Feed matched (image, mask) pairs in time order; get per-step and running figures."""
 
-    def __init__(self, window: int = 100, max_side: int = 480, log_path=None):
-        self.flow = StreamFlow(max_side)
+    def __init__(self, window: int = 100, stream: StreamFlow = None, log_path=None):
+        self.flow = stream or StreamFlow()
+        self.total = StabilityMeter()
         self.window = deque(maxlen=window)
         self.prev_mask = None
         self._csv = None
@@ -56,29 +57,37 @@ class FlickerMeter:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, 'w', newline='')
             self._csv = csv.writer(self._file)
-            self._csv.writerow(['stamp', 'flicker', 'tc', 'pixels'])
+            self._csv.writerow(['stamp', 'flicker', 'tc', 'pixels', 'flicker_total',
+                                'tc_total'])
+
+    @property
+    def description(self) -> str:
+        return self.flow.description
 
     def update(self, stamp, image: np.ndarray, mask: np.ndarray):
-        """Add the next frame; returns this step's metrics (None for the first frame)."""
-        flow = self.flow.update(image)
+        """Add the next frame; returns this step's figures (None for the first frame)."""
+        motion = self.flow.update(image)
         prev, self.prev_mask = self.prev_mask, self.flow.shrink(mask, nearest=True)
-        if flow is None:
+        if motion is None or prev is None:
             return None
-        result = pair_metrics(prev, self.prev_mask, flow)
+        result = pair_figures(self.total.add(prev, self.prev_mask, *motion))
         if result['pixels']:
-            self.window.append(result)
+            self.window.append(result['flicker'])
         if self._csv is not None:
             self._csv.writerow([stamp, f'{result["flicker"]:.6f}', f'{result["tc"]:.6f}',
-                                result['pixels']])
+                                result['pixels'], f'{self.total.flicker():.6f}',
+                                f'{self.total.tc():.6f}'])
         return result
 
     def summary(self) -> dict:
-        if not self.window:
-            return {'steps': 0}
-        flick = np.array([r['flicker'] for r in self.window])
-        tc = np.array([r['tc'] for r in self.window])
-        return {'steps': len(flick), 'flicker_mean': float(flick.mean()),
-                'flicker_p95': float(np.percentile(flick, 95)), 'tc_mean': float(tc.mean())}
+        """Return the running totals since the start, and the last ``window`` steps' flicker."""
+        out = {'steps': self.total.pairs, 'flicker': self.total.flicker(),
+               'tc': self.total.tc(), 'flow': self.description}
+        if self.window:
+            recent = np.array(self.window)
+            out.update({'flicker_window_mean': float(recent.mean()),
+                        'flicker_window_p95': float(np.percentile(recent, 95))})
+        return out
 
     def close(self):
         if self._csv is not None:

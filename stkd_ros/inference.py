@@ -1,9 +1,9 @@
 """
 Segmenter: load a model file and segment frames; the one pre- and post-processing path.
 
-No ROS here: the nodes call this, and offline evaluation (``stkd evaluate``, the trainer's
-validation) calls :func:`model_input` and :func:`class_map` too, so a node publishes exactly
-the masks that evaluation scores (test/test_export_inference.py checks it).
+No ROS here: the nodes, eval-bag and offline evaluation (``stkd evaluate``, the trainer's
+validation) all segment through a :class:`Segmenter`, so a node publishes exactly the masks
+that evaluation scores (test/test_export_inference.py checks it).
 
 - In: the frame is resized to the model's input size with OpenCV's bilinear resize on uint8
   and normalized as ``(x / 255 - mean) / std``: what ``stkd_ros.data.transforms`` does to the
@@ -53,30 +53,49 @@ def resize_classes(classes: np.ndarray, size) -> np.ndarray:
 
 class Segmenter:
     """
-    A model file ready to segment frames of any size (PyTorch or ONNX Runtime backend).
+    A model ready to segment frames of any size (PyTorch or ONNX Runtime backend).
 
-    ``segment(frame)`` takes an HxWx3 uint8 RGB frame and returns the HxW uint8 class map at
-    the frame's size, with :func:`model_input` and :func:`class_map`; ``segment_batch`` does
-    the same for frames of several cameras in one forward pass. ``colorize`` and ``overlay``
-    draw a map with the model's palette. ``meta`` is the model file's metadata.
-    ``input_size`` overrides the model's (height, width).
+    Built from a model file (``Segmenter(path)``: the nodes, ``stkd evaluate``, eval-bag) or
+    from a module in memory (:meth:`from_module`: validation during training); both take the
+    same path from frame to mask. ``segment(frame)`` takes an HxWx3 uint8 RGB frame and
+    returns the HxW uint8 class map at the frame's size, with :func:`model_input` and
+    :func:`class_map`; ``segment_batch`` does the same for frames of several cameras in one
+    forward pass. ``colorize`` and ``overlay`` draw a map with the model's palette. ``meta``
+    is the model file's metadata. ``input_size`` overrides the model's (height, width).
     """
 
     def __init__(self, model_path, *, backend: str = 'torch', device: str = 'cpu',
                  threads: int = 0, onnx_path=None, input_size=None):
         if backend not in BACKENDS:
             raise InputError(f'unknown backend {backend!r}; expected one of {BACKENDS}')
-        self.backend, self.device = backend, torch.device(device)
         if threads:
             torch.set_num_threads(threads)
+        self.model = self._session = None
         if backend == 'torch':
-            self.model, self.meta = load_model_file(model_path, self.device)
+            self.model, meta = load_model_file(model_path, device)
         else:
-            self._session, self.meta = _onnx_session(onnx_path or model_path, threads)
-        self.input_size = tuple(input_size or self.meta['input_size'])
+            self._session, meta = _onnx_session(onnx_path or model_path, threads)
+        self._setup(backend, device, meta, input_size)
+
+    @classmethod
+    def from_module(cls, model, meta: dict, device='cpu', input_size=None) -> 'Segmenter':
+        """
+        Wrap a PyTorch module that is already built (and trained) in memory.
+
+        ``meta`` holds what a model file's metadata holds (classes, palette, input_size,
+        mean, std). The module runs as it is: put it in eval mode first.
+        """
+        segmenter = cls.__new__(cls)
+        segmenter.model, segmenter._session = model, None
+        segmenter._setup('torch', device, meta, input_size)
+        return segmenter
+
+    def _setup(self, backend, device, meta, input_size):
+        self.backend, self.device, self.meta = backend, torch.device(device), meta
+        self.input_size = tuple(input_size or meta['input_size'])
         if len(self.input_size) != 2 or min(self.input_size) < 16:
             raise InputError(f'input size must be (height, width) >= 16, got {input_size}')
-        self.lut = palette_lut(np.array(self.meta['palette'], np.uint8))
+        self.lut = palette_lut(np.array(meta['palette'], np.uint8))
 
     @property
     def classes(self):
@@ -89,21 +108,22 @@ class Segmenter:
                              f'{frame.shape}')
         return model_input(frame[None], self.input_size, self.meta['mean'], self.meta['std'])
 
+    def _torch_logits(self, x: np.ndarray) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(x).to(self.device))['logits']
+
     def logits(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, h, w) model input -> (N, K, h, w) float32 logits."""
         if self.backend == 'torch':
-            with torch.inference_mode():
-                out = self.model(torch.from_numpy(x).to(self.device))['logits']
-            return out.float().cpu().numpy()
+            return self._torch_logits(x).float().cpu().numpy()
         return self._session.run(None, {'image': x})[0]
 
     def argmax(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, h, w) model input -> (N, h, w) uint8 class ids at the model's size."""
-        if self.backend != 'torch':
-            return self.logits(x).argmax(1).astype(np.uint8)
-        # The argmax runs where the logits are: on a GPU only the uint8 ids travel back.
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(x).to(self.device))['logits']
-            return out.argmax(1).to(torch.uint8).cpu().numpy()
+        if self.backend == 'torch':
+            # The argmax runs where the logits are: on a GPU only the uint8 ids travel back.
+            return self._torch_logits(x).argmax(1).to(torch.uint8).cpu().numpy()
+        return self.logits(x).argmax(1).astype(np.uint8)
 
     def segment(self, frame: np.ndarray) -> np.ndarray:
         """Class ids (HxW uint8) at the frame's own size."""

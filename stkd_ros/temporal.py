@@ -1,32 +1,42 @@
 """
-TC and flicker of two consecutive masks given the flow between them: the one definition.
+Temporal consistency (TC) and flicker of a segmentation stream: the one definition.
 
-Offline evaluation (:class:`stkd_ros.metrics.TemporalConsistency`), eval-bag and the flicker
-monitor all count with :func:`compare_masks`, so their figures mean the same thing
-(docs/architecture.md, "Metric definitions"):
+`stkd evaluate`, `stkd eval-bag` and the flicker monitor all count with this module
+(docs/architecture.md, "Temporal consistency"); they differ only in the flow and the
+occlusion check that goes with it (``stkd_ros.flow.pairs``), which each output names.
 
-- the mask of frame t+1 is warped back to frame t along the flow t -> t+1, nearest sample;
-  a pixel counts when its flow target lies inside the image (the test the temporal loss uses,
-  ``stkd_ros.flow.warp.in_bounds``) and frame t's class is not ``IGNORE_INDEX``;
-- TC is the mIoU between frame t's mask and the warped mask; flicker is the share of
-  counted pixels whose class changed; the occlusion-masked variants count only the pixels that
-  also pass an occlusion check (``valid``).
+For a pair of frames (t, t+1) the mask of t+1 is warped back to t along the flow t -> t+1
+(nearest sample). A pixel is *counted* when its flow target lies inside the image, it passes
+the occlusion check (``visible``: seen in both frames), and frame t's class is not
+``IGNORE_INDEX``. Over the pairs scored, one confusion matrix of (class at t, warped class)
+accumulates:
 
-NumPy only (no torch), so the flicker monitor stays light.
+- TC: the mean IoU of that matrix;
+- flicker: the share of its pixels off the diagonal (the class changed along the flow).
+
+ETC's published TC (Liu et al. ECCV 2020) counts every in-bounds pixel, occluded ones too (the
+occlusion mask is commented out in its evaluation script); it is kept as ``tc_etc`` for
+comparison with the literature only.
+
+NumPy only: the flicker monitor stays light.
 """
 
 from typing import NamedTuple, Optional
 
 import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
-from stkd_ros.errors import InputError
+
+#: Class ids a mono8 mask can carry besides IGNORE_INDEX: the matrix size for callers that do
+#: not know the model's classes (the monitor). Classes never seen are left out of the mean, so
+#: the figures equal those of a matrix sized to the model's classes.
+MONO8_CLASSES = 255
 
 
-class MaskPair(NamedTuple):
+class PairCounts(NamedTuple):
     """Confusion counts of one pair: rows frame t's class, columns the warped class."""
 
-    in_bounds: np.ndarray   # (K, K) int64 over pixels whose flow target is inside the image
-    visible: np.ndarray     # (K, K) int64 over those that also pass the occlusion check
+    counted: np.ndarray     # (K, K) int64: in-bounds pixels that pass the occlusion check
+    in_bounds: np.ndarray   # (K, K) int64: every in-bounds pixel (ETC's published TC)
 
 
 def warp_mask(mask_next: np.ndarray, flow: np.ndarray):
@@ -47,35 +57,44 @@ def warp_mask(mask_next: np.ndarray, flow: np.ndarray):
     return mask_next[rows, cols], inside
 
 
+def _warped_and_kept(mask_t, mask_next, flow, num_classes):
+    if mask_t.shape != mask_next.shape or flow.shape != mask_t.shape + (2,):
+        raise ValueError(f'masks {mask_t.shape}, {mask_next.shape} and flow {flow.shape} '
+                         f'do not match')
+    warped, kept = warp_mask(mask_next, flow)
+    kept &= (mask_t != IGNORE_INDEX) & (mask_t < num_classes) & (warped < num_classes)
+    return warped, kept
+
+
 def _confusion(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    return np.bincount(a * k + b, minlength=k * k).reshape(k, k)
+    return np.bincount(a.astype(np.int64) * k + b, minlength=k * k).reshape(k, k)
 
 
 def compare_masks(mask_t: np.ndarray, mask_next: np.ndarray, flow: np.ndarray,
-                  valid: Optional[np.ndarray] = None,
-                  num_classes: Optional[int] = None) -> MaskPair:
+                  visible: Optional[np.ndarray], num_classes: int) -> PairCounts:
     """
     Count frame t's classes against frame t+1's warped back along ``flow`` (t -> t+1).
 
-    mask_t, mask_next: (H, W) integer class ids. flow: (H, W, 2) float. valid: optional
-    (H, W) bool occlusion mask (True = visible in both frames); None counts every in-bounds
-    pixel as visible. num_classes: pixels with a class id at or above it are left out (as
-    :class:`~stkd_ros.metrics.ConfusionMatrix` does); None sizes the matrices to the largest
-    id counted, for callers that do not know the model's classes.
+    mask_t, mask_next: (H, W) integer class ids. flow: (H, W, 2) float. visible: (H, W) bool
+    occlusion mask (True = seen in both frames), or None where the flow comes with no
+    occlusion check (then every in-bounds pixel counts). num_classes: pixels with a class id
+    at or above it are left out, as :class:`~stkd_ros.metrics.ConfusionMatrix` does.
     """
-    if mask_t.shape != mask_next.shape or flow.shape != mask_t.shape + (2,):
-        raise InputError(f'masks {mask_t.shape}, {mask_next.shape} and flow {flow.shape} '
-                         f'do not match')
-    warped, counted = warp_mask(mask_next, flow)
-    counted &= mask_t != IGNORE_INDEX
-    if num_classes is not None:
-        counted &= (mask_t < num_classes) & (warped < num_classes)
-    a, b = mask_t[counted].astype(np.int64), warped[counted].astype(np.int64)
-    k = num_classes or (int(max(a.max(), b.max())) + 1 if a.size else 1)
-    seen = counted if valid is None else counted & valid
-    a_seen, b_seen = (a, b) if valid is None else (mask_t[seen].astype(np.int64),
-                                                   warped[seen].astype(np.int64))
-    return MaskPair(_confusion(a, b, k), _confusion(a_seen, b_seen, k))
+    warped, kept = _warped_and_kept(mask_t, mask_next, flow, num_classes)
+    in_bounds = _confusion(mask_t[kept], warped[kept], num_classes)
+    if visible is None:
+        return PairCounts(in_bounds, in_bounds)
+    kept &= visible
+    return PairCounts(_confusion(mask_t[kept], warped[kept], num_classes), in_bounds)
+
+
+def changed_pixels(mask_t: np.ndarray, mask_next: np.ndarray, flow: np.ndarray,
+                   visible: Optional[np.ndarray], num_classes: int = MONO8_CLASSES):
+    """Bool (H, W): the counted pixels whose class changed along the flow (what flicker counts)."""
+    warped, kept = _warped_and_kept(mask_t, mask_next, flow, num_classes)
+    if visible is not None:
+        kept &= visible
+    return kept & (warped != mask_t)
 
 
 def iou(confusion: np.ndarray) -> np.ndarray:
@@ -88,7 +107,7 @@ def iou(confusion: np.ndarray) -> np.ndarray:
 
 
 def mean_iou(confusion: np.ndarray) -> float:
-    """Mean IoU over the classes present (NaN when none is); of a pair's counts, that is TC."""
+    """Mean IoU over the classes present (NaN when none is); of counted pixels, that is TC."""
     per_class = iou(confusion)
     present = ~np.isnan(per_class)
     return float(per_class[present].mean()) if present.any() else float('nan')
@@ -100,11 +119,48 @@ def flicker(confusion: np.ndarray) -> float:
     return (total - int(np.trace(confusion))) / total if total else float('nan')
 
 
-def pair_metrics(mask_t: np.ndarray, mask_next: np.ndarray, flow: np.ndarray,
-                 num_classes: Optional[int] = None) -> dict:
-    """Flicker, TC and the pixels counted for one step of a stream (no occlusion mask)."""
-    counts = compare_masks(mask_t, mask_next, flow, num_classes=num_classes).in_bounds
-    pixels = int(counts.sum())
-    if pixels == 0:
-        return {'flicker': float('nan'), 'tc': float('nan'), 'pixels': 0}
-    return {'flicker': flicker(counts), 'tc': mean_iou(counts), 'pixels': pixels}
+class StabilityMeter:
+    """
+    TC and flicker over a sequence of pairs: one confusion matrix accumulated over them.
+
+    ``add`` returns the pair's own counts, for per-step figures (a monitor's topic, a plot
+    over a drive); ``summary`` gives the accumulated ones, which are what every output reports.
+    """
+
+    def __init__(self, num_classes: int = MONO8_CLASSES):
+        self.num_classes = num_classes
+        self.counted = np.zeros((num_classes, num_classes), np.int64)
+        self.in_bounds = np.zeros((num_classes, num_classes), np.int64)
+        self.pairs = 0
+
+    def add(self, mask_t, mask_next, flow, visible) -> PairCounts:
+        """Count one pair (see :func:`compare_masks`) and return its counts."""
+        pair = compare_masks(mask_t, mask_next, flow, visible, self.num_classes)
+        self.counted += pair.counted
+        self.in_bounds += pair.in_bounds
+        self.pairs += 1
+        return pair
+
+    def tc(self) -> float:
+        return mean_iou(self.counted)
+
+    def flicker(self) -> float:
+        return flicker(self.counted)
+
+    def summary(self, class_names=None) -> dict:
+        """TC, flicker, ETC's TC, the pixels and pairs counted, and TC and flicker per class."""
+        names = list(class_names or range(self.num_classes))
+        rows = self.counted.sum(1)
+        changed = rows - np.diag(self.counted)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            per_class_flicker = np.where(rows > 0, changed / np.maximum(rows, 1), np.nan)
+        return {'tc': self.tc(), 'flicker': self.flicker(), 'tc_etc': mean_iou(self.in_bounds),
+                'pixels': int(self.counted.sum()), 'pairs': self.pairs,
+                'per_class_tc': dict(zip(map(str, names), iou(self.counted).tolist())),
+                'per_class_flicker': dict(zip(map(str, names), per_class_flicker.tolist()))}
+
+
+def pair_figures(pair: PairCounts) -> dict:
+    """One pair's own flicker, TC and pixels counted (NaN figures when none counted)."""
+    return {'flicker': flicker(pair.counted), 'tc': mean_iou(pair.counted),
+            'pixels': int(pair.counted.sum())}

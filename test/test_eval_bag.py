@@ -48,7 +48,7 @@ def test_report_metrics_and_annotated_bag(drive, models, tmp_path):
                        report=tmp_path / 'report', write_bag=tmp_path / 'annotated')
     assert summary['frames'] == 6 and set(summary['models']) == {'a', 'b'}
     for m in summary['models'].values():
-        assert 0 <= m['miou'] <= 1 and 0 <= m['flicker_mean'] <= 1
+        assert 0 <= m['miou'] <= 1 and 0 <= m['flicker'] <= 1
         assert len(m['per_class_iou']) == 11 and m['latency_ms']['p50'] > 0
     report = tmp_path / 'report'
     for name in ('report.md', 'metrics.json', 'flicker_over_time.png', 'per_class.png',

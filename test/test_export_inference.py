@@ -6,11 +6,10 @@ from stkd_ros.commands.export import export_onnx
 from stkd_ros.data.clip import Clip
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.data.transforms import eval_transforms
-from stkd_ros.inference import class_map, Segmenter
+from stkd_ros.inference import resize_classes, Segmenter
 from stkd_ros.model_file import load_model_file, save_model_file
 from stkd_ros.models import build_model
 from stkd_ros.models.registry import STUDENTS
-from stkd_ros.training.evaluate import predict
 import torch
 
 
@@ -73,14 +72,16 @@ def test_segmenter_rejects_bad_frames_and_files(tmp_path):
         Segmenter(tmp_path / 'missing.safetensors')
 
 
-def test_class_map_is_the_argmax_resized_by_nearest_neighbour():
-    logits = torch.randn(7, 48, 64, generator=torch.Generator().manual_seed(0)).numpy()
-    classes = logits.argmax(0)
-    np.testing.assert_array_equal(class_map(logits, (48, 64)), classes)
-    big = class_map(logits, (96, 128))
-    assert big.dtype == np.uint8 and big.shape == (96, 128)
+def test_masks_are_the_argmax_resized_by_nearest_neighbour(tmp_path):
+    seg = Segmenter(_model_file(tmp_path, 'bisenet_lite'))
+    frame = np.random.default_rng(3).integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    classes = seg.logits(seg.preprocess(frame))[0].argmax(0)
+    np.testing.assert_array_equal(seg.segment(frame), classes)
+    big = resize_classes(classes.astype(np.uint8), (128, 256))
+    assert big.dtype == np.uint8 and big.shape == (128, 256)
     np.testing.assert_array_equal(big[::2, ::2], classes)          # no class id is mixed
-    assert set(np.unique(class_map(logits, (37, 91)))) <= set(np.unique(classes))
+    assert set(np.unique(resize_classes(classes.astype(np.uint8), (37, 91)))) <= set(
+        np.unique(classes))
 
 
 def test_segmenter_preprocesses_as_training_does(tmp_path):
@@ -93,19 +94,17 @@ def test_segmenter_preprocesses_as_training_does(tmp_path):
 
 
 @pytest.mark.parametrize('size', [(64, 128), (150, 260), (40, 100)])
-def test_node_masks_equal_the_predictions_evaluate_scores(tmp_path, size):
-    """Segmenter gives what a node publishes (test_nodes.py); predict, what evaluate scores."""
+def test_node_masks_equal_the_masks_training_validation_scores(tmp_path, size):
+    """A file's Segmenter gives what a node publishes (test_nodes.py); a module's, validation."""
     path = _model_file(tmp_path, 'bisenet_lite')
     seg = Segmenter(path)
     model, meta = load_model_file(path, torch.device('cpu'))
+    validation = Segmenter.from_module(model.eval(), meta)
     world = SyntheticWorld(SyntheticConfig(height=size[0], width=size[1], frames=2, seed=4))
-    frames = world.clip(0, start=0, length=2).frames
-    scored = predict(model.eval(), frames, meta['input_size'], meta['mean'], meta['std'],
-                     torch.device('cpu'))
-    for frame, mask in zip(frames, scored):
+    for frame in world.clip(0, start=0, length=2).frames:
         published = seg.segment(frame)
         assert len(np.unique(published)) > 1
-        np.testing.assert_array_equal(published, mask.numpy())
+        np.testing.assert_array_equal(published, validation.segment(frame))
 
 
 @pytest.mark.parametrize('backend', ['torch', 'onnxruntime'])

@@ -53,8 +53,8 @@ def test_forward_backward_check_flags_disagreement():
 
 def test_photometric_check():
     img = torch.rand(1, 3, 8, 8)
-    assert photometric_valid(img, img, torch.zeros(1, 2, 8, 8)).all()
-    assert not photometric_valid(img, 1 - img, torch.zeros(1, 2, 8, 8)).all()
+    assert photometric_valid(img, img, torch.zeros(1, 2, 8, 8), 0.1).all()
+    assert not photometric_valid(img, 1 - img, torch.zeros(1, 2, 8, 8), 0.1).all()
 
 
 def _epe(flow, gt):

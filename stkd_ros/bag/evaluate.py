@@ -1,11 +1,11 @@
 """
 `stkd eval-bag`: run one or more models over every frame of a recorded drive.
 
-One pass over the bag: each frame is decoded once, the flow from the previous frame is
-computed once (:class:`~stkd_ros.flow.stream.StreamFlow`, as the flicker monitor does) and
-shared by every model, and each model's mask is compared with its previous mask
-(:func:`stkd_ros.temporal.compare_masks`: flicker, TC), with the label when the bag has a
-label topic (mIoU), and timed.
+One pass over the bag: each frame is decoded once, the flow from the previous frame and its
+occlusion check are computed once (:class:`~stkd_ros.flow.pairs.StreamFlow`, as the flicker
+monitor does) and shared by every model, and each model's mask is compared with its previous
+mask (:class:`stkd_ros.temporal.StabilityMeter`: flicker, TC), with the label when the bag has
+a label topic (mIoU), and timed.
 """
 
 from collections import OrderedDict
@@ -16,13 +16,13 @@ import time
 from typing import List
 
 import numpy as np
-from stkd_ros import temporal
 from stkd_ros.bag.reader import BagError, iter_messages, open_bag
-from stkd_ros.flow.stream import StreamFlow
+from stkd_ros.flow.pairs import StreamFlow
 from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError
 from stkd_ros.image_msgs import mask_to_array, stamp_ns
 from stkd_ros.inference import Segmenter
 from stkd_ros.metrics import ConfusionMatrix
+from stkd_ros.temporal import pair_figures, StabilityMeter
 import torch
 from tqdm import tqdm
 
@@ -43,7 +43,7 @@ class ModelTrack:
 
     name: str
     segmenter: Segmenter
-    flicker: List[float] = field(default_factory=list)
+    flicker: List[float] = field(default_factory=list)   # each step's own, for plots
     tc: List[float] = field(default_factory=list)
     stamps: List[int] = field(default_factory=list)
     latency_ms: List[float] = field(default_factory=list)
@@ -51,22 +51,25 @@ class ModelTrack:
     def __post_init__(self):
         k = len(self.segmenter.classes)
         self.confusion = ConfusionMatrix(k)
+        self.stability = StabilityMeter(k)            # the figures reported: all steps
         self.class_pixels = np.zeros(k, np.int64)     # predicted pixels per class
-        self.class_changed = np.zeros(k, np.int64)    # flow-valid pixels that changed class
-        self.class_counted = np.zeros(k, np.int64)    # flow-valid pixels per class
         self.prev_mask = None
         self.unscored = OrderedDict()                 # masks waiting for their label
 
-    def add_mask(self, stamp, mask, small, flow, labels):
+    def add_mask(self, stamp, mask, small, motion, labels):
+        """
+        Add the model's mask of the next frame.
+
+        ``small`` is the mask at the flow's working size, ``motion`` the (flow, visible) pair
+        from the previous frame (None for the first frame), ``labels`` {stamp: label}.
+        """
         k = len(self.class_pixels)
         self.class_pixels += np.bincount(mask.ravel(), minlength=k)[:k]
-        if flow is not None and self.prev_mask is not None:
-            counts = temporal.compare_masks(self.prev_mask, small, flow, num_classes=k).in_bounds
-            self.flicker.append(temporal.flicker(counts))
-            self.tc.append(temporal.mean_iou(counts))
+        if motion is not None and self.prev_mask is not None:
+            step = pair_figures(self.stability.add(self.prev_mask, small, *motion))
+            self.flicker.append(step['flicker'])
+            self.tc.append(step['tc'])
             self.stamps.append(stamp)
-            self.class_counted += counts.sum(1)     # rows: the previous mask's class
-            self.class_changed += counts.sum(1) - np.diag(counts)
         self.prev_mask = small
         if stamp in labels:
             self.score(mask, labels[stamp])
@@ -91,11 +94,11 @@ def _names(models) -> List[str]:
             for s, m in zip(stems, models)]
 
 
-def evaluate_bag(bag, models, topic: str, label_topic: str = None, max_frames: int = None,
-                 flow_side: int = 480) -> dict:
+def evaluate_bag(bag, models, topic: str, label_topic: str = None,
+                 max_frames: int = None) -> dict:
     """Run every model over ``topic``; returns per-model tracks and the frame stamps."""
     tracks = [ModelTrack(n, Segmenter(m)) for n, m in zip(_names(models), models)]
-    stream = StreamFlow(flow_side)
+    stream = StreamFlow()
     labels, stamps, rejected = {}, [], 0
     topics = [topic] + ([label_topic] if label_topic else [])
     with open_bag(bag) as reader:
@@ -115,12 +118,12 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None, max_frames: i
                 log.warning('skipped a frame on %s: %s', topic, exc)
                 continue
             stamp = stamp_ns(msg)
-            flow = stream.update(frame)
+            motion = stream.update(frame)
             for track in tracks:
                 start = time.perf_counter()
                 mask = track.segmenter.segment(frame)
                 track.latency_ms.append((time.perf_counter() - start) * 1e3)
-                track.add_mask(stamp, mask, stream.shrink(mask, nearest=True), flow, labels)
+                track.add_mask(stamp, mask, stream.shrink(mask, nearest=True), motion, labels)
             stamps.append(stamp)
             bar.update(1)
             if max_frames and len(stamps) >= max_frames:
@@ -128,7 +131,7 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None, max_frames: i
         bar.close()
     if not stamps:
         raise BagError(f'no decodable frame on {topic} in {bag}')
-    return {'tracks': tracks, 'stamps': stamps,
+    return {'tracks': tracks, 'stamps': stamps, 'stability_flow': stream.description,
             'labeled': bool(labels), 'rejected': rejected, 'topic': topic, 'bag': str(bag)}
 
 

@@ -15,8 +15,14 @@ import numpy as np
 from stkd_ros.data.image_io import write_rgb
 
 
-def _nan(values) -> float:
-    return float(np.mean(values)) if len(values) else float('nan')
+#: What the stability columns count, and which to read first, under every report's table.
+STABILITY_NOTE = (
+    'Flicker and TC count the same pixels of each pair of consecutive frames: those the flow '
+    '({flow}) carries inside the image and the occlusion check finds in both frames, over the '
+    'whole drive. Flicker is the share of them whose class changed; read it first: TC is their '
+    'mIoU, averaged over classes, so a class predicted in a few pixels moves it. TC (ETC) '
+    'counts occluded pixels too, as ETC (Liu et al. 2020) published it, for comparison with '
+    'the literature. All are label-free.')
 
 
 def summarize(result: dict) -> dict:
@@ -25,23 +31,21 @@ def summarize(result: dict) -> dict:
     for t in result['tracks']:
         classes = t.segmenter.classes
         lat = np.asarray(t.latency_ms)
+        steps = [f for f in t.flicker if not np.isnan(f)]
         entry = {
             'frames': len(t.latency_ms),
-            'flicker_mean': _nan(t.flicker),
-            'flicker_p95': float(np.percentile(t.flicker, 95)) if t.flicker else float('nan'),
-            'tc_mean': _nan(t.tc),
+            **t.stability.summary(classes),
+            'flicker_p95': float(np.percentile(steps, 95)) if steps else float('nan'),
             'latency_ms': {f'p{q}': float(np.percentile(lat, q)) for q in (50, 95, 99)},
             'class_share': dict(zip(classes, (t.class_pixels / max(t.class_pixels.sum(), 1))
                                     .round(5).tolist())),
-            'per_class_flicker': {c: (float(ch / n) if n else float('nan')) for c, ch, n in
-                                  zip(classes, t.class_changed, t.class_counted)},
         }
         if t.confusion.mat.sum() > 0:
             entry.update(t.confusion.summary(list(classes)))
         models[t.name] = entry
     return {'bag': result['bag'], 'topic': result['topic'], 'frames': len(result['stamps']),
             'rejected_frames': result['rejected'], 'labeled': result['labeled'],
-            'models': models}
+            'stability_flow': result['stability_flow'], 'models': models}
 
 
 def _plot_flicker(result, path):
@@ -50,7 +54,7 @@ def _plot_flicker(result, path):
     t0 = result['stamps'][0]
     for t in result['tracks']:
         x = (np.asarray(t.stamps) - t0) / 1e9
-        ax.plot(x, t.flicker, label=f'{t.name} (mean {_nan(t.flicker):.4f})', lw=1.2)
+        ax.plot(x, t.flicker, label=f'{t.name} (drive: {t.stability.flicker():.4f})', lw=1.2)
     ax.set_xlabel('time in the drive [s]')
     ax.set_ylabel('flicker (share of pixels\nchanging class)')
     ax.set_title('Flicker over the drive (flow-compensated, lower is steadier)')
@@ -101,9 +105,9 @@ def _samples(result, out: Path, fetch_frames) -> list:
     """Frame | overlay for each model, at each model's steadiest and least steady step."""
     picks = []
     for t in result['tracks']:
-        if t.flicker:
-            picks += [(t, 'least_stable', int(np.argmax(t.flicker))),
-                      (t, 'most_stable', int(np.argmin(t.flicker)))]
+        if not np.isnan(t.flicker).all():
+            picks += [(t, 'least_stable', int(np.nanargmax(t.flicker))),
+                      (t, 'most_stable', int(np.nanargmin(t.flicker)))]
     frames = fetch_frames({t.stamps[i] for t, _, i in picks}) if picks else {}
     written = []
     for t, label, idx in picks:
@@ -136,16 +140,16 @@ def write_report(result: dict, out, fetch_frames) -> Path:
              f'Topic `{summary["topic"]}`, {summary["frames"]} frames'
              f'{", labeled" if summary["labeled"] else ""}; '
              f'{summary["rejected_frames"]} frames could not be decoded.', '',
-             '| model | mIoU | flicker (mean) | flicker (p95) | TC | latency p50 / p95 [ms] |',
-             '|---|---|---|---|---|---|']
+             '| model | mIoU | flicker | flicker (p95 of steps) | TC | TC (ETC) '
+             '| latency p50 / p95 [ms] |',
+             '|---|---|---|---|---|---|---|']
     for name, m in summary['models'].items():
         miou = f'{m["miou"]:.4f}' if 'miou' in m else 'n/a (no labels)'
         lat = m['latency_ms']
-        lines.append(f'| {name} | {miou} | {m["flicker_mean"]:.4f} | {m["flicker_p95"]:.4f} '
-                     f'| {m["tc_mean"]:.4f} | {lat["p50"]:.1f} / {lat["p95"]:.1f} |')
-    lines += ['', 'Flicker: share of flow-valid pixels whose class changes between consecutive '
-              'frames after DIS flow compensation. TC: mIoU between consecutive masks after '
-              'the same compensation. Both are label-free.', '',
+        lines.append(f'| {name} | {miou} | {m["flicker"]:.4f} | {m["flicker_p95"]:.4f} '
+                     f'| {m["tc"]:.4f} | {m["tc_etc"]:.4f} '
+                     f'| {lat["p50"]:.1f} / {lat["p95"]:.1f} |')
+    lines += ['', STABILITY_NOTE.format(flow=summary['stability_flow']), '',
               '![flicker over time](flicker_over_time.png)', '',
               '![per class](per_class.png)', '', '![latency](latency.png)', '']
     if samples:

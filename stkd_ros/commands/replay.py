@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 PROFILE = Path(__file__).resolve().parents[2] / 'config' / 'fastdds_profile.xml'
 
 
@@ -53,8 +51,8 @@ def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
     rows = []
     if csv_path.is_file():
         with open(csv_path, newline='') as f:
-            rows = [r for r in csv.DictReader(f) if r['flicker'] != 'nan']
-    flick = np.array([float(r['flicker']) for r in rows])
-    return {'steps': len(rows), 'flicker_mean': float(flick.mean()) if len(flick) else
-            float('nan'), 'tc_mean': float(np.mean([float(r['tc']) for r in rows]))
-            if rows else float('nan'), 'log_dir': str(log_dir)}
+            rows = list(csv.DictReader(f))
+    # The running totals of the last step: what eval-bag reports for the same drive.
+    last = rows[-1] if rows else {'flicker_total': 'nan', 'tc_total': 'nan'}
+    return {'steps': len(rows), 'flicker': float(last['flicker_total']),
+            'tc': float(last['tc_total']), 'log_dir': str(log_dir)}

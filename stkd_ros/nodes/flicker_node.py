@@ -2,10 +2,11 @@
 flicker_monitor: temporal flicker of a segmentation stream, measured live with optical flow.
 
 Pairs each ``segmentation/mask`` with its ``image`` by header stamp, computes DIS flow between
-consecutive images, and publishes each step's flicker (``segmentation/flicker``) and TC
-(``segmentation/tc``) as std_msgs/Float32, a windowed summary on ``/diagnostics``, and
-optionally a CSV log (``log_path``). The measuring is :class:`stkd_ros.flicker.FlickerMeter`:
-the same flow and the same metric as ``stkd eval-bag``, so live and recorded figures compare.
+consecutive images (both ways, for the occlusion check), and publishes each step's flicker
+(``segmentation/flicker``) and TC (``segmentation/tc``) as std_msgs/Float32, the running
+totals since the start on ``/diagnostics``, and optionally a CSV log (``log_path``). The
+measuring is :class:`stkd_ros.flicker.FlickerMeter`: the same flow and the same metric as
+``stkd eval-bag``, whose figures for a drive are the monitor's running totals for it.
 """
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -14,6 +15,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 
 from stkd_ros.flicker import FlickerMeter, StampPairer
+from stkd_ros.flow.pairs import PairFlow, StreamFlow
 from stkd_ros.image_msgs import ImageError, mask_to_array, message_to_rgb, stamp_ns
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
 from stkd_ros.nodes.lifecycle import diagnostics, run
@@ -35,7 +37,7 @@ class FlickerMonitor(Node):
     def __init__(self, **kwargs):
         super().__init__('flicker_monitor', **kwargs)
         p = declare(self, [
-            ('window', 100, describe('steps in the windowed /diagnostics summary', True,
+            ('window', 100, describe('steps of the recent flicker on /diagnostics', True,
                                      integer_range=int_range(1))),
             ('max_side', 480, describe('flow is computed on images at most this many pixels '
                                        'wide or high', True, integer_range=int_range(16))),
@@ -47,7 +49,8 @@ class FlickerMonitor(Node):
                                       integer_range=int_range(1))),
         ])
         reliability = p['reliability']
-        self.meter = FlickerMeter(window=p['window'], max_side=p['max_side'],
+        self.meter = FlickerMeter(window=p['window'],
+                                  stream=StreamFlow(PairFlow.for_streams(p['max_side'])),
                                   log_path=p['log_path'] or None)
         self.pairer = StampPairer()
         self.rejected = 0
@@ -96,7 +99,7 @@ class FlickerMonitor(Node):
         s = {**self.meter.summary(), 'rejected': self.rejected}
         self.pub_diag.publish(diagnostics(
             self, 'temporal consistency', 'dis-flow',
-            f'flicker {s.get("flicker_mean", float("nan")):.4f} over {s["steps"]} steps', s))
+            f'flicker {s["flicker"]:.4f} over {s["steps"]} steps', s))
 
     def destroy_node(self):
         if self.meter is not None:
