@@ -17,10 +17,8 @@ import time
 
 from report import emit
 from stkd_ros.config import DistillConfig, DistillWeights, load_config
-from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.models import build_model
-from stkd_ros.training.commands import flow_source
-from stkd_ros.training.data import train_loader
+from stkd_ros.training.data import train_loader, training_flow
 from stkd_ros.training.distill_task import DistillationTask
 from stkd_ros.training.tasks import SupervisedTask
 import torch
@@ -28,29 +26,28 @@ import torch
 PIXEL_ONLY = DistillWeights(pairwise=0, temporal=0, temporal_kd=0, adversarial=0)
 
 
-def make_task(row, cfg, out):
+def make_task(row, cfg):
     student = build_model(cfg.student.arch, 11)
     if row == 'plain student step (CE)':
         return SupervisedTask(student)
     weights = PIXEL_ONLY if row == 'pixel-wise KD' else DistillWeights()
     teacher = build_model('teacher', 11, size='tiny')
-    task = DistillationTask(student, teacher, 11, DistillConfig(weights=weights),
-                            IMAGENET_MEAN, IMAGENET_STD, flow_source(cfg, out))
+    task = DistillationTask(student, teacher, 11, DistillConfig(weights=weights))
     task.start_training(lambda step: 1.0, amp=False)
     return task
 
 
-def step_times(task, cfg, steps, cache):
+def step_times(task, cfg, steps, cache, out):
     """Median ms of ``steps`` steps, twice over the same batches: (cold, warm)."""
     torch.manual_seed(0)
     opt = torch.optim.AdamW(task.trainable_parameters(), lr=1e-3)
     task.train()
     medians = []
     for _ in ('cold', 'warm'):
-        loader, _ = train_loader(cfg.data, clip_length=task.frames_needed,
-                                 batch_size=cfg.train.batch_size, seed=0, start_step=0,
-                                 workers=0, flow_source=task.flow_source,
-                                 unlabeled=task.learns_from_unlabeled, cache_dir=cache)
+        loader = train_loader(cfg.data, clip_length=task.frames_needed,
+                              batch_size=cfg.train.batch_size, seed=0, start_step=0, workers=0,
+                              flow=training_flow(cfg, out) if task.needs_flow else None,
+                              unlabeled=task.learns_from_unlabeled, cache_dir=cache)
         batches, times = iter(loader), []
         for _ in range(steps):
             tic = time.perf_counter()
@@ -78,8 +75,8 @@ def main():
             cfg = load_config(args.config, args.set + [
                 f'data.synthetic.render_cache={tmp}/{len(rows)}/render',
                 f'distill.flow.cache={tmp}/{len(rows)}/flow', 'distill.flow.method=dis'])
-            task = make_task(row, cfg, tmp)
-            cold, warm = step_times(task, cfg, args.steps, f'{tmp}/{len(rows)}/frames')
+            task = make_task(row, cfg)
+            cold, warm = step_times(task, cfg, args.steps, f'{tmp}/{len(rows)}/frames', tmp)
             rows.append({'row': row, 'frames_per_sample': task.frames_needed,
                          'cold_ms': cold, 'warm_ms': warm})
     for r in rows:

@@ -12,6 +12,9 @@ import time
 from cli_helpers import _cmd
 import pytest
 from safetensors.torch import load_file
+from stkd_ros.models import build_model
+from stkd_ros.training.tasks import SupervisedTask
+import torch
 
 
 def _val_rows(out):
@@ -49,8 +52,14 @@ def test_teacher_trains_with_both_branches_supervised(tmp_path):
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
                    check=True, capture_output=True)
     with open(tmp_path / 't' / 'metrics.csv', newline='') as f:
-        tags = {r['tag'] for r in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    tags = {r['tag'] for r in rows}
     assert {'train/ce', 'train/ce_cnn', 'train/ce_transformer', 'val/miou', 'val/tc'} <= tags
+    logged = {r['tag'][6:]: float(r['value']) for r in rows
+              if r['step'] == '2' and r['tag'].startswith('train/')}
+    # What was optimized: the fused output's loss plus 0.4 (train.aux_weight) of each branch's.
+    assert logged['loss'] == pytest.approx(
+        logged['ce'] + 0.4 * (logged['ce_cnn'] + logged['ce_transformer']), rel=1e-4)
     for name in ('config.yaml', 'last.ckpt', 'model.safetensors'):
         assert (tmp_path / 't' / name).is_file()
     assert list((tmp_path / 't').glob('events.out.tfevents.*'))
@@ -79,6 +88,11 @@ def test_torchrun_two_processes_on_cpu_with_gloo(tmp_path):
     ('train.stpes=3', 'config: train.stpes: unknown key'),
     ('train.lr=fast', "config: train.lr: expected float, got 'fast'"),
     ('data.dataset=kitti', "data.dataset: unknown dataset 'kitti'"),
+    ('train.optimizer=adam', "train.optimizer: unknown optimizer 'adam'"),
+    ('evaluation.split=test', "evaluation.split: unknown split 'test'"),
+    ('evaluation.flow=pwc', "evaluation.flow: unknown flow method 'pwc'"),
+    ('distill.flow.method=pwc', "distill.flow.method: unknown flow method 'pwc'"),
+    ('train.device=gpu', "train.device: unknown device 'gpu'"),
 ])
 def test_config_mistakes_are_one_line_errors(tmp_path, override, message):
     res = subprocess.run(_cmd('train-student', tmp_path / 'x', 1, [override]),
@@ -86,3 +100,16 @@ def test_config_mistakes_are_one_line_errors(tmp_path, override, message):
     assert res.returncode == 2
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('stkd train-student: error:') and message in last
+
+
+def test_the_teachers_loss_is_the_fused_loss_plus_the_branches_at_aux_weight():
+    torch.manual_seed(0)
+    teacher = build_model('teacher', 5, size='tiny')
+    batch = {'frames': torch.randn(2, 1, 3, 64, 96), 'labels': torch.randint(0, 5, (2, 1, 64, 96))}
+    with torch.no_grad():
+        out = SupervisedTask(teacher, aux_weight=0.25)(batch)
+        plain = SupervisedTask(teacher, aux_weight=0.0)(batch)
+    torch.testing.assert_close(out['loss'], out['ce'] + 0.25 * (out['ce_cnn']
+                                                                + out['ce_transformer']))
+    torch.testing.assert_close(plain['loss'], out['ce'])
+    assert out['ce_cnn'] != out['ce'] != out['ce_transformer']

@@ -26,8 +26,8 @@ def torch_equal(a, b):
 
 
 def _batches(cfg, unlabeled, count=3, start_step=0):
-    loader, _ = train_loader(cfg, clip_length=2, batch_size=2, seed=5, start_step=start_step,
-                             workers=0, unlabeled=unlabeled)
+    loader = train_loader(cfg, clip_length=2, batch_size=2, seed=5, start_step=start_step,
+                          workers=0, unlabeled=unlabeled)
     it = iter(loader)
     return [next(it) for _ in range(count)]
 

@@ -23,6 +23,7 @@ class Clip:
     name: str = ''
     gap: int = 1                      # frames between consecutive clip frames
     valid: Optional[np.ndarray] = None   # (H, W) bool: False on padding added by a crop
+    visible: Optional[np.ndarray] = None   # (H, W) bool: frame 0's pixels frame 1 shows too
 
     def __post_init__(self):
         t, h, w = self.frames.shape[:3]

@@ -114,8 +114,8 @@ class ToTensor:
     Turn a clip into tensors.
 
     ``frames`` (T, 3, H, W) normalized float, ``labels`` (T, H, W) long, ``valid`` (H, W)
-    bool (False on crop padding, which no loss may treat as image), and ``flows``
-    (T-1, 2, H, W) when the clip has flow.
+    bool (False on crop padding, which no loss may treat as image), ``flows``
+    (T-1, 2, H, W) when the clip has flow, and ``visible`` (H, W) bool when it has that.
     """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
@@ -131,6 +131,8 @@ class ToTensor:
                          else torch.from_numpy(np.ascontiguousarray(clip.valid)))}
         if clip.flows is not None:
             out['flows'] = torch.from_numpy(np.ascontiguousarray(clip.flows)).permute(0, 3, 1, 2)
+        if clip.visible is not None:
+            out['visible'] = torch.from_numpy(np.ascontiguousarray(clip.visible))
         return out
 
 
@@ -145,12 +147,16 @@ class Compose:
 
 
 def train_transforms(*, crop_size: Tuple[int, int], scale_range=(0.5, 2.0), flip: bool = True,
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
-    """Random scale, random crop, random flip, then tensors: the usual segmentation recipe."""
+                     extra=(), mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
+    """
+    Random scale, random crop, random flip, then tensors: the usual segmentation recipe.
+
+    ``extra`` transforms run on the uint8 clip between the geometric steps and the tensors.
+    """
     steps = [RandomScale(*scale_range), RandomCrop(crop_size)]
     if flip:
         steps.append(RandomHorizontalFlip())
-    return Compose(steps + [ToTensor(mean, std)])
+    return Compose(steps + list(extra) + [ToTensor(mean, std)])
 
 
 def eval_transforms(*, size: Tuple[int, int] = None, mean=IMAGENET_MEAN,

@@ -14,6 +14,8 @@ import numpy as np
 
 
 class FlowCache:
+    """A flow source like an estimator (``between(clip, i, j)``), computing each pair once."""
+
     def __init__(self, root, estimator, dataset_key: str):
         self.root, self.estimator, self.dataset_key = Path(root), estimator, dataset_key
         self.root.mkdir(parents=True, exist_ok=True)
@@ -24,9 +26,9 @@ class FlowCache:
         digest = hashlib.sha1(key.encode()).hexdigest()
         return self.root / digest[:2] / f'{digest}.npy'
 
-    def between(self, clip, i: int, j: int, gap: int) -> np.ndarray:
+    def between(self, clip, i: int, j: int) -> np.ndarray:
         """Flow from frame i to j of ``clip``, from the cache or computed and stored."""
-        path = self.path(clip.name, gap, i, j)
+        path = self.path(clip.name, clip.gap, i, j)
         if path.is_file():
             try:
                 flow = np.load(path)

@@ -4,18 +4,16 @@ import json
 import logging
 from pathlib import Path
 
-from stkd_ros.config import Config, load_config
+from stkd_ros.config import load_config
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.errors import InputError
-from stkd_ros.flow import build_flow
-from stkd_ros.flow.cache import FlowCache
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import load_model_file
 from stkd_ros.training.data import build_clips
-from stkd_ros.training.evaluate import evaluate
+from stkd_ros.training.evaluate import evaluate, evaluation_flow
+from stkd_ros.training.run import resolve_device
 from stkd_ros.training.tasks import SupervisedTask
-from stkd_ros.training.trainer import Trainer
-import torch
+from stkd_ros.training.trainer import train
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +28,14 @@ def _config(config_path, steps, overrides):
 def train_teacher(config_path, out, steps=None, overrides=()) -> dict:
     """Train the two-branch teacher with cross-entropy on the fused and both branch outputs."""
     cfg = _config(config_path, steps, overrides)
-    return Trainer(cfg, out, cfg.teacher,
-                   lambda m: SupervisedTask(m, cfg.train.aux_weight), 'teacher').run()
+    return train(cfg, out, cfg.teacher, lambda m: SupervisedTask(m, cfg.train.aux_weight),
+                 'teacher')
 
 
 def train_student(config_path, out, steps=None, overrides=()) -> dict:
     """Train the student alone with cross-entropy: the baseline distillation is compared to."""
     cfg = _config(config_path, steps, overrides)
-    return Trainer(cfg, out, cfg.student, lambda m: SupervisedTask(m), 'student').run()
-
-
-def flow_source(cfg: Config, out):
-    """Where distillation gets flow: the synthetic ground truth, or a cached estimator."""
-    f = cfg.distill.flow
-    estimator = build_flow(f.method, **f.args)
-    if f.method == 'ground_truth':
-        return estimator
-    data = cfg.data
-    key = data.dataset + '|' + (str(data.root) if data.root else str(data.synthetic))
-    return FlowCache(f.cache or Path(out) / 'flow_cache', estimator, key)
+    return train(cfg, out, cfg.student, SupervisedTask, 'student')
 
 
 def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
@@ -65,11 +52,9 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     if meta['num_classes'] != len(classes):
         raise InputError(f'{teacher_path}: teacher predicts {meta["num_classes"]} classes, '
                          f'{cfg.data.dataset} has {len(classes)}')
-    flow = flow_source(cfg, out) if cfg.distill.weights.temporal else None
-    return Trainer(cfg, out, cfg.student,
-                   lambda student: DistillationTask(student, teacher, len(classes), cfg.distill,
-                                                    IMAGENET_MEAN, IMAGENET_STD, flow),
-                   'distilled').run()
+    return train(cfg, out, cfg.student,
+                 lambda student: DistillationTask(student, teacher, len(classes), cfg.distill),
+                 'distilled')
 
 
 def evaluate_model(model_path, config_path, json_path=None, overrides=(),
@@ -81,25 +66,18 @@ def evaluate_model(model_path, config_path, json_path=None, overrides=(),
     on the CPU by the Segmenter, exactly as segment_node runs it.
     """
     cfg = load_config(config_path, overrides)
-    if backend == 'onnxruntime':
-        device = torch.device('cpu')
-        model = Segmenter(model_path, backend='onnxruntime')
-        meta = model.meta
-    else:
-        device = torch.device('cuda' if torch.cuda.is_available()
-                              and cfg.train.device != 'cpu' else 'cpu')
-        model, meta = load_model_file(model_path, device)
+    device = 'cpu' if backend == 'onnxruntime' else str(resolve_device(cfg.train.device))
+    segmenter = Segmenter(model_path, backend=backend, device=device)
+    meta = segmenter.meta
     val = build_clips(cfg.data, cfg.evaluation.split, clip_length=2, gap=cfg.data.eval_gap)
     if len(val.classes) != meta['num_classes']:
         raise InputError(f'{model_path} predicts {meta["num_classes"]} classes but '
                          f'{cfg.data.dataset} has {len(val.classes)}')
-    result = evaluate(model, val, input_size=meta['input_size'], mean=meta['mean'],
-                      std=meta['std'], num_classes=meta['num_classes'],
-                      class_names=meta['classes'],
-                      flow=build_flow(cfg.evaluation.flow, **cfg.evaluation.flow_args),
-                      device=device, max_clips=cfg.evaluation.max_batches)
+    e = cfg.evaluation
+    result = evaluate(segmenter, val, flow=evaluation_flow(e),
+                      max_clips=e.max_clips)
     result.update({'model': str(model_path), 'arch': meta['arch'], 'dataset': cfg.data.dataset,
-                   'backend': backend, 'device': str(device), 'flow': cfg.evaluation.flow,
+                   'backend': backend, 'device': device,
                    'precision': meta.get('quantization', {}).get('precision', 'float32')})
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)

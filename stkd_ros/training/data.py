@@ -7,12 +7,15 @@ what an unbroken run would.
 """
 
 from dataclasses import fields
+from pathlib import Path
 import random
 
-from stkd_ros.config import DataConfig
+from stkd_ros.config import Config, DataConfig
 from stkd_ros.data.transforms import train_transforms
 from stkd_ros.errors import InputError
+from stkd_ros.flow import build_flow
 from stkd_ros.flow.cache import FlowCache
+from stkd_ros.flow.occlusion import photometric_visible
 import torch
 
 
@@ -28,15 +31,10 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
         from stkd_ros.data.synthetic import SyntheticClips
         s = cfg.synthetic
         world = _world(s)
-        clips = {'train': s.train_clips, 'val': s.val_clips, 'tune': s.tune_clips}.get(split)
-        if clips is None:
-            raise InputError(f'evaluation.split: unknown split {split!r}; expected val or tune')
+        clips = {'train': s.train_clips, 'val': s.val_clips, 'tune': s.tune_clips}[split]
         return SyntheticClips(world, split=split, clips=clips, gap=gap,
                               clip_length=clip_length, keys_per_clip=s.keys_per_clip,
                               label_every=s.label_every, cache_dir=s.render_cache)
-    if cfg.dataset not in ('camvid', 'cityscapes'):
-        raise InputError(f'data.dataset: unknown dataset {cfg.dataset!r}; expected synthetic, '
-                         f'camvid or cityscapes')
     if split == 'tune':
         raise InputError(f'evaluation.split: tune is a split of the synthetic world; for '
                          f'{cfg.dataset}, tune on a split of your own')
@@ -131,8 +129,19 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         return self.batches
 
 
+def training_flow(cfg: Config, out_dir):
+    """Where training clips get their flow: the synthetic ground truth, or a cached estimator."""
+    f = cfg.distill.flow
+    estimator = build_flow(f.method, **f.args)
+    if f.method == 'ground_truth':
+        return estimator
+    data = cfg.data
+    key = data.dataset + '|' + (str(data.root) if data.root else str(data.synthetic))
+    return FlowCache(f.cache or Path(out_dir) / 'flow_cache', estimator, key)
+
+
 class FlowClips:
-    """Attach flow from frame 0 to frame 1 to every clip (from a cache or the ground truth)."""
+    """Attach the flow from frame 0 to frame 1 to every clip, from any flow source."""
 
     def __init__(self, clips, source):
         self.clips, self.source = clips, source
@@ -142,10 +151,24 @@ class FlowClips:
 
     def __getitem__(self, index):
         clip = self.clips[index]
-        if isinstance(self.source, FlowCache):
-            clip.flows = self.source.between(clip, 0, 1, clip.gap)[None]
-        else:
-            clip.flows = self.source.between(clip, 0, 1)[None]
+        clip.flows = self.source.between(clip, 0, 1)[None]
+        return clip
+
+
+class VisibleAlongFlow:
+    """
+    A clip transform: mark the pixels of frame 0 that frame 1 shows too (``clip.visible``).
+
+    The photometric check (colour constancy along the flow) on the uint8 frames after the
+    geometric transforms, and nothing on crop padding: the pixels the temporal term trusts.
+    """
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def __call__(self, clip):
+        seen = photometric_visible(clip.frames[0], clip.frames[1], clip.flows[0], self.threshold)
+        clip.visible = seen if clip.valid is None else seen & clip.valid
         return clip
 
 
@@ -185,23 +208,27 @@ class Streams(torch.utils.data.Dataset):
 
 def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: int,
                  start_step: int, workers: int, rank: int = 0, world_size: int = 1,
-                 flow_source=None, unlabeled: bool = False, cache_dir=None):
+                 flow=None, photometric_threshold: float = 0.1, unlabeled: bool = False,
+                 cache_dir=None):
     """
     Build an endless, seeded, resumable loader of training batches (dicts of tensors).
 
     With ``unlabeled`` (a task that learns from unlabeled frames) and unlabeled video in
     ``cfg``, each batch of ``batch_size`` labeled clips is followed by
-    ``data.unlabeled_ratio`` times as many unlabeled ones, drawn with their own seed.
+    ``data.unlabeled_ratio`` times as many unlabeled ones, drawn with their own seed. With a
+    ``flow`` source, each clip brings its flow t -> t+k (``flows``) and the pixels that pass
+    the photometric check at ``photometric_threshold`` (``visible``).
     """
     gap = tuple(cfg.gap)
-    transform = train_transforms(crop_size=tuple(cfg.crop_size),
-                                 scale_range=tuple(cfg.scale_range))
+    transform = train_transforms(
+        crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range),
+        extra=[VisibleAlongFlow(photometric_threshold)] if flow is not None else ())
     clips = build_clips(cfg, 'train', clip_length=clip_length, gap=gap)
     extra = (build_unlabeled(cfg, clip_length=clip_length, gap=gap, cache_dir=cache_dir)
              if unlabeled else None)
-    if flow_source is not None:
-        clips = FlowClips(clips, flow_source)
-        extra = FlowClips(extra, flow_source) if extra is not None else None
+    if flow is not None:
+        clips = FlowClips(clips, flow)
+        extra = FlowClips(extra, flow) if extra is not None else None
     sampler = MixedBatches(ResumableBatchSampler(len(clips), batch_size, seed, start_step,
                                                  rank, world_size))
     streams = {'labeled': SeededClips(clips, transform, seed)}
@@ -214,7 +241,7 @@ def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: in
         streams['unlabeled'] = SeededClips(extra, transform, useed)
     return torch.utils.data.DataLoader(
         Streams(**streams), batch_sampler=sampler, num_workers=workers,
-        persistent_workers=workers > 0), clips
+        persistent_workers=workers > 0)
 
 
 def warm_render_cache(cfg: DataConfig, *, eval_split: str, workers: int) -> int:

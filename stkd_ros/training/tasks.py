@@ -1,9 +1,10 @@
 """
 Training tasks: modules whose ``forward(batch)`` returns a dict of losses.
 
-``loss`` is what is optimized; every other scalar is logged as it is; ``output`` holds the
-model's output for sample overlays. A task with updates of its own beyond the model's (a
-discriminator) builds their optimizers in ``start_training`` and runs them in ``after_step``.
+``loss`` is what is optimized (the weighted sum of the terms); every other scalar is a term,
+unweighted, and is logged as it is; ``output`` holds the model's output. A task with updates
+of its own beyond the model's (a discriminator) builds their optimizers in ``start_training``
+and runs them in ``after_step``.
 """
 
 from stkd_ros.data.classes import IGNORE_INDEX
@@ -18,15 +19,18 @@ def cross_entropy(logits, labels):
 
 class ModelTask(nn.Module):
     """
-    A task around one trained model.
+    A task around one trained model, and what it needs from the data.
 
-    ``distribute`` wraps only that model in DistributedDataParallel; the wrapper is kept out
-    of the module tree, so checkpoints hold the same keys with one process or many.
+    ``frames_needed`` (1 or 2 per clip), ``learns_from_unlabeled`` (whether clips of
+    unlabeled video join each batch) and ``needs_flow`` (whether each clip brings its flow
+    t -> t+k and the pixels it can be trusted on) tell the loader what to build.
+    ``distribute`` wraps only the model in DistributedDataParallel; ``forward_model`` is the
+    model or that wrapper, an alias outside the module tree.
     """
 
     frames_needed = 1
-    learns_from_unlabeled = False   # whether a clip may start at an unlabeled frame
-    flow_source = None              # where training clips get their flow, if the task needs it
+    learns_from_unlabeled = False
+    needs_flow = False
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -50,6 +54,13 @@ class ModelTask(nn.Module):
         """Run the task's own updates after the model's step; return scalars to log."""
         return {}
 
+    def training_state(self) -> dict:
+        """Return what a resume needs beyond the model and its optimizer (the task's own)."""
+        return {}
+
+    def load_training_state(self, state: dict):
+        """Restore :meth:`training_state`; called after :meth:`start_training`."""
+
     def trainable_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]
 
@@ -64,10 +75,10 @@ class SupervisedTask(ModelTask):
     def forward(self, batch):
         images, labels = batch['frames'][:, 0], batch['labels'][:, 0]
         out = self.forward_model(images)
-        losses = {'ce': cross_entropy(out['logits'], labels)}
-        total = losses['ce']
+        terms = {'ce': cross_entropy(out['logits'], labels)}
+        total = terms['ce']
         for branch in ('cnn', 'transformer'):
             if f'{branch}_logits' in out:
-                losses[f'ce_{branch}'] = cross_entropy(out[f'{branch}_logits'], labels)
-                total = total + self.aux_weight * losses[f'ce_{branch}']
-        return {'loss': total, **losses, 'output': out['logits']}
+                terms[f'ce_{branch}'] = cross_entropy(out[f'{branch}_logits'], labels)
+                total = total + self.aux_weight * terms[f'ce_{branch}']
+        return {'loss': total, **terms, 'output': out['logits']}
