@@ -12,11 +12,19 @@ from typing import Any, Dict, List, Optional
 
 from stkd_ros.data.synthetic import SyntheticConfig
 from stkd_ros.errors import InputError
+from stkd_ros.flow.base import FLOW_METHODS
 import yaml
 
 
 class ConfigError(InputError):
     """A configuration file or override that does not fit the schema."""
+
+
+def _one_of(key: str, value, allowed, what: str):
+    """Stop with one line naming ``key`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f'config: {key}: unknown {what} {value!r}; expected one of '
+                          f'{", ".join(map(str, allowed))}')
 
 
 @dataclass
@@ -32,6 +40,11 @@ class SyntheticDataConfig(SyntheticConfig):
     label_every: int = 1        # training labels on one frame in N (Cityscapes, CamVid: 30)
     unlabeled_clips: int = 0    # never-labeled streets: unlabeled video for distillation
     render_cache: Optional[str] = None   # keep rendered frames here (shared by runs)
+
+
+DATASETS = ('synthetic', 'camvid', 'cityscapes')
+OPTIMIZERS = ('sgd', 'adamw')
+SPLITS = ('val', 'tune')
 
 
 @dataclass
@@ -56,6 +69,8 @@ class DataConfig:
     frame_cache: Optional[str] = None       # decoded bag frames; default: <out>/frame_cache
 
     def __post_init__(self):
+        _one_of('data.dataset', self.dataset, DATASETS, 'dataset')
+        _one_of('data.camvid_labels', self.camvid_labels, (11, 32), 'label set')
         if self.unlabeled_video and self.dataset == 'synthetic':
             raise ConfigError('config: data.unlabeled_video: the synthetic world has streets '
                               'of unlabeled video of its own; set data.synthetic.'
@@ -94,6 +109,13 @@ class TrainConfig:
     workers: int = 2
     device: str = 'auto'                    # auto | cpu | cuda | cuda:N
 
+    def __post_init__(self):
+        _one_of('train.optimizer', self.optimizer, OPTIMIZERS, 'optimizer')
+        if not (self.device in ('auto', 'cpu', 'cuda') or self.device.startswith('cuda:')
+                and self.device[5:].isdigit()):
+            raise ConfigError(f'config: train.device: unknown device {self.device!r}; expected '
+                              f'auto, cpu, cuda or cuda:N')
+
 
 @dataclass
 class DistillWeights:
@@ -103,24 +125,19 @@ class DistillWeights:
     Sources: pixel-wise KD with weight 1 at temperature 1 as in CIRKD (Yang et al. CVPR 2022);
     pair-wise 1 and adversarial 0.1 as in SKD (Liu et al. CVPR 2019, their released training
     script). SKD's pixel weight of 10 made the soft targets outweigh the labels about 6:1 here.
-    Channel-wise KD (CWD, Shu et al. ICCV 2021) is off by default; OpenMMLab's mmrazor
-    distils Cityscapes logits with it at weight 5, temperature 1.
     The temporal consistency weight (3) was chosen among 1, 3 and 10 on tuning clips that are
     not the reported held-out clips, at the unlabeled-video protocol's 3000-step schedule
-    (docs/results.md): 10 gave up the accuracy that distillation had added. The teacher's
-    branches as extra targets (``*_branches``) are off: no reference method uses them, and
-    switching the pixel-wise one off did not change the student's mIoU (docs/results.md,
-    fourth run).
+    (docs/results.md): 10 gave up the accuracy that distillation had added. Measured and
+    removed (docs/history.md): channel-wise KD (CWD; within one seed's spread), the teacher's
+    branches as extra targets (no change), and soft targets on logits pooled by a stride
+    (-0.013 mIoU).
     """
 
     ce: float = 1.0                         # cross-entropy on labeled frames
     pseudo_label: float = 0.0               # cross-entropy to the teacher's classes on
     #                                         frames without labels (Naive-Student)
     pixel: float = 1.0                      # KL to the teacher's fused prediction
-    pixel_branches: float = 0.0             # x pixel, for each teacher branch
-    channel: float = 0.0                    # channel-wise KD with the fused logits (CWD)
     pairwise: float = 1.0                   # affinity matching with the fused features
-    pairwise_branches: float = 0.0          # x pairwise, for each teacher branch
     temporal: float = 3.0                   # motion-guided consistency (student, t vs t+k)
     temporal_kd: float = 1.0                # inter-frame relation matched to the teacher
     adversarial: float = 0.1                # student's GAN loss (hinge)
@@ -154,6 +171,7 @@ class DistillFlowConfig:
     photometric_threshold: float = 0.1      # occlusion test for the temporal loss
 
     def __post_init__(self):
+        _one_of('distill.flow.method', self.method, sorted(FLOW_METHODS), 'flow method')
         if not self.photometric_threshold > 0:
             raise ConfigError(f'config: distill.flow.photometric_threshold: expected a value '
                               f'above 0, got {self.photometric_threshold}')
@@ -164,11 +182,7 @@ class DistillConfig:
     """Settings of `stkd distill`: loss weights, soft targets, discriminator, flow."""
 
     weights: DistillWeights = field(default_factory=DistillWeights)
-    temperature: float = 1.0                # softening of pixel-wise and channel-wise KD
-    # Pixel-wise, channel-wise KD and the discriminator's pairs on logits average-pooled by
-    # this factor: 1 compares every pixel of the full-resolution output, 8 the logit map of a
-    # stride-8 head, as SKD and CIRKD distil it.
-    logit_stride: int = 1
+    temperature: float = 1.0                # softening of pixel-wise KD
     grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     flow: DistillFlowConfig = field(default_factory=DistillFlowConfig)
@@ -177,9 +191,6 @@ class DistillConfig:
         if not self.temperature > 0:
             raise ConfigError(f'config: distill.temperature: expected a value above 0, got '
                               f'{self.temperature}')
-        if self.logit_stride < 1:
-            raise ConfigError(f'config: distill.logit_stride: expected 1 or more pixels, got '
-                              f'{self.logit_stride}')
         if len(self.grid) != 2 or min(self.grid) < 1:
             raise ConfigError(f'config: distill.grid: expected two node counts [h, w] of 1 or '
                               f'more, got {self.grid}')
@@ -187,11 +198,23 @@ class DistillConfig:
 
 @dataclass
 class EvalConfig:
+    """
+    Held-out scoring: the split, at most ``max_clips`` clips, and the flow of TC and flicker.
+
+    ``flow`` with ``flow_args`` (e.g. ``{preset: medium}``), on frames at most
+    ``flow_max_side`` pixels wide or high (None: full size); ``ground_truth`` is the synthetic
+    world's exact flow (stkd_ros/flow/pairs.py says which occlusion check goes with which).
+    """
+
     split: str = 'val'                      # val (reported) | tune (for choosing settings)
     flow: str = 'dis'                       # dis | farneback | raft | ground_truth
     flow_args: Dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 4
-    max_batches: Optional[int] = None
+    flow_max_side: Optional[int] = None
+    max_clips: Optional[int] = None
+
+    def __post_init__(self):
+        _one_of('evaluation.split', self.split, SPLITS, 'split')
+        _one_of('evaluation.flow', self.flow, sorted(FLOW_METHODS), 'flow method')
 
 
 @dataclass
