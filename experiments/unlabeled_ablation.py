@@ -35,30 +35,29 @@ by another teacher file are trained again.
 
 Run from the repository root:
   python -m experiments.unlabeled_ablation
-Writes bench/results/unlabeled_ablation.json:
+Writes experiments/results/unlabeled_ablation.json:
   {"rows": {"A": {"seeds": {"0": {"miou": ..., "tc": ..., "flicker": ...}, ...}}, ...}}
+TC and flicker are those of docs/architecture.md ("Temporal consistency"); runs recorded
+before that definition held their TC as tc_occlusion_masked, renamed tc in the JSON (the
+figures are those, unchanged), and their TC over occluded pixels too as tc_etc.
 """
 
 import argparse
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-import fcntl
-import hashlib
 import json
-import math
 import os
 from pathlib import Path
-import shlex
-import statistics
 import threading
 import time
 
 from bench.report import emit
+from experiments.ledger import file_sha256, Ledger, same_run
+from experiments.paired import difference_text, mean_sd, paired_difference
 from experiments.runs import score, shown, STKD, stop_runs_on_sigterm, train_and_score
 from stkd_ros.config import load_config
 from stkd_ros.training.data import warm_render_cache
 
-RESULTS = Path(__file__).resolve().parents[1] / 'bench' / 'results'
+RESULTS = Path(__file__).resolve().parent / 'results'
 TEACHER_DIR = 'runs/teacher4k'
 TEACHER = f'{TEACHER_DIR}/model.safetensors'
 TEACHER_COMMAND = ('stkd train-teacher --config config/distill/synthetic_video.yaml --out '
@@ -68,9 +67,9 @@ TEACHER_COMMAND = ('stkd train-teacher --config config/distill/synthetic_video.y
 #: restoring it keeps every recorded run, where a retrained teacher has them trained again.
 TEACHER_HISTORY = 'c94640f:experiments/teachers/synthetic_video.safetensors'
 TEACHER_RESTORE = f'mkdir -p {TEACHER_DIR} && git show {TEACHER_HISTORY} > {TEACHER}'
-#: Options naming where a run's files lie, not what it trains (the teacher goes by its hash).
-PATH_OPTIONS = ('--out', '--teacher')
 CONFIG = 'config/distill/synthetic_video.yaml'
+#: Every term but cross-entropy off. 'channel' (channel-wise KD) was a term when the rows ran;
+#: it stays in their commands so that they are recognized, and is removed as a setting.
 ONLY_CE = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0,
            'adversarial': 0, 'pseudo_label': 0}
 NO_UNLABELED = {'data.synthetic.unlabeled_clips': 0}
@@ -82,11 +81,10 @@ ROWS = {
     'D': ('full method, labeled + unlabeled', {}, {}, 5),
     'E': ('full method, labeled only', {}, NO_UNLABELED, 3),
 }
-KEEP = ('miou', 'tc', 'tc_occlusion_masked', 'flicker', 'per_class_iou')
+KEEP = ('miou', 'tc', 'tc_etc', 'flicker', 'per_class_iou')
 THIN = ('pole', 'sign', 'fence', 'pedestrian')
-#: Two-sided 95% quantiles of Student's t by degrees of freedom (any statistics table).
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-       9: 2.262}
+COLUMNS = ['row', 'seeds', 'miou', 'miou - A (95% CI)', 'tc', 'tc - A (95% CI)', 'flicker',
+           'flicker - A (95% CI)', *THIN]
 
 
 def command(row, seed, args, out):
@@ -106,76 +104,33 @@ def command(row, seed, args, out):
     return run_dir, cmd + [f'--set={s}' for s in sets]
 
 
-def file_sha256(path) -> str:
-    """Hex SHA-256 of a file: names a teacher by its weights, wherever it lies."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def same_run(recorded: str, planned: str) -> bool:
-    """Whether two shown commands train the same run: equal but for --out and --teacher."""
-    def essential(text):
-        words = shlex.split(text)
-        return [w for i, w in enumerate(words)
-                if w not in PATH_OPTIONS and (i == 0 or words[i - 1] not in PATH_OPTIONS)]
-    return essential(recorded) == essential(planned)
-
-
-def recorded_runs(path: Path, args, out: Path, teacher_sha: str, quiet=False) -> dict:
+def ledger(path: Path, args, out: Path, teacher_sha: str) -> Ledger:
     """
-    Return the runs of an earlier JSON at ``path`` that this protocol trains the same way.
+    Return the protocol's ledger at ``path``.
 
     Row runs are kept where their command matches (the distilling rows' also where their
     teacher has the same SHA-256); the teacher's own scores where its file and split match.
-    What does not match is reported and left out, to be run again.
     """
-    if not path.is_file():
-        return {}
-    earlier = json.loads(path.read_text())
-    kept = {}
-    for row, entry in earlier.get('rows', {}).items():
-        for seed, run in entry['seeds'].items():
-            if row == 'teacher':
-                same = (earlier.get('teacher_sha256') == teacher_sha
-                        and (earlier.get('config'), earlier.get('split'), earlier.get('set'))
-                        == (args.config, args.split, args.set))
-            elif row in ROWS:
-                _, cmd = command(row, int(seed), args, out)
-                same = same_run(run['command'], shown(cmd)) and (
-                    ROWS[row][1] is None or run.get('teacher_sha256') == teacher_sha)
-            else:
-                same = False
-            if same:
-                kept.setdefault(row, {})[seed] = run
-            elif not quiet:
-                print(f'{path.name}: {row}, seed {seed} was recorded with another command '
-                      f'or teacher; not reused')
-    return kept
+    def keep(row, seed, run, recorded):
+        if row == 'teacher':
+            return recorded.get('teacher_sha256') == teacher_sha and (
+                recorded.get('config'), recorded.get('split'), recorded.get('set')) == (
+                args.config, args.split, args.set)
+        if row not in ROWS:
+            return False
+        _, cmd = command(row, int(seed), args, out)
+        return same_run(run['command'], shown(cmd)) and (
+            ROWS[row][1] is None or run.get('teacher_sha256') == teacher_sha)
+
+    header = {'protocol': __doc__.split('Run from')[0].strip(), 'config': args.config,
+              'steps': args.steps, 'split': args.split, 'teacher': str(args.teacher),
+              'teacher_sha256': teacher_sha, 'set': args.set}
+    return Ledger(path, header, keep, (*ROWS, 'teacher'))
 
 
-def paired_difference(row: dict, base: dict, key: str):
-    """Mean per-seed difference row - base over their common seeds, with its 95% interval."""
-    seeds = sorted(set(row) & set(base), key=int)
-    diffs = [row[s][key] - base[s][key] for s in seeds]
-    if not diffs:
-        return float('nan'), float('nan'), float('nan'), 0
-    mean = statistics.mean(diffs)
-    if len(diffs) < 2:
-        return mean, float('nan'), float('nan'), len(diffs)
-    half = T95[len(diffs) - 1] * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return mean, mean - half, mean + half, len(diffs)
-
-
-def difference_text(mean: float, low: float, high: float, n: int) -> str:
-    """Format a paired difference: with its interval only where 2 or more seeds give one."""
-    if n == 0:
-        return 'no seed shared with A'
-    if n == 1:
-        return f'{mean:+.4f} (n=1: no interval)'
-    return f'{mean:+.4f} [{low:+.4f}, {high:+.4f}] n={n}'
+def recorded_runs(path: Path, args, out: Path, teacher_sha: str, quiet=False) -> dict:
+    """Return the runs of an earlier JSON at ``path`` that this protocol trains the same way."""
+    return ledger(path, args, out, teacher_sha).kept(quiet)
 
 
 def summarize(scores: dict) -> list:
@@ -187,59 +142,14 @@ def summarize(scores: dict) -> list:
             continue
         row = {'row': name, 'seeds': len(runs)}
         for key in ('miou', 'tc', 'flicker'):
-            values = [r[key] for r in runs]
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            row[key] = f'{statistics.mean(values):.4f} ± {sd:.4f}'
+            row[key] = mean_sd([r[key] for r in runs])
             if name not in ('A', 'teacher') and 'A' in scores:
                 row[f'{key} - A (95% CI)'] = difference_text(
                     *paired_difference(seeds, scores['A'], key))
         for cls in THIN:
-            row[cls] = f'{statistics.mean(r["per_class_iou"][cls] for r in runs):.3f}'
+            row[cls] = f'{sum(r["per_class_iou"][cls] for r in runs) / len(runs):.3f}'
         rows.append(row)
     return rows
-
-
-def in_order(scores: dict) -> dict:
-    """Return the rows that have runs, A to E, then the teacher, with their seeds in order."""
-    return {row: dict(sorted(scores[row].items(), key=lambda kv: int(kv[0])))
-            for row in (*ROWS, 'teacher') if scores.get(row)}
-
-
-def write_results(path: Path, args, scores: dict, teacher_sha: str):
-    """Write the runs finished so far in the issue's schema."""
-    rows = {row: {'seeds': seeds} for row, seeds in in_order(scores).items()}
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps({'protocol': __doc__.split('Run from')[0].strip(),
-                               'config': args.config, 'steps': args.steps,
-                               'split': args.split, 'teacher': str(args.teacher),
-                               'teacher_sha256': teacher_sha, 'set': args.set,
-                               'rows': rows}, indent=2))
-    os.replace(tmp, path)   # a reader never sees half a file
-
-
-@contextmanager
-def locked(path: Path):
-    """Hold an exclusive lock beside ``path`` (two protocol processes may share one JSON)."""
-    with open(path.with_name(path.name + '.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def record(path: Path, args, out: Path, scores: dict, teacher_sha: str):
-    """
-    Write ``scores`` into the JSON at ``path``, and keep what others wrote there.
-
-    Runs that another protocol process (other ``--rows``, same command and teacher) recorded
-    meanwhile are merged in, not overwritten.
-    """
-    with locked(path):
-        for row, seeds in recorded_runs(path, args, out, teacher_sha, quiet=True).items():
-            for seed, run in seeds.items():
-                scores.setdefault(row, {}).setdefault(seed, run)
-        write_results(path, args, scores, teacher_sha)
 
 
 def main():
@@ -259,7 +169,16 @@ def main():
     parser.add_argument('--name', default=None, help='JSON name (default: '
                         'unlabeled_ablation, or unlabeled_ablation_tune with --split tune)')
     parser.add_argument('--results', default=str(RESULTS), help='where the JSON goes')
+    parser.add_argument('--table', action='store_true', help='only remake the table from the '
+                        'recorded JSON (every run it holds, whatever its teacher)')
     args = parser.parse_args()
+    name = args.name or ('unlabeled_ablation' + ('_tune' if args.split == 'tune' else ''))
+    path = Path(args.results) / f'{name}.json'
+    if args.table:
+        recorded = json.loads(path.read_text())['rows']
+        emit(name + '_table', summarize({row: e['seeds'] for row, e in recorded.items()}),
+             COLUMNS, args.results)
+        return
     stop_runs_on_sigterm()
     rows = args.rows.split(',')
     unknown = set(rows) - set(ROWS)
@@ -276,10 +195,8 @@ def main():
     planned = [(row, str(seed)) + command(row, seed, args, out) for row in rows
                for seed in range(args.seeds or ROWS[row][3])]
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
-    name = args.name or ('unlabeled_ablation' + ('_tune' if args.split == 'tune' else ''))
-    path = Path(args.results) / f'{name}.json'
-    path.parent.mkdir(parents=True, exist_ok=True)
     teacher_sha = file_sha256(args.teacher)
+    book = ledger(path, args, out, teacher_sha)
     # Every view rendered up front on all cores: on a fresh machine a run on 400 unlabeled
     # streets would otherwise render nearly every frame it draws inside a training step.
     began = time.monotonic()
@@ -287,7 +204,7 @@ def main():
                                  eval_split=args.split, workers=os.cpu_count() or 1)
     print(f'render cache: {rendered} frames rendered in {time.monotonic() - began:.0f} s')
     scores = {row: {} for row in rows}
-    scores.update(recorded_runs(path, args, out, teacher_sha))
+    scores.update(book.kept())
     if not scores.get('teacher'):
         teacher = score(args.teacher, out / 'teacher.json', args.config, shared)
         scores['teacher'] = {'0': {k: teacher[k] for k in KEEP}}
@@ -305,14 +222,12 @@ def main():
             run['teacher_sha256'] = teacher_sha
         with lock:   # every finished run goes into the JSON at once: a killed session keeps it
             scores[row][seed] = run
-            record(path, args, out, scores, teacher_sha)
+            book.record(scores)
 
-    record(path, args, out, scores, teacher_sha)
+    book.record(scores)
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(train, planned))
-    columns = ['row', 'seeds', 'miou', 'miou - A (95% CI)', 'tc', 'tc - A (95% CI)', 'flicker',
-               'flicker - A (95% CI)', *THIN]
-    emit(name + '_table', summarize(in_order(scores)), columns, args.results)
+    emit(name + '_table', summarize(book.in_order(scores)), COLUMNS, args.results)
     print(f'wrote {path}\n\nEach run alone:')
     for row, seed, _, cmd in planned:
         print(f'{row}, seed {seed}: {shown(cmd)}')

@@ -64,9 +64,9 @@ def test_a_row_with_one_paired_seed_gets_its_difference_and_no_interval():
 
 
 def _recorded(tmp_path, args, rows, teacher_sha='t1'):
-    from experiments.unlabeled_ablation import write_results
+    from experiments.unlabeled_ablation import ledger
     path = tmp_path / 'protocol.json'
-    write_results(path, args, rows, teacher_sha)
+    ledger(path, args, tmp_path / 'runs', teacher_sha).write(rows)
     return path
 
 
@@ -103,7 +103,7 @@ def test_recorded_runs_are_kept_only_with_the_same_command_and_teacher(tmp_path)
 
 def test_two_processes_recording_into_one_json_keep_each_others_runs(tmp_path):
     from experiments.runs import shown
-    from experiments.unlabeled_ablation import command, record
+    from experiments.unlabeled_ablation import command, ledger
     args, out = _args(), tmp_path / 'runs'
 
     def run(row, seed):
@@ -111,14 +111,15 @@ def test_two_processes_recording_into_one_json_keep_each_others_runs(tmp_path):
         return entry | ({'teacher_sha256': 't1'} if row != 'A' else {})
 
     path = tmp_path / 'protocol.json'
+    book = ledger(path, args, out, 't1')
     # One process (--rows A) started before the other (--rows D) finished anything.
     first, second = {'A': {}}, {'D': {}}
     first['A']['0'] = run('A', 0)
-    record(path, args, out, first, 't1')
+    book.record(first)
     second['D']['0'] = run('D', 0)
-    record(path, args, out, second, 't1')
+    book.record(second)
     first['A']['1'] = run('A', 1)
-    record(path, args, out, first, 't1')
+    book.record(first)
     rows = json.loads(path.read_text())['rows']
     assert rows == {'A': {'seeds': {'0': run('A', 0), '1': run('A', 1)}},
                     'D': {'seeds': {'0': run('D', 0)}}}
@@ -138,7 +139,8 @@ def test_a_missing_teacher_stops_with_the_commands_that_restore_or_train_it(tmp_
 
 
 def test_the_restore_command_gives_the_teacher_the_recorded_runs_name(tmp_path):
-    from experiments.unlabeled_ablation import file_sha256, RESULTS, TEACHER_HISTORY
+    from experiments.ledger import file_sha256
+    from experiments.unlabeled_ablation import RESULTS, TEACHER_HISTORY
     blob = subprocess.run(['git', 'show', TEACHER_HISTORY], cwd=ROOT, capture_output=True)
     if blob.returncode != 0:
         pytest.skip(f'{TEACHER_HISTORY} is not in this clone (shallow?)')
@@ -185,3 +187,19 @@ def test_sigterm_to_an_experiment_stops_the_run_it_started(tmp_path):
         experiment.kill()
         if _alive(run_pid):
             os.kill(run_pid, signal.SIGKILL)
+
+
+def test_the_table_is_remade_from_the_recorded_json_alone(tmp_path):
+    from experiments.unlabeled_ablation import RESULTS
+    res = subprocess.run([sys.executable, '-m', 'experiments.unlabeled_ablation', '--table',
+                          '--results', str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0 and 'unlabeled_ablation.json' in res.stderr   # nothing there
+    (tmp_path / 'unlabeled_ablation.json').write_text(
+        (RESULTS / 'unlabeled_ablation.json').read_text())
+    res = subprocess.run([sys.executable, '-m', 'experiments.unlabeled_ablation', '--table',
+                          '--results', str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = json.loads((tmp_path / 'unlabeled_ablation_table.json').read_text())['rows']
+    by_row = {r['row']: r for r in table}
+    assert by_row['D']['miou - A (95% CI)'] == '+0.0132 [+0.0081, +0.0182] n=5'
+    assert by_row['D']['flicker - A (95% CI)'] == '-0.0084 [-0.0095, -0.0074] n=5'
