@@ -20,8 +20,8 @@ from pathlib import Path
 import tempfile
 import time
 
-from node_bench import (camera_frames, model_file, percentiles_ms, start_segment_node,
-                        use_private_domain)
+from node_bench import (bench_node, camera_frames, model_file, percentiles_ms,
+                        start_segment_node, use_private_domain)
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from report import card, emit
@@ -127,20 +127,15 @@ def main():
     size = tuple(int(v) for v in args.input_size.split('x'))
     model = model_file(args.model, tmp.name, size)
     frames = camera_frames()
-    rclpy.init()
-    node = rclpy.create_node('multi_camera_bench')
     rows = []
-    try:
+    with bench_node('multi_camera_bench') as node:
         for cameras in [int(c) for c in args.cameras.split(',')]:
             for batched in (None, 'threads', 'workers'):
                 r = run_case(node, model, frames, cameras, batched, args.rate, args.seconds,
                              args.device)
                 rows.append(r)
                 print(r, flush=True)
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
-        tmp.cleanup()
+    tmp.cleanup()
     separate_of = {r['cameras']: r for r in rows if not r['nodes'].startswith('one')}
     for r in rows:
         separate = separate_of.get(r['cameras'])

@@ -1,5 +1,6 @@
 """Shared by the node benchmarks: the DDS environment, the node, the frames, the model file."""
 
+from contextlib import contextmanager
 import os
 from pathlib import Path
 import random
@@ -8,6 +9,7 @@ import sys
 
 import numpy as np
 from random_model import random_model_file
+import rclpy
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,3 +49,15 @@ def percentiles_ms(values) -> dict:
         return {'p50_ms': float('nan'), 'p95_ms': float('nan')}
     p50, p95 = np.percentile(values, [50, 95])
     return {'p50_ms': float(p50), 'p95_ms': float(p95)}
+
+
+@contextmanager
+def bench_node(name: str):
+    """Start rclpy and the benchmark's own node; shut both down however the block ends."""
+    rclpy.init()
+    node = rclpy.create_node(name)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()

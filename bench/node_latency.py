@@ -21,8 +21,8 @@ import statistics
 import tempfile
 import time
 
-from node_bench import (camera_frames, model_file, percentiles_ms, start_segment_node,
-                        use_private_domain)
+from node_bench import (bench_node, camera_frames, model_file, percentiles_ms,
+                        start_segment_node, use_private_domain)
 import numpy as np
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -114,10 +114,8 @@ def main():
     tmp = tempfile.TemporaryDirectory()
     model = model_file(args.model, tmp.name)
     frames = camera_frames()
-    rclpy.init()
-    node = rclpy.create_node('node_latency_bench')
     rows = []
-    try:
+    with bench_node('node_latency_bench') as node:
         for setup in args.setups.split(','):
             threads, workers = (int(v) for v in setup.split('x'))
             seg = Segmenter(model, threads=threads, device=args.device)
@@ -141,10 +139,7 @@ def main():
                     if buffer == 1 and load >= 1 else ''
                 rows.append(r)
                 print(r, flush=True)
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
-        tmp.cleanup()
+    tmp.cleanup()
     emit('node_latency', rows, ['device', 'threads', 'workers', 'buffer', 'load', 'rate_hz',
                                 'model_ms', 'e2e_p50_ms', 'e2e_p95_ms', 'target_ms', 'target',
                                 'sent', 'received', 'throughput_hz', 'node_cpu_ms_per_mask',
