@@ -13,7 +13,7 @@ Protocol, fixed before the runs:
 - Cost: seconds per frame of the labeling loop (reading the frame, the teacher's passes, the
   flow, writing the PNGs), all rows one after another in one process on one machine, after
   the frames and the exact flow are rendered into the render cache (so no row pays for the
-  renderer). The machine's load average is recorded beside each row.
+  renderer), with one torch thread. The machine's load average is recorded beside each row.
 - Rows: one pass at the training size; + flip; scales 0.75/1/1.25/1.5; the same + flip; one
   pass at 1.5x; fusion of t-1..t+1 and of t-2..t+2 along DIS flow (forward-backward check);
   the same two along the world's exact flow (photometric check): ORACLES, reported and never
@@ -43,6 +43,7 @@ from stkd_ros.commands.label import label
 from stkd_ros.config import load_config
 from stkd_ros.labeling.identity import file_sha256
 from stkd_ros.labeling.sources import synthetic_unlabeled
+import torch
 
 CONFIG = 'config/distill/synthetic_video.yaml'
 TEACHER = 'runs/teacher4k/model.safetensors'
@@ -151,7 +152,11 @@ def main():
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--out', default='runs/label_quality')
     parser.add_argument('--results', default='experiments/results')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads (1: two threads on a shared 2-core machine ran '
+                        'the teacher 5-10x slower than one)')
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if not Path(args.teacher).is_file():
         raise SystemExit(f'teacher not found: {args.teacher}; restore it with: mkdir -p '
                          f'runs/teacher4k && git show c94640f:experiments/teachers/'
@@ -197,6 +202,7 @@ def write(path: Path, args, rows: dict, teacher_sha: str, chosen):
     path.write_text(json.dumps({
         'experiment': 'label_quality', 'config': args.config, 'teacher': args.teacher,
         'teacher_sha256': teacher_sha, 'streets': args.streets, 'device': args.device,
+        'threads': args.threads,
         'commit': commit, 'machine': machine(), 'rule': f'highest non-oracle label mIoU; '
         f'within {MARGIN} of it, the fewest seconds per frame', 'default': chosen,
         'rows': rows}, indent=1) + '\n')
