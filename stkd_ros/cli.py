@@ -44,6 +44,25 @@ def _cmd_distill(args):
           f'TC {metrics.get("tc", 0):.4f}  flicker {metrics.get("flicker", 0):.4f}')
 
 
+def _cmd_label(args):
+    from stkd_ros.commands.label import label
+    from stkd_ros.labeling.quality import quality_table
+    r = label(args.config, args.teacher, args.out, bags=args.bag, topic=args.topic,
+              shard=args.shard, device=args.device, overrides=args.set)
+    speed = (f', {r["seconds_per_frame"]:.3f} s/frame on {r["device"]}'
+             if r['frames_labeled'] else '')
+    print(f'label: {r["frames_labeled"]} frames labeled into {r["store"]} (shard '
+          f'{r["shard"][0]}/{r["shard"][1]}{speed})'
+          + ('; ORACLE: fused along the exact flow' if r['oracle'] else ''))
+    if r['missing']:
+        print(f'store incomplete: {r["missing"]} of {r["frames"]} frames to label (other '
+              f'shards, or run again to resume)')
+    elif r.get('quality'):
+        print('\n'.join(quality_table(r['quality'])))
+    else:
+        print(f'store complete: {r["frames"]} frames (no ground truth to score them against)')
+
+
 def _cmd_evaluate(args):
     from stkd_ros.training.commands import evaluate_model
     r = evaluate_model(args.model or args.onnx, args.config, args.json, args.set,
@@ -132,6 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--unlabeled-topic', default=None, metavar='TOPIC',
                    help='the image topic (Image or CompressedImage) of the unlabeled bags')
     p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser('label', help='the teacher labels unlabeled video once, into a label '
+                       'store (PNG per frame + manifest)')
+    p.add_argument('--config', required=True, help='YAML config: its unlabeled video and its '
+                   'label section')
+    p.add_argument('--teacher', required=True, help='the teacher model file')
+    p.add_argument('--out', required=True, help='the label store (resumes if it has frames)')
+    p.add_argument('--bag', action='append', default=[], metavar='PATH',
+                   help='a recorded drive to label too (ROS 2 MCAP or sqlite3, or ROS 1 bag); '
+                   'repeatable')
+    p.add_argument('--topic', default=None, help='the image topic of the bags')
+    p.add_argument('--shard', default='0/1', metavar='I/N',
+                   help='label sequences i with i %% N == I (several machines, one store)')
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='override a config key, e.g. label.flip=true (repeatable)')
+    p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser('evaluate', help='mIoU, TC, flicker and speed of a model file')
     which = p.add_mutually_exclusive_group(required=True)

@@ -218,6 +218,40 @@ class EvalConfig:
 
 
 @dataclass
+class LabelConfig:
+    """
+    How `stkd label` has the teacher label unlabeled video (stkd_ros/labeling).
+
+    Test-time augmentation: one pass per scale of the model's input size, each also
+    mirrored with ``flip``; their softmax probabilities are averaged at the frame's size.
+    Temporal fusion: frame t's probabilities averaged with those of frames t-r..t+r warped
+    to t along the flow, where the flow passes the forward-backward occlusion check.
+    ``fusion_flow: ground_truth`` is the synthetic world's exact flow (with a photometric
+    check): an oracle, for measurement only, and the store says so.
+    """
+
+    #: Flow that fusion may use (not a field): ground_truth is the synthetic world's, an oracle.
+    FLOWS = ('dis', 'raft', 'ground_truth')
+
+    scales: List[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    fusion_radius: int = 0                  # r neighbours each side; 0 switches fusion off
+    fusion_flow: str = 'dis'                # dis | raft | ground_truth (oracle)
+    fusion_flow_args: Dict[str, Any] = field(default_factory=dict)   # e.g. RAFT's weights
+
+    def __post_init__(self):
+        if not self.scales or min(self.scales) <= 0 or len(set(self.scales)) != len(self.scales):
+            raise ConfigError(f'config: label.scales: expected distinct scales above 0, got '
+                              f'{self.scales}')
+        if self.fusion_radius < 0:
+            raise ConfigError(f'config: label.fusion_radius: expected 0 (off) or more frames, '
+                              f'got {self.fusion_radius}')
+        if self.fusion_flow not in self.FLOWS:
+            raise ConfigError(f'config: label.fusion_flow: expected one of '
+                              f'{", ".join(self.FLOWS)}, got {self.fusion_flow!r}')
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: ModelConfig = field(default_factory=lambda: ModelConfig('teacher',
@@ -226,6 +260,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)

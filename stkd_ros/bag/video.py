@@ -90,7 +90,28 @@ class BagVideo:
         gap = self.gap.sample()
         frames = np.array(self._frames[index:index + (self.clip_length - 1) * gap + 1:gap])
         labels = np.full(frames.shape[:3], IGNORE_INDEX, np.uint8)
-        return Clip(frames, labels, None, name=f'{self.name}_{index:06d}', gap=gap)
+        times = tuple(index + i * gap for i in range(len(frames)))
+        return Clip(frames, labels, None, name=f'{self.name}_{index:06d}', gap=gap,
+                    sequence=self.name, times=times)
+
+    def list_sequences(self) -> list:
+        """Return the drive as one sequence: [(name, frame count)]."""
+        return [(self.name, self.count)]
+
+    def sequence_size(self, sequence: str) -> tuple:
+        self._check(sequence)
+        return tuple(int(n) for n in np.load(self.path, mmap_mode='r').shape[1:3])
+
+    def sequence_frame(self, sequence: str, t: int):
+        """Frame ``t`` of the drive and its ground truth (None: a drive has none)."""
+        self._check(sequence)
+        if self._frames is None:
+            self._frames = np.load(self.path, mmap_mode='r')
+        return np.array(self._frames[t]), None
+
+    def _check(self, sequence: str):
+        if sequence != self.name:
+            raise BagError(f'{self.name}: no sequence named {sequence!r}')
 
     def __getstate__(self):
         return {**self.__dict__, '_frames': None}

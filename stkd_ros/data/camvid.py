@@ -149,4 +149,22 @@ def camvid_video(root, *, gap=1, clip_length: int = 2) -> UnlabeledVideo:
     for seq in sorted(d for d in videos.iterdir() if d.is_dir() and d.name not in held_out):
         frames = [p for p in seq.glob('*.png') if _NAME.match(p.stem)]
         runs += consecutive_runs(frames, frame_number)
-    return UnlabeledVideo(runs, gap=gap, clip_length=clip_length, name='CamVid unlabeled video')
+    return UnlabeledVideo(runs, gap=gap, clip_length=clip_length, name='CamVid unlabeled video',
+                          truth=_training_annotation(root))
+
+
+def _training_annotation(root: Path):
+    """Return a function: a video frame -> its training annotation (11 classes), or None."""
+    colors = root / 'label_colors.txt'
+    table = read_label_colors(colors) if colors.is_file() else None
+
+    def truth(frame: Path):
+        annot = root / 'trainannot' / f'{frame.stem}.png'
+        if annot.is_file():
+            label = read_label(annot)
+            return np.where(label >= VOID_11, IGNORE_INDEX, label).astype(np.uint8)
+        full = root / 'LabeledApproved_full' / f'{frame.stem}_L.png'
+        if table is not None and full.is_file():
+            return color_label_to_11(read_rgb(full), table)
+        return None
+    return truth

@@ -102,4 +102,21 @@ def cityscapes_video(root, *, gap=1, clip_length: int = 2) -> UnlabeledVideo:
     if extra.is_dir():
         runs += [[path] for path in sorted(extra.glob('*/*_leftImg8bit.png'))]
     return UnlabeledVideo(runs, gap=gap, clip_length=clip_length,
-                          name='Cityscapes unlabeled video')
+                          name='Cityscapes unlabeled video', sequence_name=_run_name,
+                          truth=_fine_annotation(root))
+
+
+def _run_name(run) -> str:
+    """Name a run by its first frame: ``{city}_{seq}_{frame}``."""
+    return run[0].name[:-len('_leftImg8bit.png')]
+
+
+def _fine_annotation(root: Path):
+    """Return a function: a sequence frame -> its fine trainIds (the 20th of each snippet)."""
+    def truth(frame: Path):
+        if frame.parent.parent.parent.name != 'leftImg8bit_sequence':
+            return None    # train_extra: coarse annotations only, not scored
+        stem = frame.name[:-len('_leftImg8bit.png')]
+        label = root / 'gtFine' / 'train' / frame.parent.name / f'{stem}_gtFine_labelIds.png'
+        return LABEL_ID_TO_TRAIN_ID[read_label(label)] if label.is_file() else None
+    return truth

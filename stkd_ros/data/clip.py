@@ -24,6 +24,10 @@ class Clip:
     gap: int = 1                      # frames between consecutive clip frames
     valid: Optional[np.ndarray] = None   # (H, W) bool: False on padding added by a crop
     visible: Optional[np.ndarray] = None   # (H, W) bool: frame 0's pixels frame 1 shows too
+    # Where the frames came from, for unlabeled video: the sequence's name and each frame's
+    # index in it, as a label store (stkd_ros.labeling) names them; empty where unknown.
+    sequence: str = ''
+    times: Tuple[int, ...] = ()
 
     def __post_init__(self):
         t, h, w = self.frames.shape[:3]
@@ -33,6 +37,9 @@ class Clip:
         if self.valid is not None and self.valid.shape != (h, w):
             raise InputError(f'clip {self.name!r}: valid mask {self.valid.shape} does not '
                              f'match frames {self.frames.shape}')
+        if self.times and len(self.times) != t:
+            raise InputError(f'clip {self.name!r}: {len(self.times)} frame indices for {t} '
+                             f'frames')
         if self.flows is not None and self.flows.shape != (t - 1, h, w, 2):
             raise InputError(f'clip {self.name!r}: flows {self.flows.shape} do not match '
                              f'frames {self.frames.shape}')

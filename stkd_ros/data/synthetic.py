@@ -101,7 +101,12 @@ class SyntheticWorld:
                 flows.append(flow)
         return Clip(np.stack(frames), np.stack(labels), np.stack(flows) if flows else
                     np.zeros((0,) + labels[0].shape + (2,), np.float32),
-                    name=f'synthetic_{self.config.seed}_{index:05d}_{start:03d}', gap=gap)
+                    name=f'{self.sequence_name(index)}_{start:03d}', gap=gap,
+                    sequence=self.sequence_name(index), times=tuple(times))
+
+    def sequence_name(self, index: int) -> str:
+        """Name street ``index`` by the world's seed (a split's own) and the street's index."""
+        return f'synthetic_{self.config.seed}_{index:05d}'
 
 
 class SyntheticClips:
@@ -197,6 +202,39 @@ class SyntheticClips:
             for gap in gaps:
                 starts = self._fixed_starts(gap) if held_out else self._random_starts(gap)
                 yield from ((index, start, gap) for start in sorted(set(starts)))
+
+    def list_sequences(self) -> list:
+        """Every street of the split as (sequence name, frame count), in street order."""
+        return [(self.world.sequence_name(i), self.world.config.frames)
+                for i in range(self.clips)]
+
+    def sequence_size(self, sequence: str) -> tuple:
+        """Frame size (height, width) of a sequence: one for the whole world."""
+        self._street(sequence)
+        return self.world.config.height, self.world.config.width
+
+    def sequence_frame(self, sequence: str, t: int):
+        """
+        Frame ``t`` of a street and its ground truth: (RGB uint8, labels uint8).
+
+        The truth is the world's, also on the never-labeled split: what training does not
+        see, label quality can still be scored against.
+        """
+        image, label, _ = self.world.frame(self._street(sequence), t)
+        return image, label
+
+    def exact_flow(self, sequence: str, t: int, to: int) -> np.ndarray:
+        """Return the exact flow (H, W, 2) from frame ``t`` of a street to frame ``to``."""
+        return self.world.frame(self._street(sequence), t, to)[2]
+
+    def _street(self, sequence: str) -> int:
+        """Return the street index that ``sequence`` names (an error if none of this split)."""
+        index = sequence.rpartition('_')[2]
+        if (index.isdigit() and int(index) < self.clips
+                and self.world.sequence_name(int(index)) == sequence):
+            return int(index)
+        raise InputError(f'{sequence!r} is not a street of the synthetic {self.split} split '
+                         f'({self.clips} streets, {self.world.sequence_name(0)} ...)')
 
     def labeled(self, t: int) -> bool:
         """Whether frame ``t`` of a training clip keeps its label (none of an unlabeled one)."""

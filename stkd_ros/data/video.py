@@ -2,8 +2,10 @@
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List
+import struct
+from typing import Callable, List, Optional
 
+import cv2
 import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.clip import Clip, FrameGap
@@ -78,10 +80,15 @@ class UnlabeledVideo:
     ``sequences`` are lists of frame files in time order; a clip starts at every frame that
     leaves room for the largest gap. Labels are 255 everywhere: these frames teach through
     the teacher and the video's own consistency.
+
+    Each run is a sequence named by ``sequence_name(run)`` (default: its first frame's file
+    stem); ``truth(path)`` gives a frame's annotation where the dataset has one (else None),
+    for scoring labels made from the video (``stkd label``), never for training.
     """
 
     def __init__(self, sequences: List[List[Path]], *, gap=1, clip_length: int = 2,
-                 name: str = ''):
+                 name: str = '', sequence_name: Callable[[List[Path]], str] = None,
+                 truth: Callable[[Path], Optional[np.ndarray]] = None):
         self.gap, self.clip_length, self.name = FrameGap(gap), clip_length, name
         reach = (clip_length - 1) * self.gap.high
         self.sequences = [s for s in sequences if len(s) > reach]
@@ -89,6 +96,9 @@ class UnlabeledVideo:
         if not self.starts:
             raise FileNotFoundError(f'{name}: no run of video frames holds a clip of '
                                     f'{clip_length} frames {self.gap.high} apart')
+        self.names = [(sequence_name or _first_stem)(s) for s in self.sequences]
+        self._index = {n: i for i, n in enumerate(self.names)}
+        self._truth = truth
 
     def __len__(self):
         return len(self.starts)
@@ -99,7 +109,50 @@ class UnlabeledVideo:
         paths = self.sequences[seq][start:start + (self.clip_length - 1) * gap + 1:gap]
         frames = np.stack([read_rgb(p) for p in paths])
         labels = np.full(frames.shape[:3], IGNORE_INDEX, np.uint8)
-        return Clip(frames, labels, None, name=paths[0].stem, gap=gap)
+        times = tuple(start + i * gap for i in range(len(paths)))
+        return Clip(frames, labels, None, name=paths[0].stem, gap=gap,
+                    sequence=self.names[seq], times=times)
+
+    def list_sequences(self) -> list:
+        """Every run as (sequence name, frame count), in order."""
+        return [(n, len(s)) for n, s in zip(self.names, self.sequences)]
+
+    def sequence_size(self, sequence: str) -> tuple:
+        """Frame size (height, width) of a sequence, from its first frame's header."""
+        return image_size(self._run(sequence)[0])
+
+    def sequence_frame(self, sequence: str, t: int):
+        """Frame ``t`` of a sequence and its annotation where one exists: (RGB, labels or None)."""
+        run = self._run(sequence)
+        if not 0 <= t < len(run):
+            raise IndexError(f'{self.name}: sequence {sequence} has no frame {t} (it has '
+                             f'{len(run)})')
+        frame = read_rgb(run[t])
+        truth = self._truth(run[t]) if self._truth is not None else None
+        if truth is not None and truth.shape != frame.shape[:2]:
+            # Annotations at another size than the video (CamVid's SegNet files are 480x360,
+            # its video 960x720): resized by nearest neighbour, so ids are never mixed.
+            truth = cv2.resize(truth, frame.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        return frame, truth
+
+    def _run(self, sequence: str) -> List[Path]:
+        if sequence not in self._index:
+            raise InputError(f'{self.name}: no sequence named {sequence!r}')
+        return self.sequences[self._index[sequence]]
+
+
+def _first_stem(run: List[Path]) -> str:
+    return run[0].stem
+
+
+def image_size(path: Path) -> tuple:
+    """(height, width) of an image file: a PNG's from its header alone, others decoded."""
+    with open(path, 'rb') as f:
+        head = f.read(24)
+    if head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR':
+        width, height = struct.unpack('>II', head[16:24])
+        return int(height), int(width)
+    return read_rgb(path).shape[:2]
 
 
 def consecutive_runs(paths: List[Path], frame_number: Callable[[Path], int]) -> List[List[Path]]:

@@ -1,0 +1,80 @@
+"""
+What a label store was made from, as strings a later run compares before it trusts the store.
+
+The teacher is named by its file's SHA-256. The video source by a string that tells worlds,
+datasets and drives apart: the synthetic world's settings, renderer version and split seed;
+a dataset's folder name and frame count; a bag's name, topic and frame count.
+"""
+
+import hashlib
+from pathlib import Path
+from typing import Iterable, Optional
+
+from stkd_ros.errors import InputError
+
+#: What a store made from the synthetic world's labels (not a teacher) names as its teacher.
+GROUND_TRUTH = 'ground_truth'
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes, read in chunks (teacher files are tens of megabytes)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_identity(data_cfg, bags: Iterable = (), topic: Optional[str] = None) -> str:
+    """
+    Name the unlabeled video of ``data_cfg`` (a DataConfig) and of ``bags``, as stores do.
+
+    The parts follow the order in which `stkd label` walks them: the synthetic world's
+    never-labeled streets, the dataset's video (``data.unlabeled_video``), then the bags of
+    ``data.unlabeled_bags`` followed by ``bags`` not already among them. The number of
+    synthetic streets is left out: a store of the first streets of a world serves a run that
+    uses as many or fewer, and the manifest lists which streets it holds.
+    """
+    parts = []
+    if data_cfg.dataset == 'synthetic' and data_cfg.synthetic.unlabeled_clips:
+        parts.append(_synthetic(data_cfg.synthetic))
+    if data_cfg.unlabeled_video and data_cfg.dataset in ('camvid', 'cityscapes'):
+        parts.append(_dataset_video(data_cfg))
+    every_bag = list(data_cfg.unlabeled_bags)
+    every_bag += [str(b) for b in bags if str(b) not in every_bag]
+    topic = topic or data_cfg.unlabeled_topic
+    parts += [_bag(bag, topic) for bag in every_bag]
+    if not parts:
+        raise InputError('the config has no unlabeled video: set data.synthetic.unlabeled_clips '
+                         '(synthetic), data.unlabeled_video: true (camvid, cityscapes), or give '
+                         'bags and their image topic')
+    return ' + '.join(parts)
+
+
+def _synthetic(s) -> str:
+    from stkd_ros.data.render_cache import RENDER_VERSION
+    from stkd_ros.data.synthetic import SyntheticClips
+    split_seed = s.seed + SyntheticClips.SPLIT_SEED['unlabeled']
+    return (f'synthetic(render=v{RENDER_VERSION},height={s.height},width={s.width},'
+            f'frames={s.frames},difficulty={s.difficulty},seed={s.seed},split=unlabeled,'
+            f'split_seed={split_seed})')
+
+
+def _dataset_video(data_cfg) -> str:
+    if data_cfg.root is None:
+        raise InputError(f'data.root must name the {data_cfg.dataset} directory')
+    if data_cfg.dataset == 'camvid':
+        from stkd_ros.data.camvid import camvid_video as video
+    else:
+        from stkd_ros.data.cityscapes import cityscapes_video as video
+    frames = sum(n for _, n in video(data_cfg.root, clip_length=1).list_sequences())
+    return f'{data_cfg.dataset}_video(root={Path(data_cfg.root).resolve().name},frames={frames})'
+
+
+def _bag(bag, topic: Optional[str]) -> str:
+    from stkd_ros.bag.reader import connections_for, open_bag
+    if not topic:
+        raise InputError(f'bag {bag}: name the image topic to read from it')
+    with open_bag(bag) as reader:
+        frames = sum(c.msgcount for c in connections_for(reader, [topic]))
+    return f'bag(name={Path(bag).name},topic={topic},frames={frames})'

@@ -1,0 +1,56 @@
+"""
+One sequence labeled frame by frame: teacher passes and flow kept in a sliding window.
+
+Frame t needs the probabilities of frames t-r..t+r and the flow between t and each of them.
+The window keeps both while they can still be used, so each frame goes through the teacher
+once per sequence and each pair's flow is estimated once (both ways), however many frames
+fuse it. Frames already in the store are skipped; their neighbours are still computed where
+a frame to do needs them.
+"""
+
+from typing import Iterable, Iterator, Tuple
+
+import numpy as np
+from stkd_ros.labeling.fusion import fuse
+from stkd_ros.labeling.passes import TeacherPasses
+from stkd_ros.labeling.sources import Sequence
+import torch
+
+
+def label_sequence(sequence: Sequence, teacher: TeacherPasses, todo: Iterable[int], *,
+                   radius: int = 0, links=None) -> Iterator[Tuple[int, torch.Tensor]]:
+    """
+    Yield (t, fused probabilities (K, H, W)) for each frame t of ``todo``, in time order.
+
+    ``links`` (fusion.EstimatedLinks or ExactLinks) gives the flow between frames; it is
+    needed when ``radius`` > 0.
+    """
+    last = sequence.frames - 1
+    frames, probs, flows = {}, {}, {}
+    for t in sorted(set(todo)):
+        lo, hi = max(0, t - radius), min(last, t + radius)
+        for cache in (frames, probs):
+            for s in [s for s in cache if s < lo]:
+                del cache[s]
+        for pair in [p for p in flows if min(p) < lo]:
+            del flows[pair]
+        for s in range(lo, hi + 1):
+            if s not in probs:
+                frames[s] = sequence.read(s)[0]
+                probs[s] = teacher.probabilities(frames[s])
+        neighbours = []
+        for s in range(lo, hi + 1):
+            if s == t:
+                continue
+            if (t, s) not in flows:
+                flows[(t, s)], flows[(s, t)] = links.both_ways(sequence, t, s, frames[t],
+                                                               frames[s])
+            neighbours.append((probs[s], flows[(t, s)]))
+        yield t, fuse(probs[t], neighbours) if neighbours else probs[t]
+
+
+def hard_labels(probs: torch.Tensor):
+    """(K, H, W) probabilities -> (classes, confidence x 255), both (H, W) uint8 numpy."""
+    confidence, classes = probs.max(0)
+    confidence = (confidence * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return classes.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy().astype(np.uint8)
