@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 import shlex
 import signal
 import subprocess
@@ -64,3 +65,26 @@ def score(model, evaluation, config, shared, threads=None) -> dict:
 def shown(cmd) -> str:
     """Return ``cmd`` as a user types it: `stkd ...`."""
     return shlex.join(['stkd'] + cmd[len(STKD):])
+
+
+def provenance(threads=None) -> dict:
+    """
+    Return what a run's figures depend on besides its command.
+
+    The code's commit (``+dirty`` with uncommitted changes to the package or the configs), the
+    torch version and the torch threads it trains with.
+    """
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        done = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git('rev-parse', '--short=12', 'HEAD')
+    if commit and git('status', '--porcelain', '--untracked-files=no', '--', 'stkd_ros',
+                      'config'):
+        commit += '+dirty'
+    import torch
+    return {'commit': commit, 'torch': torch.__version__,
+            'threads': threads or int(os.environ.get('OMP_NUM_THREADS', 0))
+            or torch.get_num_threads()}

@@ -39,6 +39,8 @@ def _cmd_distill(args):
         sets.append(f'data.unlabeled_bags={json.dumps(args.unlabeled_bag)}')
     if args.unlabeled_topic:
         sets.append(f'data.unlabeled_topic={json.dumps(args.unlabeled_topic)}')
+    if args.labels:
+        sets.append(f'data.labels={json.dumps(args.labels)}')
     metrics = distill(args.config, args.teacher, args.out, args.steps, sets)
     print(f'distill: {args.out}/model.safetensors  mIoU {metrics.get("miou", 0):.4f}  '
           f'TC {metrics.get("tc", 0):.4f}  flicker {metrics.get("flicker", 0):.4f}')
@@ -150,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                    'without labels; repeatable')
     p.add_argument('--unlabeled-topic', default=None, metavar='TOPIC',
                    help='the image topic (Image or CompressedImage) of the unlabeled bags')
+    p.add_argument('--labels', default=None, metavar='STORE',
+                   help='a label store of the unlabeled video (stkd label): its classes teach '
+                   'the unlabeled frames, with no teacher pass in the step')
     p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser('label', help='the teacher labels unlabeled video once, into a label '

@@ -45,6 +45,7 @@ class SyntheticDataConfig(SyntheticConfig):
 DATASETS = ('synthetic', 'camvid', 'cityscapes')
 OPTIMIZERS = ('sgd', 'adamw')
 SPLITS = ('val', 'tune')
+TEMPORAL_GATES = ('none', 'confidence', 'agreement')
 
 
 @dataclass
@@ -66,6 +67,7 @@ class DataConfig:
     unlabeled_bags: List[str] = field(default_factory=list)
     unlabeled_topic: Optional[str] = None
     unlabeled_ratio: float = 1.0            # unlabeled pairs per labeled pair in a batch
+    labels: Optional[str] = None            # a label store (stkd label) of the unlabeled video
     frame_cache: Optional[str] = None       # decoded bag frames; default: <out>/frame_cache
 
     def __post_init__(self):
@@ -183,6 +185,13 @@ class DistillConfig:
 
     weights: DistillWeights = field(default_factory=DistillWeights)
     temperature: float = 1.0                # softening of pixel-wise KD
+    # With a label store (data.labels): store classes below this confidence teach nothing.
+    pseudo_label_confidence: float = 0.0
+    # Where the temporal term pulls: everywhere visible (none), or only where a label store
+    # is at least gate_confidence sure of frame t (confidence) or its classes of t and t+k
+    # agree along the flow (agreement).
+    temporal_gate: str = 'none'
+    gate_confidence: float = 0.9
     grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     flow: DistillFlowConfig = field(default_factory=DistillFlowConfig)
@@ -191,6 +200,11 @@ class DistillConfig:
         if not self.temperature > 0:
             raise ConfigError(f'config: distill.temperature: expected a value above 0, got '
                               f'{self.temperature}')
+        _one_of('distill.temporal_gate', self.temporal_gate, TEMPORAL_GATES, 'gate')
+        for key in ('pseudo_label_confidence', 'gate_confidence'):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f'config: distill.{key}: expected a confidence in [0, 1], '
+                                  f'got {getattr(self, key)}')
         if len(self.grid) != 2 or min(self.grid) < 1:
             raise ConfigError(f'config: distill.grid: expected two node counts [h, w] of 1 or '
                               f'more, got {self.grid}')

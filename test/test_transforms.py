@@ -67,3 +67,19 @@ def test_presets_return_normalized_tensors():
     ev = eval_transforms(size=(10, 15))(_clip())
     assert ev['frames'].shape == (2, 3, 10, 15)
     np.testing.assert_allclose(ev['flows'][0, 0].numpy(), 1.0, atol=1e-5)
+
+
+def test_a_label_stores_classes_and_confidence_move_with_the_frames():
+    random.seed(4)
+    clip = _clip()
+    clip.targets = clip.labels.copy()
+    clip.confidence = (clip.frames[..., 0] * 8).astype(np.uint8)   # 8 x the column index
+    out = train_transforms(crop_size=(25, 28), scale_range=(1.3, 1.3))(clip)
+    image = out['valid']
+    np.testing.assert_array_equal(out['targets'][:, image], out['labels'][:, image])
+    assert (out['targets'][:, ~image] == 255).all() and (out['confidence'][:, ~image] == 0).all()
+    # Confidence follows the frame: nearest resize of 8 x column, like the pixel it labels.
+    column = out['frames'][0, 0] * 0.229 + 0.485          # back to x / 255
+    np.testing.assert_allclose(out['confidence'][0][image], (column[image] * 8).clamp(max=1),
+                               atol=8 / 255 + 1e-3)
+    assert out['targets'].dtype == torch.int64 and out['confidence'].max() <= 1.0

@@ -28,12 +28,19 @@ class Clip:
     # index in it, as a label store (stkd_ros.labeling) names them; empty where unknown.
     sequence: str = ''
     times: Tuple[int, ...] = ()
+    # A label store's classes and confidence (x 255) for each frame (stkd_ros.labeling).
+    targets: Optional[np.ndarray] = None      # (T, H, W) uint8, 255 where none
+    confidence: Optional[np.ndarray] = None   # (T, H, W) uint8
 
     def __post_init__(self):
         t, h, w = self.frames.shape[:3]
         if self.labels.shape != (t, h, w):
             raise InputError(f'clip {self.name!r}: labels {self.labels.shape} do not match '
                              f'frames {self.frames.shape}')
+        for name in ('targets', 'confidence'):
+            if getattr(self, name) is not None and getattr(self, name).shape != (t, h, w):
+                raise InputError(f'clip {self.name!r}: {name} {getattr(self, name).shape} do '
+                                 f'not match frames {self.frames.shape}')
         if self.valid is not None and self.valid.shape != (h, w):
             raise InputError(f'clip {self.name!r}: valid mask {self.valid.shape} does not '
                              f'match frames {self.frames.shape}')

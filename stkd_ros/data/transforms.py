@@ -7,6 +7,7 @@ with each other and with their flow.
 Resizing a flow field rescales its vectors; flipping it horizontally negates its x component.
 """
 
+from dataclasses import replace
 import random
 from typing import Sequence, Tuple
 
@@ -22,14 +23,24 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: Per-frame maps of a clip that move with its frames: (field, padding value). Labels are
+#: the dataset's; ``targets`` and ``confidence`` a label store's (stkd_ros.labeling).
+FRAME_MAPS = (('labels', IGNORE_INDEX), ('targets', IGNORE_INDEX), ('confidence', 0))
+
+
+def _maps(clip: Clip) -> dict:
+    return {name: getattr(clip, name) for name, _ in FRAME_MAPS
+            if getattr(clip, name) is not None}
+
+
 def _resize_clip(clip: Clip, height: int, width: int) -> Clip:
     h, w = clip.frames.shape[1:3]
     if (h, w) == (height, width):
         return clip
     frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
                        for f in clip.frames])
-    labels = np.stack([cv2.resize(lab, (width, height), interpolation=cv2.INTER_NEAREST)
-                       for lab in clip.labels])
+    maps = {name: np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST)
+                            for m in array]) for name, array in _maps(clip).items()}
     flows = clip.flows
     if flows is not None and len(flows):
         scale = np.array([width / w, height / h], np.float32)
@@ -41,7 +52,7 @@ def _resize_clip(clip: Clip, height: int, width: int) -> Clip:
     if valid is not None:
         valid = cv2.resize(valid.astype(np.uint8), (width, height),
                            interpolation=cv2.INTER_NEAREST).astype(bool)
-    return Clip(frames, labels, flows, clip.name, clip.gap, valid)
+    return replace(clip, frames=frames, flows=flows, valid=valid, **maps)
 
 
 class RandomScale:
@@ -78,19 +89,21 @@ class RandomCrop:
         ch, cw = self.size
         h, w = clip.frames.shape[1:3]
         ph, pw = max(ch - h, 0), max(cw - w, 0)
-        frames, labels, flows = clip.frames, clip.labels, clip.flows
+        frames, flows, maps = clip.frames, clip.flows, _maps(clip)
         valid = np.ones((h, w), bool) if clip.valid is None else clip.valid
         if ph or pw:
             frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)))
-            labels = np.pad(labels, ((0, 0), (0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+            pads = dict(FRAME_MAPS)
+            maps = {name: np.pad(m, ((0, 0), (0, ph), (0, pw)), constant_values=pads[name])
+                    for name, m in maps.items()}
             if flows is not None:
                 flows = np.pad(flows, ((0, 0), (0, ph), (0, pw), (0, 0)))
             valid = np.pad(valid, ((0, ph), (0, pw)))
             h, w = h + ph, w + pw
         y, x = random.randint(0, h - ch), random.randint(0, w - cw)
         crop = (slice(None), slice(y, y + ch), slice(x, x + cw))
-        return Clip(frames[crop], labels[crop], None if flows is None else flows[crop],
-                    clip.name, clip.gap, valid[crop[1:]])
+        return replace(clip, frames=frames[crop], flows=None if flows is None else flows[crop],
+                       valid=valid[crop[1:]], **{n: m[crop] for n, m in maps.items()})
 
 
 class RandomHorizontalFlip:
@@ -105,8 +118,8 @@ class RandomHorizontalFlip:
             flows = clip.flows[:, :, ::-1].copy()
             flows[..., 0] *= -1.0
         valid = None if clip.valid is None else clip.valid[:, ::-1].copy()
-        return Clip(clip.frames[:, :, ::-1].copy(), clip.labels[:, :, ::-1].copy(), flows,
-                    clip.name, clip.gap, valid)
+        return replace(clip, frames=clip.frames[:, :, ::-1].copy(), flows=flows, valid=valid,
+                       **{n: m[:, :, ::-1].copy() for n, m in _maps(clip).items()})
 
 
 class ToTensor:
@@ -115,7 +128,8 @@ class ToTensor:
 
     ``frames`` (T, 3, H, W) normalized float, ``labels`` (T, H, W) long, ``valid`` (H, W)
     bool (False on crop padding, which no loss may treat as image), ``flows``
-    (T-1, 2, H, W) when the clip has flow, and ``visible`` (H, W) bool when it has that.
+    (T-1, 2, H, W) when the clip has flow, ``visible`` (H, W) bool when it has that, and a
+    label store's ``targets`` (T, H, W) long and ``confidence`` (T, H, W) float in [0, 1].
     """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
@@ -133,6 +147,9 @@ class ToTensor:
             out['flows'] = torch.from_numpy(np.ascontiguousarray(clip.flows)).permute(0, 3, 1, 2)
         if clip.visible is not None:
             out['visible'] = torch.from_numpy(np.ascontiguousarray(clip.visible))
+        if clip.targets is not None:
+            out['targets'] = torch.from_numpy(np.ascontiguousarray(clip.targets)).long()
+            out['confidence'] = torch.from_numpy(np.ascontiguousarray(clip.confidence)) / 255.0
         return out
 
 

@@ -52,9 +52,39 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     if meta['num_classes'] != len(classes):
         raise InputError(f'{teacher_path}: teacher predicts {meta["num_classes"]} classes, '
                          f'{cfg.data.dataset} has {len(classes)}')
+    if cfg.data.labels:
+        check_label_store(cfg, teacher_path)
     return train(cfg, out, cfg.student,
-                 lambda student: DistillationTask(student, teacher, len(classes), cfg.distill),
+                 lambda student: DistillationTask(student, teacher, len(classes), cfg.distill,
+                                                  store_targets=bool(cfg.data.labels)),
                  'distilled')
+
+
+def check_label_store(cfg, teacher_path):
+    """
+    Stop with one line unless ``data.labels`` is a store this run can learn from.
+
+    That is a complete store of this run's video, labeled by this teacher (or the synthetic
+    world's own labels: the oracle), that a term reads.
+    """
+    from stkd_ros.labeling.identity import file_sha256, GROUND_TRUTH, source_identity
+    from stkd_ros.labeling.store import LabelStore
+    path, d = cfg.data.labels, cfg.distill
+    if not d.weights.pseudo_label and d.temporal_gate == 'none':
+        raise InputError(f'--labels {path}: no term reads a label store; set '
+                         f'distill.weights.pseudo_label (or distill.temporal_gate)')
+    store = LabelStore.open(path)
+    if store.teacher_sha256 == GROUND_TRUTH:
+        log.warning('%s holds the ground truth (an oracle): a ceiling to measure against, '
+                    'not a recipe', path)
+    elif store.teacher_sha256 != file_sha256(teacher_path):
+        raise InputError(f'--labels {path} was labeled by another teacher (SHA-256 '
+                         f'{store.teacher_sha256[:12]}..., {teacher_path} is '
+                         f'{file_sha256(teacher_path)[:12]}...); label again with this one')
+    here = source_identity(cfg.data)
+    if store.source != here:
+        raise InputError(f'--labels {path} labels other video ({store.source}); this run '
+                         f'learns from {here}')
 
 
 def evaluate_model(model_path, config_path, json_path=None, overrides=(),

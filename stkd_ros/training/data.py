@@ -10,12 +10,15 @@ from dataclasses import fields
 from pathlib import Path
 import random
 
+import numpy as np
 from stkd_ros.config import Config, DataConfig
+from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.transforms import train_transforms
 from stkd_ros.errors import InputError
 from stkd_ros.flow import build_flow
 from stkd_ros.flow.cache import FlowCache
 from stkd_ros.flow.occlusion import photometric_visible
+from stkd_ros.labeling.store import LabelStore
 import torch
 
 
@@ -155,6 +158,32 @@ class FlowClips:
         return clip
 
 
+class StoreTargets:
+    """
+    Give every clip its frames' classes and confidence from a label store (``targets``).
+
+    ``store`` None gives the clips of a stream the store does not cover (the labeled one)
+    targets of 255 and confidence 0, so that every sample of a batch has both.
+    """
+
+    def __init__(self, clips, store=None):
+        self.clips, self.store = clips, store
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, index):
+        clip = self.clips[index]
+        if self.store is None:
+            clip.targets = np.full(clip.labels.shape, IGNORE_INDEX, np.uint8)
+            clip.confidence = np.zeros(clip.labels.shape, np.uint8)
+            return clip
+        read = [self.store.read(clip.sequence, t) for t in clip.times]
+        clip.targets = np.stack([labels for labels, _ in read])
+        clip.confidence = np.stack([confidence for _, confidence in read])
+        return clip
+
+
 class VisibleAlongFlow:
     """
     A clip transform: mark the pixels of frame 0 that frame 1 shows too (``clip.visible``).
@@ -226,6 +255,9 @@ def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: in
     clips = build_clips(cfg, 'train', clip_length=clip_length, gap=gap)
     extra = (build_unlabeled(cfg, clip_length=clip_length, gap=gap, cache_dir=cache_dir)
              if unlabeled else None)
+    if cfg.labels and extra is not None:
+        # The unlabeled clips' classes, labeled once offline (stkd label).
+        clips, extra = StoreTargets(clips), StoreTargets(extra, LabelStore.open(cfg.labels))
     if flow is not None:
         clips = FlowClips(clips, flow)
         extra = FlowClips(extra, flow) if extra is not None else None

@@ -12,6 +12,8 @@ detached, so the discriminator's update never moves the student.
 
 from stkd_ros.config import DistillConfig
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.errors import InputError
+from stkd_ros.flow.warp import warp_labels
 from stkd_ros.losses.adversarial import discriminator_loss, generator_loss
 from stkd_ros.losses.pairwise import pairwise_kd
 from stkd_ros.losses.pixel import pixel_kd
@@ -34,15 +36,22 @@ class DistillationTask(ModelTask):
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module, num_classes: int,
-                 cfg: DistillConfig):
+                 cfg: DistillConfig, store_targets: bool = False):
         super().__init__(student)
         self.cfg = cfg
         w = cfg.weights
+        if cfg.temporal_gate != 'none' and not store_targets:
+            raise InputError(f'distill.temporal_gate: {cfg.temporal_gate} reads a label store; '
+                             f'give one with --labels (data.labels)')
+        # With a label store the unlabeled frames' classes come with the batch (``targets``),
+        # labeled once and offline; without one the teacher labels every view online.
+        self.store_targets = store_targets
         # Every term but cross-entropy has a target on unlabeled frames; all but the
-        # student's own consistency need the teacher.
+        # student's own consistency and the store's classes need the teacher.
         self.uses_teacher = any((w.pixel, w.pairwise, w.temporal_kd, w.adversarial,
-                                 w.pseudo_label))
-        self.learns_from_unlabeled = self.uses_teacher or w.temporal > 0
+                                 w.pseudo_label and not store_targets))
+        self.learns_from_unlabeled = any((w.pixel, w.pairwise, w.temporal_kd, w.adversarial,
+                                          w.pseudo_label, w.temporal))
         self.needs_flow = w.temporal > 0
         # Only the terms that compare frames t and t+k need the second frame; without them a
         # step costs the student and the teacher one frame per sample, not two.
@@ -67,7 +76,9 @@ class DistillationTask(ModelTask):
         (N, T, H, W), 255 where a frame has no label; ``flows`` (N, 1, 2, H, W) from t to t+k
         and ``visible`` (N, H, W), the pixels seen in both frames by the photometric check,
         when the temporal term is on (``needs_flow``); ``valid`` (N, H, W), False on crop
-        padding, which no term treats as image (every pixel counts without it).
+        padding, which no term treats as image (every pixel counts without it); with a label
+        store, ``targets`` (N, T, H, W) its classes (255 on labeled clips and padding) and
+        ``confidence`` (N, T, H, W) in [0, 1].
 
         Returns ``loss`` (the sum of each weight times its term, what is optimized), one
         unweighted entry per term switched on (``ce``, ``pseudo_label``, ``kd_pixel``,
@@ -88,8 +99,9 @@ class DistillationTask(ModelTask):
             # The key frame's label only: the labels a student trained on labels alone sees.
             terms['ce'] = cross_entropy(s_t, labels[:, 0])
         if w.pseudo_label:
-            terms['pseudo_label'] = cross_entropy(
-                s['logits'], self._pseudo_labels(t['logits'], labels, both_valid))
+            targets = (self._store_labels(batch) if self.store_targets
+                       else self._pseudo_labels(t['logits'], labels, both_valid))
+            terms['pseudo_label'] = cross_entropy(s['logits'], targets)
         if w.pixel:
             terms['kd_pixel'] = pixel_kd(s['logits'], t['logits'], self.cfg.temperature,
                                          both_valid)
@@ -97,7 +109,7 @@ class DistillationTask(ModelTask):
             terms['kd_pairwise'] = pairwise_kd(s['features'], t['features'], grid, both_valid)
         if w.temporal:
             flow = batch['flows'][:, 0].to(frames.dtype)       # (N, 2, H, W), t -> t+k
-            terms['temporal'] = motion_consistency(s_t, s_next, flow, batch['visible'])
+            terms['temporal'] = motion_consistency(s_t, s_next, flow, self._gate(batch, flow))
         if w.temporal_kd:
             f, tf = s['features'], t['features']
             terms['temporal_kd'] = temporal_kd(f[:n], f[n:], tf[:n], tf[n:], grid, valid)
@@ -113,6 +125,24 @@ class DistillationTask(ModelTask):
     def _weight_of(term: str) -> str:
         """Return the ``distill.weights`` field of a loss term."""
         return term[3:] if term.startswith('kd_') else term
+
+    def _store_labels(self, batch):
+        """Return the store's classes (T*N, H, W), frame t of every sample then t+k, if sure."""
+        targets, confidence = batch['targets'], batch['confidence']
+        targets = torch.where(confidence >= self.cfg.pseudo_label_confidence, targets,
+                              torch.full_like(targets, IGNORE_INDEX))
+        return torch.cat(targets.unbind(1))
+
+    def _gate(self, batch, flow):
+        """Return the pixels the temporal term pulls: visible, and kept by ``temporal_gate``."""
+        seen, gate = batch['visible'], self.cfg.temporal_gate
+        if gate == 'confidence':
+            seen = seen & (batch['confidence'][:, 0] >= self.cfg.gate_confidence)
+        elif gate == 'agreement':
+            targets = batch['targets']
+            warped = warp_labels(targets[:, 1], flow)
+            seen = seen & (targets[:, 0] == warped) & (targets[:, 0] != IGNORE_INDEX)
+        return seen
 
     @staticmethod
     def _pseudo_labels(teacher_logits, labels, valid):
