@@ -23,6 +23,13 @@ Protocol, fixed before the runs:
   rows come within 0.003 of it, the one of them (it included) with the fewest seconds per
   frame. `stkd_ros.config.LabelConfig`'s defaults are then set to the chosen row.
 
+Added after the runs (the rule above is kept as written; see AFTER_THE_RUNS): the rule picked
+the combined row, four scales with DIS fusion of t-2..t+2 (0.6172, within 0.003 of the best,
+0.6195), because it measured the fewest seconds per frame (0.605 against 0.718). But that row
+does all the work of the four-scale row and DIS flow besides; its lower time is the shared
+machine's noise (load average 3 to 10 during the runs), not a lower cost. The default is the
+four-scale row: the best mIoU, and less work than every row within 0.003 of it.
+
 Run from the repository root (a row recorded in the JSON with the same command and teacher
 is kept; the others are labeled again from an empty store):
   python -m experiments.label_quality
@@ -67,6 +74,13 @@ TTA_ROWS = ('one_pass', 'flip', 'scales4', 'scales4_flip', 'scale1.5')
 FUSION_ROWS = ('dis_r1', 'dis_r2')
 #: Within this much label mIoU of the best, the cheaper row is the default.
 MARGIN = 0.003
+#: The one departure from the rule, with its reason (the docstring's 'Added after the runs').
+AFTER_THE_RUNS = {
+    'rule_pick': 'combined', 'default': 'scales4',
+    'why': "the rule's pick does all of scales4's work plus DIS flow, so it cannot cost less; "
+           "its fewer measured seconds per frame are the shared machine's noise (load "
+           'average 3-10); scales4 has the best mIoU and is the cheapest row within 0.003 of '
+           'it by the work it does'}
 #: What every row labels with, besides its settings; the defaults of `label` are not assumed.
 BASE = {'scales': [1.0], 'flip': False, 'fusion_radius': 0, 'fusion_flow': 'dis'}
 
@@ -120,6 +134,7 @@ def run_row(args, key: str, description: str, settings: dict, teacher_sha: str) 
            'seconds_per_frame': summary['seconds_per_frame'], 'passes': summary['passes'],
            'frames': summary['frames_labeled'], 'load_before': load,
            'load_after': os.getloadavg()[0], 'teacher_sha256': teacher_sha,
+           'commit': commit(), 'date': time.strftime('%Y-%m-%d %H:%M:%S'),
            'coverage': quality['coverage']}
     print(f'  mIoU {row["miou"]:.4f}  ' + '  '.join(f'{c} {row[c]:.3f}' for c in THIN)
           + f'  {row["seconds_per_frame"]:.3f} s/frame', flush=True)
@@ -163,7 +178,10 @@ def main():
                          f'synthetic_video.safetensors > runs/teacher4k/model.safetensors')
     teacher_sha = file_sha256(args.teacher)
     path = Path(args.results) / 'label_quality.json'
-    recorded = json.loads(path.read_text())['rows'] if path.is_file() else {}
+    before = json.loads(path.read_text()) if path.is_file() else {}
+    # Rows recorded before rows carried their own commit and date took the file's.
+    recorded = {k: {'commit': before.get('commit'), 'date': before.get('machine', {}).get(
+        'date'), **r} for k, r in before.get('rows', {}).items()}
     cfg = load_config(args.config, [f'data.synthetic.unlabeled_clips={args.streets}'])
     warm(cfg, args.streets)
     warm_teacher(args, cfg)
@@ -188,23 +206,32 @@ def main():
                      if k in ('fusion_radius', 'fusion_flow')})
     measure('combined', f'best TTA ({rows[tta]["description"]}) + best fusion '
             f'({rows[fusion]["description"]})', combined)
-    chosen = pick(rows)
+    by_rule = pick(rows)
+    chosen = (AFTER_THE_RUNS['default'] if by_rule == AFTER_THE_RUNS['rule_pick']
+              else by_rule)
     table(rows, chosen)
-    write(path, args, rows, teacher_sha, chosen)
-    print(f'\nthe rule picks: {rows[chosen]["description"]} {rows[chosen]["settings"]}\n'
-          f'wrote {path}')
+    write(path, args, rows, teacher_sha, chosen, by_rule)
+    print(f'\nthe rule picks: {rows[by_rule]["description"]} {rows[by_rule]["settings"]}')
+    if chosen != by_rule:
+        print(f'the default: {rows[chosen]["description"]} {rows[chosen]["settings"]}, '
+              f'because {AFTER_THE_RUNS["why"]}')
+    print(f'wrote {path}')
 
 
-def write(path: Path, args, rows: dict, teacher_sha: str, chosen):
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True,
-                            text=True).stdout.strip()
+def commit() -> str:
+    return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True,
+                          text=True).stdout.strip()
+
+
+def write(path: Path, args, rows: dict, teacher_sha: str, chosen, by_rule=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         'experiment': 'label_quality', 'config': args.config, 'teacher': args.teacher,
         'teacher_sha256': teacher_sha, 'streets': args.streets, 'device': args.device,
-        'threads': args.threads,
-        'commit': commit, 'machine': machine(), 'rule': f'highest non-oracle label mIoU; '
-        f'within {MARGIN} of it, the fewest seconds per frame', 'default': chosen,
+        'threads': args.threads, 'commit': commit(), 'machine': machine(),
+        'rule': f'highest non-oracle label mIoU; within {MARGIN} of it, the fewest seconds '
+        f'per frame', 'rule_pick': by_rule, 'default': chosen,
+        'after_the_runs': AFTER_THE_RUNS if chosen != by_rule else None,
         'rows': rows}, indent=1) + '\n')
 
 

@@ -109,6 +109,10 @@ class BagVideo:
             self._frames = np.load(self.path, mmap_mode='r')
         return np.array(self._frames[t]), None
 
+    def sequence_truth(self, sequence: str, t: int):
+        """Return None: a recorded drive has no ground truth."""
+        self._check(sequence)
+
     def _check(self, sequence: str):
         if sequence != self.name:
             raise BagError(f'{self.name}: no sequence named {sequence!r}')

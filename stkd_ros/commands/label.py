@@ -27,7 +27,6 @@ from stkd_ros.labeling.store import (check_out, clear_partial, done_frames, firs
                                      write_frame, write_json)
 from stkd_ros.model_file import load_model_file, read_metadata
 from stkd_ros.training.data import build_unlabeled
-from stkd_ros.training.run import resolve_device
 import torch
 from tqdm import tqdm
 
@@ -51,6 +50,44 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: str = '0/1',
     store is complete, its quality report where ground truth exists.
     """
     index, count = parse_shard(shard)
+    dev = _device(device)
+    cfg, meta = _checked_inputs(config, teacher, bags, topic, overrides)
+    settings = cfg.label
+    oracle = settings.fusion_radius > 0 and settings.fusion_flow == 'ground_truth'
+    model, _ = load_model_file(teacher, dev)
+    passes = TeacherPasses(model, meta, scales=settings.scales, flip=settings.flip, device=dev)
+    check_out(out)
+    video = build_unlabeled(cfg.data, clip_length=1, gap=1,
+                            cache_dir=cfg.data.frame_cache or Path(out) / 'frame_cache')
+    if video is None:
+        raise InputError(f'{config} has no unlabeled video to label: set '
+                         f'data.synthetic.unlabeled_clips (synthetic), data.unlabeled_video: '
+                         f'true (camvid, cityscapes), or give --bag PATH --topic TOPIC')
+    sequences = video_sequences(video)
+    manifest = prepare_store(out, new_manifest(
+        teacher_sha256=file_sha256(teacher), teacher_path=str(teacher), classes=meta['classes'],
+        source=source_identity(cfg.data), settings=cfg.to_dict()['label'], oracle=oracle,
+        sequences=sequences))
+    if oracle:
+        log.warning("ORACLE: fusing along the synthetic world's exact flow; the store says "
+                    'so (manifest oracle: true)')
+
+    links = _links(settings, dev) if settings.fusion_radius > 0 else None
+    start = time.perf_counter()
+    labeled = _label_frames(out, shard_of(sequences, index, count), passes, links,
+                            settings.fusion_radius, f'label {index}/{count}', progress)
+    seconds = time.perf_counter() - start
+    missing = first_missing(out, manifest)
+    return {'store': str(out), 'shard': [index, count], 'frames_labeled': labeled,
+            'seconds': seconds, 'seconds_per_frame': seconds / labeled if labeled else None,
+            'frames': sum(e['frames'] for e in manifest['sequences'].values()),
+            'missing': missing[2] if missing else 0, 'oracle': oracle, 'device': str(dev),
+            'passes': passes.passes,
+            'quality': _quality(out, sequences, progress) if missing is None else None}
+
+
+def _checked_inputs(config, teacher, bags, topic, overrides):
+    """Return the config (bags added) and the teacher's metadata, after the cheap checks."""
     if bags and not topic:
         raise InputError('--bag needs --topic TOPIC: the image topic to label')
     if topic and not bags:
@@ -58,12 +95,12 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: str = '0/1',
     if not Path(teacher).is_file():
         raise FileNotFoundError(f'teacher model file not found: {teacher}')
     cfg = load_config(config, overrides)
-    data, settings = cfg.data, cfg.label
+    data = cfg.data
     data.unlabeled_bags = list(data.unlabeled_bags) + [
         str(b) for b in bags if str(b) not in data.unlabeled_bags]
     data.unlabeled_topic = topic or data.unlabeled_topic
-    oracle = settings.fusion_radius > 0 and settings.fusion_flow == 'ground_truth'
-    if oracle and (data.dataset != 'synthetic' or data.unlabeled_bags):
+    exact = cfg.label.fusion_radius > 0 and cfg.label.fusion_flow == 'ground_truth'
+    if exact and (data.dataset != 'synthetic' or data.unlabeled_bags):
         raise InputError("label.fusion_flow: ground_truth is the synthetic world's exact flow "
                          '(an oracle); recorded video has none: use dis or raft')
     meta = read_metadata(teacher)
@@ -72,51 +109,33 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: str = '0/1',
         raise InputError(f'teacher {teacher} predicts {len(meta["classes"])} classes '
                          f'({", ".join(meta["classes"][:4])}, ...), the {data.dataset} data '
                          f'has {len(expected)} ({", ".join(expected[:4])}, ...)')
-    check_out(out)
-    video = build_unlabeled(data, clip_length=1, gap=1,
-                            cache_dir=data.frame_cache or Path(out) / 'frame_cache')
-    if video is None:
-        raise InputError(f'{config} has no unlabeled video to label: set '
-                         f'data.synthetic.unlabeled_clips (synthetic), data.unlabeled_video: '
-                         f'true (camvid, cityscapes), or give --bag PATH --topic TOPIC')
-    sequences = video_sequences(video)
-    manifest = prepare_store(out, new_manifest(
-        teacher_sha256=file_sha256(teacher), teacher_path=str(teacher), classes=expected,
-        source=source_identity(data), settings=cfg.to_dict()['label'], oracle=oracle,
-        sequences=sequences))
-    if oracle:
-        log.warning("ORACLE: fusing along the synthetic world's exact flow; the store says "
-                    'so (manifest oracle: true)')
+    return cfg, meta
 
-    dev = resolve_device(device)
-    model, _ = load_model_file(teacher, dev)
-    passes = TeacherPasses(model, meta, scales=settings.scales, flip=settings.flip, device=dev)
-    links = _links(settings, dev) if settings.fusion_radius > 0 else None
-    mine = shard_of(sequences, index, count)
-    todo = [(s, sorted(set(range(s.frames)) - done_frames(out, s.name))) for s in mine]
-    labeled, start = 0, time.perf_counter()
-    with tqdm(total=sum(s.frames for s in mine), initial=sum(s.frames - len(ts) for s, ts in todo),
-              desc=f'label {index}/{count}', unit='frame', disable=None if progress else True,
-              dynamic_ncols=True) as bar:
+
+def _label_frames(out, sequences, passes, links, radius: int, desc: str, progress: bool) -> int:
+    """Label every frame of ``sequences`` the store lacks; return how many."""
+    todo = [(s, sorted(set(range(s.frames)) - done_frames(out, s.name))) for s in sequences]
+    labeled = 0
+    with tqdm(total=sum(s.frames for s in sequences), unit='frame', desc=desc,
+              initial=sum(s.frames - len(times) for s, times in todo), dynamic_ncols=True,
+              disable=None if progress else True) as bar:
         for sequence, times in todo:
             if not times:
                 continue
             clear_partial(out, sequence.name)
-            for t, probs in label_sequence(sequence, passes, times,
-                                           radius=settings.fusion_radius, links=links):
+            for t, probs in label_sequence(sequence, passes, times, radius=radius, links=links):
                 write_frame(out, sequence.name, t, *hard_labels(probs))
                 labeled += 1
                 bar.update()
-    seconds = time.perf_counter() - start
-    summary = {'store': str(out), 'shard': [index, count], 'frames_labeled': labeled,
-               'seconds': seconds, 'seconds_per_frame': seconds / labeled if labeled else None,
-               'frames': sum(e['frames'] for e in manifest['sequences'].values()),
-               'oracle': oracle, 'device': str(dev), 'passes': passes.passes}
-    missing = first_missing(out, manifest)
-    summary['missing'] = missing[2] if missing else 0
-    if missing is None:
-        summary['quality'] = _quality(out, sequences, progress)
-    return summary
+    return labeled
+
+
+def _device(name: str) -> torch.device:
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name.startswith('cuda') and not torch.cuda.is_available():
+        raise InputError(f'--device {name}: CUDA is not available here')
+    return torch.device(name)
 
 
 def _links(settings, device):

@@ -223,6 +223,10 @@ class SyntheticClips:
         image, label, _ = self.world.frame(self._street(sequence), t)
         return image, label
 
+    def sequence_truth(self, sequence: str, t: int) -> np.ndarray:
+        """Return the ground truth (H, W uint8) of frame ``t`` of a street."""
+        return self.sequence_frame(sequence, t)[1]
+
     def exact_flow(self, sequence: str, t: int, to: int) -> np.ndarray:
         """Return the exact flow (H, W, 2) from frame ``t`` of a street to frame ``to``."""
         return self.world.frame(self._street(sequence), t, to)[2]

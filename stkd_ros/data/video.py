@@ -127,13 +127,18 @@ class UnlabeledVideo:
         if not 0 <= t < len(run):
             raise IndexError(f'{self.name}: sequence {sequence} has no frame {t} (it has '
                              f'{len(run)})')
-        frame = read_rgb(run[t])
-        truth = self._truth(run[t]) if self._truth is not None else None
-        if truth is not None and truth.shape != frame.shape[:2]:
+        return read_rgb(run[t]), self.sequence_truth(sequence, t)
+
+    def sequence_truth(self, sequence: str, t: int) -> Optional[np.ndarray]:
+        """Return the annotation of frame ``t`` of a sequence at the frame's size, or None."""
+        path = self._run(sequence)[t]
+        truth = self._truth(path) if self._truth is not None else None
+        if truth is not None and truth.shape != image_size(path):
             # Annotations at another size than the video (CamVid's SegNet files are 480x360,
             # its video 960x720): resized by nearest neighbour, so ids are never mixed.
-            truth = cv2.resize(truth, frame.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-        return frame, truth
+            height, width = image_size(path)
+            truth = cv2.resize(truth, (width, height), interpolation=cv2.INTER_NEAREST)
+        return truth
 
     def _run(self, sequence: str) -> List[Path]:
         if sequence not in self._index:

@@ -25,6 +25,8 @@ def label_sequence(sequence: Sequence, teacher: TeacherPasses, todo: Iterable[in
     ``links`` (fusion.EstimatedLinks or ExactLinks) gives the flow between frames; it is
     needed when ``radius`` > 0.
     """
+    if radius and links is None:
+        raise ValueError('fusion needs links: the flow between frames')
     last = sequence.frames - 1
     frames, probs, flows = {}, {}, {}
     for t in sorted(set(todo)):

@@ -38,7 +38,7 @@ def store_quality(store: LabelStore, sequences: Iterable[Sequence], *,
                 continue
             for t in range(entry['frames']):
                 bar.update()
-                truth = by_name[name].read(t)[1]
+                truth = by_name[name].truth(t)
                 if truth is None:
                     continue
                 labels, confidence = store.read(name, t)

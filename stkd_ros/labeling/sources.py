@@ -2,8 +2,9 @@
 The unlabeled video as named sequences of frames, and the share of them one shard labels.
 
 Every unlabeled source (the synthetic world's never-labeled streets, a dataset's video, a
-bag) lists its sequences (``list_sequences``: name and frame count) and reads frame t of one
-(``sequence_frame``: the frame and its ground truth, or None). A store names its folders
+bag) lists its sequences (``list_sequences``: name and frame count), gives their frame size
+(``sequence_size``) and reads frame t of one (``sequence_frame``: the frame and its ground
+truth, or None; ``sequence_truth``: the truth alone). A store names its folders
 after these sequences, and a training Clip names its frames the same way (``Clip.sequence``,
 ``Clip.times``).
 """
@@ -30,6 +31,10 @@ class Sequence:
     def read(self, t: int):
         """Frame ``t`` (H, W, 3 uint8 RGB) and its ground truth (H, W uint8) or None."""
         return self.source.sequence_frame(self.name, t)
+
+    def truth(self, t: int):
+        """Ground truth of frame ``t`` (H, W uint8), or None; the frame itself is not read."""
+        return self.source.sequence_truth(self.name, t)
 
     def size(self) -> Tuple[int, int]:
         return tuple(self.source.sequence_size(self.name))
