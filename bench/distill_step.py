@@ -1,13 +1,17 @@
 """
 Benchmark: what one training step costs, data included, for each row of the protocol.
 
-Rows: a plain student step (cross-entropy, one frame per sample), pixel-wise KD (one frame,
-the teacher on it), and the full method (two frames, flow, discriminator); the distillation
-rows add as many unlabeled pairs as labeled ones (data.unlabeled_ratio 1). Each row runs the
-same batches twice: first with the render and flow caches empty (cold), then again over the
-same views with both filled (warm). The table gives the median step of each pass and its ratio
-to the plain step of the same pass. A step is: load the batch (in this process, so its cost
-is counted), forward, backward, optimizer step, and the task's own step (the discriminator).
+Rows: a plain student step (cross-entropy, one frame per sample) on the batch's labeled clips
+and on twice as many; pixel-wise KD (one frame, the teacher on it); the full method (two
+frames, flow, discriminator); and the label store's pseudo-labels (one frame, no teacher: the
+store's classes come with the batch). The distillation rows add as many unlabeled clips as
+labeled ones (data.unlabeled_ratio 1). Each row runs the same batches twice: first with the
+render and flow caches empty (cold), then again over the same views with both filled (warm).
+The table gives the median step of each pass, its ratio to the plain step, and to the plain
+step with as many clips. A step is: load the batch (in this process, so its cost is counted),
+forward, backward, optimizer step, and the task's own step (the discriminator). The store is
+the world's own labels (write_truth_store, made before the timing): reading it costs what
+reading a teacher's store costs.
 """
 
 import argparse
@@ -17,6 +21,7 @@ import time
 
 from report import emit
 from stkd_ros.config import DistillConfig, DistillWeights, load_config
+from stkd_ros.labeling.store import write_truth_store
 from stkd_ros.models import build_model
 from stkd_ros.training.data import train_loader, training_flow
 from stkd_ros.training.distill_task import DistillationTask
@@ -24,15 +29,26 @@ from stkd_ros.training.tasks import SupervisedTask
 import torch
 
 PIXEL_ONLY = DistillWeights(pairwise=0, temporal=0, temporal_kd=0, adversarial=0)
+STORE_ONLY = DistillWeights(pixel=0, pairwise=0, temporal=0, temporal_kd=0, adversarial=0,
+                            pseudo_label=1)
+#: row: (distill.weights or None for a plain step, clips per step x the batch's labeled ones)
+ROWS = {
+    'plain student step (CE)': (None, 1),
+    'plain student step (CE), as many clips': (None, 2),
+    'pixel-wise KD': (PIXEL_ONLY, 2),
+    'full method': (DistillWeights(), 2),
+    'label store (pseudo-labels)': (STORE_ONLY, 2),
+}
 
 
 def make_task(row, cfg):
     student = build_model(cfg.student.arch, 11)
-    if row == 'plain student step (CE)':
+    weights = ROWS[row][0]
+    if weights is None:
         return SupervisedTask(student)
-    weights = PIXEL_ONLY if row == 'pixel-wise KD' else DistillWeights()
     teacher = build_model('teacher', 11, size='tiny')
-    task = DistillationTask(student, teacher, 11, DistillConfig(weights=weights))
+    task = DistillationTask(student, teacher, 11, DistillConfig(weights=weights),
+                            store_targets=weights is STORE_ONLY)
     task.start_training(lambda step: 1.0, amp=False)
     return task
 
@@ -51,9 +67,9 @@ def step_times(task, cfg, steps, cache, out):
         batches, times = iter(loader), []
         for _ in range(steps):
             tic = time.perf_counter()
-            out = task(next(batches))
+            losses = task(next(batches))
             opt.zero_grad()
-            out['loss'].backward()
+            losses['loss'].backward()
             opt.step()
             task.after_step()
             times.append(time.perf_counter() - tic)
@@ -70,24 +86,35 @@ def main():
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for row in ('plain student step (CE)', 'pixel-wise KD', 'full method'):
+        store = f'{tmp}/store'
+        write_truth_store(store, load_config(args.config, args.set).data)
+        for row, (weights, clips) in ROWS.items():
             # Every row starts with empty caches of its own: its cold pass renders.
-            cfg = load_config(args.config, args.set + [
-                f'data.synthetic.render_cache={tmp}/{len(rows)}/render',
-                f'distill.flow.cache={tmp}/{len(rows)}/flow', 'distill.flow.method=dis'])
+            sets = [f'data.synthetic.render_cache={tmp}/{len(rows)}/render',
+                    f'distill.flow.cache={tmp}/{len(rows)}/flow', 'distill.flow.method=dis']
+            if weights is None and clips == 2:
+                batch = load_config(args.config, args.set).train.batch_size
+                sets.append(f'train.batch_size={2 * batch}')
+            if weights is STORE_ONLY:
+                sets.append(f'data.labels={store}')
+            cfg = load_config(args.config, args.set + sets)
             task = make_task(row, cfg)
             cold, warm = step_times(task, cfg, args.steps, f'{tmp}/{len(rows)}/frames', tmp)
-            rows.append({'row': row, 'frames_per_sample': task.frames_needed,
+            rows.append({'row': row, 'clips': cfg.train.batch_size * (clips if weights else 1),
+                         'frames_per_sample': task.frames_needed,
                          'cold_ms': cold, 'warm_ms': warm})
+    plain = {r['clips']: r for r in rows if ROWS[r['row']][0] is None}
     for r in rows:
         r['cold_x_plain'] = r['cold_ms'] / rows[0]['cold_ms']
         r['warm_x_plain'] = r['warm_ms'] / rows[0]['warm_ms']
+        r['warm_x_plain_same_clips'] = r['warm_ms'] / plain[r['clips']]['warm_ms']
     h, w = cfg.data.crop_size
     print(f'batch {cfg.train.batch_size} labeled (+ as many unlabeled for distillation) at '
           f'{h}x{w}, student {cfg.student.arch}, tiny teacher, {torch.get_num_threads()} '
-          f'threads; targets with warm caches: pixel-wise KD <= 1.5x, full <= 2.5x')
-    emit('distill_step', rows, ['row', 'frames_per_sample', 'cold_ms', 'cold_x_plain',
-                                'warm_ms', 'warm_x_plain'], args.out)
+          f'threads; targets with warm caches: pixel-wise KD <= 1.5x, full <= 2.5x; the label '
+          f'store <= 1.5x the plain step with as many clips')
+    emit('distill_step', rows, ['row', 'clips', 'frames_per_sample', 'cold_ms', 'cold_x_plain',
+                                'warm_ms', 'warm_x_plain', 'warm_x_plain_same_clips'], args.out)
 
 
 if __name__ == '__main__':

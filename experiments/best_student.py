@@ -154,11 +154,22 @@ def ledger(path: Path, args, out: Path, rows, known: dict) -> Ledger:
 
 
 def make_stores(args):
-    """Label the unlabeled streets once: the teacher's store, and the truth store."""
+    """
+    Label the unlabeled streets once: the teacher's store, and the truth store.
+
+    The teacher's in ``--jobs`` shards at once, then one pass that finds every frame done and
+    scores the store against the world's truth (quality.json).
+    """
     teacher = Path(STORES['teacher'])
     if not (teacher / 'quality.json').is_file():
-        run(STKD + ['label', '--config', args.config, '--teacher', args.teacher, '--out',
-                    str(teacher)], teacher.with_suffix('.log'))
+        label = STKD + ['label', '--config', args.config, '--teacher', args.teacher, '--out',
+                        str(teacher), '--device', 'cpu']
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda i: run(label + ['--shard', f'{i}/{args.jobs}'],
+                                        teacher.with_suffix(f'.{i}.log'), threads),
+                          range(args.jobs)))
+        run(label, teacher.with_suffix('.log'))
     truth = Path(STORES['truth'])
     if not (truth / 'manifest.json').is_file():
         from stkd_ros.config import load_config
