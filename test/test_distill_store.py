@@ -148,5 +148,6 @@ def test_stkd_distill_learns_from_a_store_and_refuses_the_wrong_one(tmp_path):
     save_model_file(tmp_path / 'other.safetensors', model, meta)
     assert 'labeled by another teacher' in error(teacher_file=str(tmp_path / 'other.safetensors'))
     assert 'labels other video' in error(['data.synthetic.seed=5'])
+    assert 'lacks 1 sequence(s)' in error(['data.synthetic.unlabeled_clips=3'])
     assert 'no term reads a label store' in error(['distill.weights.pseudo_label=0',
                                                    'distill.weights.pixel=1'])

@@ -9,7 +9,7 @@ from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.errors import InputError
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import load_model_file
-from stkd_ros.training.data import build_clips
+from stkd_ros.training.data import build_clips, build_unlabeled
 from stkd_ros.training.evaluate import evaluate, evaluation_flow
 from stkd_ros.training.run import resolve_device
 from stkd_ros.training.tasks import SupervisedTask
@@ -53,14 +53,14 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
         raise InputError(f'{teacher_path}: teacher predicts {meta["num_classes"]} classes, '
                          f'{cfg.data.dataset} has {len(classes)}')
     if cfg.data.labels:
-        check_label_store(cfg, teacher_path)
+        check_label_store(cfg, teacher_path, out)
     return train(cfg, out, cfg.student,
                  lambda student: DistillationTask(student, teacher, len(classes), cfg.distill,
                                                   store_targets=bool(cfg.data.labels)),
                  'distilled')
 
 
-def check_label_store(cfg, teacher_path):
+def check_label_store(cfg, teacher_path, out):
     """
     Stop with one line unless ``data.labels`` is a store this run can learn from.
 
@@ -68,6 +68,7 @@ def check_label_store(cfg, teacher_path):
     world's own labels: the oracle), that a term reads.
     """
     from stkd_ros.labeling.identity import file_sha256, GROUND_TRUTH, source_identity
+    from stkd_ros.labeling.sources import video_sequences
     from stkd_ros.labeling.store import LabelStore
     path, d = cfg.data.labels, cfg.distill
     if not d.weights.pseudo_label and d.temporal_gate == 'none':
@@ -85,6 +86,11 @@ def check_label_store(cfg, teacher_path):
     if store.source != here:
         raise InputError(f'--labels {path} labels other video ({store.source}); this run '
                          f'learns from {here}')
+    video = build_unlabeled(cfg.data, clip_length=1, gap=1, cache_dir=Path(out) / 'frame_cache')
+    missing = [s.name for s in video_sequences(video) if s.name not in store.sequences]
+    if missing:
+        raise InputError(f'--labels {path} lacks {len(missing)} sequence(s) this run learns '
+                         f'from ({missing[0]}, ...); label them with stkd label')
 
 
 def evaluate_model(model_path, config_path, json_path=None, overrides=(),
