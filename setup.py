@@ -22,7 +22,8 @@ setup(
     description='Real-time semantic segmentation that is stable from frame to frame: '
                 'spatial-temporal consistency distillation and a ROS 2 runtime.',
     license='Apache-2.0',
-    tests_require=['pytest'],
+    # colcon test runs pytest when setup.py names it here (tests_require is gone from setuptools).
+    extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'stkd = stkd_ros.cli:main',

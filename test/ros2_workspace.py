@@ -7,12 +7,23 @@ share/ and lib/), not the editable checkout.
 
 import os
 from pathlib import Path
+import re
 import shutil
 import subprocess
 import sys
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = 'stkd_ros'
+
+
+def readme_ros2_blocks() -> list:
+    """Each ```bash block of the README's ROS 2 section: its commands, continuations joined."""
+    readme = (ROOT / 'README.md').read_text()
+    section = readme[readme.index('\n## ROS 2\n'):]
+    section = section[:section.index('\n## ', 1)]
+    blocks = re.findall(r'```bash\n(.*?)```', section, re.S)
+    return [[c.strip() for c in re.sub(r'\\\n\s*', '', b).splitlines() if c.strip()]
+            for b in blocks]
 
 
 def _package_files():
@@ -22,12 +33,17 @@ def _package_files():
     return [line for line in out.splitlines() if (ROOT / line).is_file()]
 
 
+def copy_package(dest: Path) -> Path:
+    """Copy the checkout's files (as a clone has them, plus new ones) into dest; return dest."""
+    for name in _package_files():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
 def build_workspace(ws: Path) -> Path:
     """Copy the package into ws/src/stkd_ros and `colcon build` it; return the install prefix."""
-    src = ws / 'src' / PACKAGE
-    for name in _package_files():
-        (src / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, src / name)
+    copy_package(ws / 'src' / PACKAGE)
     subprocess.run([str(Path(sys.executable).parent / 'colcon'), 'build'], cwd=ws, check=True,
                    capture_output=True, text=True)
     return ws / 'install' / PACKAGE

@@ -1,46 +1,44 @@
 """
 The README's ROS 2 section, run as written in a colcon workspace.
 
-Each ```bash block of the section is one session: `ros2 launch`, `ros2 run` and `ros2 topic
+The first block is a ROS user's workspace commands; its `colcon build` and `source` run here
+(its `rosdep install` in test_rosdep.py, its `colcon test` in test_package.py). Each later
+```bash block of the section is one session: `ros2 launch`, `ros2 run` and `ros2 topic
 hz` start in the background (the terminals a user opens), every other command runs in order
 and must succeed (retried while the nodes start), then Ctrl-C (SIGINT to each background
 process group, as a terminal sends it) must stop everything within 5 s without a traceback.
 """
 
 import os
-from pathlib import Path
 import re
 import signal
 import subprocess
 import time
 
 import pytest
+from ros2_workspace import readme_ros2_blocks as ros2_blocks
 
-ROOT = Path(__file__).resolve().parents[1]
 BACKGROUND = re.compile(r'^ros2 (launch|run|topic hz) ')
 FAILED = ('failed', 'not set', 'not found', 'Traceback', 'error')
+# What a ROS user types in a workspace, in order (rosdep's and pip's lines install packages).
+WORKSPACE = ['rosdep install --from-paths src --ignore-src -y',
+             'pip install -r src/stkd_ros/requirements-ros.txt',
+             'colcon build', 'source install/setup.bash',
+             'colcon test', 'colcon test-result --verbose']
 
 
-def ros2_blocks():
-    readme = (ROOT / 'README.md').read_text()
-    section = readme[readme.index('\n## ROS 2\n'):]
-    section = section[:section.index('\n## ', 1)]
-    blocks = re.findall(r'```bash\n(.*?)```', section, re.S)
-    return [[c.strip() for c in re.sub(r'\\\n\s*', '', b).splitlines() if c.strip()]
-            for b in blocks]
-
-
-def test_the_section_has_a_build_block_and_command_blocks():
+def test_the_section_starts_with_the_workspace_commands_then_command_blocks():
     blocks = ros2_blocks()
-    assert blocks[0] == ['colcon build', 'source install/setup.sh']
+    assert blocks[0] == WORKSPACE
     assert len(blocks) >= 4 and all(any(BACKGROUND.match(c) for c in b) for b in blocks[1:])
 
 
 @pytest.fixture(scope='module')
 def sourced(ros2_workspace, ros2_files):
-    """Run the build block in the workspace; the environment it leaves behind."""
+    """Run the first block's build and source lines in the workspace; the environment left."""
     env = {k: v for k, v in os.environ.items() if k not in ('AMENT_PREFIX_PATH', 'PYTHONPATH')}
-    script = '\n'.join(ros2_blocks()[0] + ['env -0'])
+    build = [c for c in ros2_blocks()[0] if c.startswith(('colcon build', 'source '))]
+    script = '\n'.join(build + ['env -0'])
     proc = subprocess.run(['bash', '-ec', script], cwd=ros2_workspace, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
