@@ -6,33 +6,23 @@ import subprocess
 import sys
 
 import cv2
+from model_helpers import tiny_model_file
 import numpy as np
 import pytest
-from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_typestore, Stores
+from stkd_ros.bag.evaluate import ModelRunError
 from stkd_ros.bag.reader import BagError
 from stkd_ros.commands.eval_bag import eval_bag
 from stkd_ros.commands.synth import synth
-from stkd_ros.model_file import save_model_file
-from stkd_ros.models import build_model
-import torch
+from stkd_ros.inference import Segmenter
 
 STORE = get_typestore(Stores.ROS2_KILTED)
-
-
-def _model(path, seed):
-    torch.manual_seed(seed)
-    save_model_file(path, build_model('bisenet_lite', 11).eval(), {
-        'arch': 'bisenet_lite', 'arch_args': {}, 'num_classes': 11,
-        'classes': [f'c{i}' for i in range(11)], 'palette': [[20 * i, 0, 0] for i in range(11)],
-        'input_size': [64, 128], 'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]})
-    return path
 
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp('models')
-    return [_model(d / 'a.safetensors', 0), _model(d / 'b.safetensors', 1)]
+    return [tiny_model_file(d / 'a.safetensors', 0), tiny_model_file(d / 'b.safetensors', 1)]
 
 
 @pytest.fixture(scope='module', params=['mcap', 'sqlite3'])
@@ -42,25 +32,68 @@ def drive(request, tmp_path_factory):
     return out / 'bag'
 
 
-@pytest.mark.slow
-def test_report_metrics_and_annotated_bag(drive, models, tmp_path):
+@pytest.fixture(scope='module')
+def evaluated(drive, models, tmp_path_factory):
+    """eval-bag with a report and an annotated bag, once per storage format."""
+    out = tmp_path_factory.mktemp('evaluated')
     summary = eval_bag(drive, models, '/camera/image_raw', label_topic='/camera/labels',
-                       report=tmp_path / 'report', write_bag=tmp_path / 'annotated')
+                       report=out / 'report', write_bag=out / 'annotated')
+    return summary, out
+
+
+@pytest.mark.slow
+def test_report_metrics_and_annotated_bag(evaluated):
+    summary, out = evaluated
     assert summary['frames'] == 6 and set(summary['models']) == {'a', 'b'}
     for m in summary['models'].values():
         assert 0 <= m['miou'] <= 1 and 0 <= m['flicker'] <= 1
         assert len(m['per_class_iou']) == 11 and m['latency_ms']['p50'] > 0
-    report = tmp_path / 'report'
-    for name in ('report.md', 'metrics.json', 'flicker_over_time.png', 'per_class.png',
-                 'latency.png', 'sample_a_least_stable.png', 'sample_b_most_stable.png'):
+    report = out / 'report'
+    for name in ('report.md', 'report.html', 'drive.mp4', 'metrics.json',
+                 'flicker_over_time.png', 'per_class.png', 'latency.png',
+                 'sample_a_least_stable.png', 'sample_b_most_stable.png'):
         assert (report / name).is_file(), name
     assert json.loads((report / 'metrics.json').read_text())['models']['a']['frames'] == 6
     text = (report / 'report.md').read_text()
     assert '| a |' in text and '| b |' in text and 'flicker_over_time.png' in text
-    with AnyReader([tmp_path / 'annotated'], default_typestore=STORE) as reader:
-        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert summary['annotated_bag'] == str(out / 'annotated')
+    assert sorted(p.name for p in out.iterdir()) == ['annotated', 'report']   # nothing partial
+
+
+@pytest.mark.slow
+def test_annotated_bag_reads_back_with_the_official_mcap_reader(evaluated, models):
+    # What Foxglove and `ros2 bag` rely on: the mcap library with its ROS 2 decoder (not
+    # rosbags, which wrote the file) decodes every message, and each mask holds the class ids
+    # the model gives for that frame.
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+    summary, out = evaluated
+    segmenters = {'a': Segmenter(models[0]), 'b': Segmenter(models[1])}
+    frames, masks, colors, counts = {}, {}, {}, {}
+    (path,) = (out / 'annotated').glob('*.mcap')
+    with open(path, 'rb') as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        assert reader.get_header().profile == 'ros2'
+        for schema, channel, message, msg in reader.iter_decoded_messages():
+            assert (schema.encoding, channel.message_encoding) == ('ros2msg', 'cdr')
+            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            shape = (msg.height, msg.width) + ((3,) if msg.encoding == 'rgb8' else ())
+            pixels = np.frombuffer(msg.data, np.uint8).reshape(shape)
+            if channel.topic == '/camera/image_raw':
+                frames[stamp] = pixels
+            elif channel.topic.endswith('/mask'):
+                assert msg.encoding == 'mono8'
+                masks[channel.topic.split('/')[2], stamp] = pixels
+            elif channel.topic.endswith('/color'):
+                colors[channel.topic.split('/')[2], stamp] = pixels
     assert counts == {'/camera/image_raw': 6, '/camera/labels': 6, '/stkd/a/mask': 6,
                       '/stkd/a/color': 6, '/stkd/b/mask': 6, '/stkd/b/color': 6}
+    assert {stamp for _, stamp in masks} == set(frames)
+    for (name, stamp), mask in masks.items():
+        expected = segmenters[name].segment(frames[stamp])
+        np.testing.assert_array_equal(mask, expected)
+        np.testing.assert_array_equal(colors[name, stamp], segmenters[name].colorize(expected))
 
 
 @pytest.mark.slow
@@ -123,3 +156,101 @@ def test_missing_bag_topic_and_corrupt_bag_are_one_line_errors(drive, models, tm
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('stkd eval-bag: error: cannot read bag'), last
     assert Path(models[0]).is_file()
+
+
+def _image_bag(path, frames: int, corrupt_at: int = None):
+    """Write a drive of ``frames`` rgb8 frames on /cam/image at 10 Hz; one may be garbage."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    types = STORE.types
+    rng = np.random.default_rng(1)
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection('/cam/image', 'sensor_msgs/msg/Image', typestore=STORE)
+        for i in range(frames):
+            stamp = (i + 1) * 10**8
+            msg = types['sensor_msgs/msg/Image'](
+                header=types['std_msgs/msg/Header'](
+                    stamp=types['builtin_interfaces/msg/Time'](sec=0, nanosec=stamp),
+                    frame_id='cam'),
+                height=48, width=64, encoding='rgb8', is_bigendian=0, step=192,
+                data=rng.integers(0, 255, 48 * 192, np.uint8))
+            raw = STORE.serialize_cdr(msg, 'sensor_msgs/msg/Image')
+            writer.write(conn, stamp, b'\x00\x01garbage' if i == corrupt_at else raw)
+    return path
+
+
+def _assert_nothing_written(folder):
+    """No report, and nothing half-written beside where it would have gone."""
+    assert not folder.exists()
+    assert not [p.name for p in folder.parent.iterdir() if '.partial' in p.name]
+
+
+@pytest.mark.slow
+def test_a_bag_that_breaks_mid_drive_leaves_no_report(models, tmp_path):
+    bag = _image_bag(tmp_path / 'broken', 6, corrupt_at=4)
+    with pytest.raises(BagError, match='corrupt message on /cam/image'):
+        eval_bag(bag, models[:1], '/cam/image', report=tmp_path / 'report',
+                 write_bag=tmp_path / 'annotated')
+    _assert_nothing_written(tmp_path / 'report')
+    assert not (tmp_path / 'annotated').exists()
+    res = _cli('--bag', str(bag), '--model', str(models[0]), '--topic', '/cam/image',
+               '--report', str(tmp_path / 'report'))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        'stkd eval-bag: error: corrupt message on /cam/image'), res.stderr
+    _assert_nothing_written(tmp_path / 'report')
+
+
+def test_an_empty_drive_is_a_one_line_error(models, tmp_path):
+    bag = _image_bag(tmp_path / 'empty', 0)
+    res = _cli('--bag', str(bag), '--model', str(models[0]), '--topic', '/cam/image',
+               '--report', str(tmp_path / 'report'))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == (
+        f'stkd eval-bag: error: no decodable frame on /cam/image in {bag}'), res.stderr
+    _assert_nothing_written(tmp_path / 'report')
+
+
+def test_a_model_that_fails_on_a_frame_is_named_in_one_line(models, tmp_path):
+    # A real model file whose normalization has two values for three channels: it loads,
+    # and raises on the first frame it is given.
+    broken = tiny_model_file(tmp_path / 'broken.safetensors', 2, mean=[0.5, 0.5])
+    bag = _image_bag(tmp_path / 'drive', 3)
+    with pytest.raises(ModelRunError, match=r'^model broken failed on frame 1 of /cam/image '
+                                            r'\(stamp 100000000\): ValueError: '):
+        eval_bag(bag, [models[0], broken], '/cam/image', report=tmp_path / 'report')
+    _assert_nothing_written(tmp_path / 'report')
+    res = _cli('--bag', str(bag), '--model', str(models[0]), '--model', str(broken),
+               '--topic', '/cam/image', '--report', str(tmp_path / 'report'))
+    assert res.returncode == 2 and 'Traceback' not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        'stkd eval-bag: error: model broken failed on frame 1'), res.stderr
+    _assert_nothing_written(tmp_path / 'report')
+
+
+@pytest.mark.slow
+def test_a_drive_of_one_frame_gets_a_report_that_says_so(models, tmp_path):
+    bag = _image_bag(tmp_path / 'one', 1)
+    summary = eval_bag(bag, models[:1], '/cam/image', report=tmp_path / 'report')
+    assert summary['frames'] == 1 and np.isnan(summary['models']['a']['flicker'])
+    report = tmp_path / 'report'
+    for name in ('report.md', 'report.html'):
+        text = (report / name).read_text()
+        assert 'The drive has one frame: there is no pair of frames' in text, name
+        assert '| a | n/a |' in text or '<td>a</td><td>n/a</td>' in text, name
+    assert summary['video']['frames'] == 1 and (report / 'drive.mp4').stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_report_replaces_an_earlier_one_and_nothing_else(models, tmp_path):
+    bag = _image_bag(tmp_path / 'drive', 2)
+    report = tmp_path / 'report'
+    eval_bag(bag, models[:1], '/cam/image', report=report)
+    (report / 'old_note.txt').write_text('from the earlier run')
+    eval_bag(bag, models[:1], '/cam/image', report=report)
+    assert (report / 'report.html').is_file() and not (report / 'old_note.txt').exists()
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'thesis.tex').write_text('not a report')
+    with pytest.raises(FileExistsError, match='is not an earlier output of this command'):
+        eval_bag(bag, models[:1], '/cam/image', report=mine)
+    assert [p.name for p in mine.iterdir()] == ['thesis.tex']

@@ -5,7 +5,8 @@ One pass over the bag: each frame is decoded once, the flow from the previous fr
 occlusion check are computed once (:class:`~stkd_ros.flow.pairs.StreamFlow`, as the flicker
 monitor does) and shared by every model, and each model's mask is compared with its previous
 mask (:class:`stkd_ros.temporal.StabilityMeter`: flicker, TC), with the label when the bag has
-a label topic (mIoU), and timed.
+a label topic (mIoU), and timed. Whoever draws the drive (the report's video) gets each frame
+with every model's mask at the flow's working size as the pass goes (``on_frame``).
 """
 
 from collections import OrderedDict
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 import logging
 from pathlib import Path
 import time
-from typing import List
+from typing import Callable, List
 
 import numpy as np
 from stkd_ros.bag.reader import BagError, iter_messages, open_bag
+from stkd_ros.errors import InputError
 from stkd_ros.flow.pairs import StreamFlow
 from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError
 from stkd_ros.image_msgs import mask_to_array, stamp_ns
@@ -88,15 +90,36 @@ class ModelTrack:
         self.confusion.update(torch.from_numpy(mask), torch.from_numpy(label))
 
 
+class ModelRunError(InputError):
+    """A model that raised on a frame of the drive: which model, which frame, what it said."""
+
+
 def _names(models) -> List[str]:
     stems = [Path(m).stem for m in models]
     return [s if stems.count(s) == 1 else f'{Path(m).parent.name}/{s}'
             for s, m in zip(stems, models)]
 
 
+def _segment(track: ModelTrack, frame: np.ndarray, index: int, stamp: int, topic: str):
+    try:
+        return track.segmenter.segment(frame)
+    except Exception as exc:
+        # The bag is fine and the other models may be: say which model broke where, in one
+        # line; the traceback stays in the debug log.
+        log.debug('model %s failed', track.name, exc_info=True)
+        reason = str(exc).splitlines()[0] if str(exc) else ''
+        raise ModelRunError(f'model {track.name} failed on frame {index + 1} of {topic} '
+                            f'(stamp {stamp}): {type(exc).__name__}: {reason}') from exc
+
+
 def evaluate_bag(bag, models, topic: str, label_topic: str = None,
-                 max_frames: int = None) -> dict:
-    """Run every model over ``topic``; returns per-model tracks and the frame stamps."""
+                 max_frames: int = None, on_frame: Callable = None) -> dict:
+    """
+    Run every model over ``topic``; returns per-model tracks and the frame stamps.
+
+    ``on_frame(frame, stamp, motion, tracks, masks)``, when given, is called after each frame
+    has been scored, with the tracks and each one's mask at the flow's working size.
+    """
     tracks = [ModelTrack(n, Segmenter(m)) for n, m in zip(_names(models), models)]
     stream = StreamFlow()
     labels, stamps, rejected = {}, [], 0
@@ -119,11 +142,15 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
                 continue
             stamp = stamp_ns(msg)
             motion = stream.update(frame)
+            small_masks = []
             for track in tracks:
                 start = time.perf_counter()
-                mask = track.segmenter.segment(frame)
+                mask = _segment(track, frame, len(stamps), stamp, topic)
                 track.latency_ms.append((time.perf_counter() - start) * 1e3)
-                track.add_mask(stamp, mask, stream.shrink(mask, nearest=True), motion, labels)
+                small_masks.append(stream.shrink(mask, nearest=True))
+                track.add_mask(stamp, mask, small_masks[-1], motion, labels)
+            if on_frame is not None:
+                on_frame(frame, stamp, motion, tracks, small_masks)
             stamps.append(stamp)
             bar.update(1)
             if max_frames and len(stamps) >= max_frames:

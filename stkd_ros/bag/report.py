@@ -1,9 +1,10 @@
 """
-The eval-bag report: metrics.json, report.md, plots, and overlay samples.
+The eval-bag report: metrics.json, report.md, report.html, plots, and overlay samples.
 
 Written for the question a perception engineer brings to it: which model to ship? So the
-models sit side by side: accuracy where labels exist, flicker over the drive and per class,
-latency, and the frames where each model is most and least stable.
+models sit side by side: flicker over the drive and per class, accuracy where labels exist,
+latency, the frames where each model is most and least stable, and (report.html) the drive
+as a side-by-side video (``drive_video.py``, drawn during the evaluation's pass).
 """
 
 import json
@@ -12,17 +13,19 @@ from pathlib import Path
 from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global state
 import numpy as np
 
+from stkd_ros.bag.report_page import write_page
+from stkd_ros.bag.report_table import (drive_line, drive_notes, STABILITY_NOTE,
+                                       SUMMARY_HEADERS, summary_rows)
 from stkd_ros.data.image_io import write_rgb
 
+#: The files every complete report holds: what marks a folder as an earlier report.
+REPORT_FILES = ('report.md', 'report.html', 'metrics.json')
 
-#: What the stability columns count, and which to read first, under every report's table.
-STABILITY_NOTE = (
-    'Flicker and TC count the same pixels of each pair of consecutive frames: those the flow '
-    '({flow}) carries inside the image and the occlusion check finds in both frames, over the '
-    'whole drive. Flicker is the share of them whose class changed; read it first: TC is their '
-    'mIoU, averaged over classes, so a class predicted in a few pixels moves it. TC (ETC) '
-    'counts occluded pixels too, as ETC (Liu et al. 2020) published it, for comparison with '
-    'the literature. All are label-free.')
+
+def is_report(folder: Path) -> bool:
+    """Tell an empty folder or an earlier eval-bag report (which a new one replaces)."""
+    names = {p.name for p in Path(folder).iterdir()}
+    return not names or set(REPORT_FILES) <= names
 
 
 def summarize(result: dict) -> dict:
@@ -43,7 +46,11 @@ def summarize(result: dict) -> dict:
         if t.confusion.mat.sum() > 0:
             entry.update(t.confusion.summary(list(classes)))
         models[t.name] = entry
-    return {'bag': result['bag'], 'topic': result['topic'], 'frames': len(result['stamps']),
+    stamps = result['stamps']
+    duration = (stamps[-1] - stamps[0]) / 1e9
+    return {'bag': result['bag'], 'topic': result['topic'], 'frames': len(stamps),
+            'duration_s': duration,
+            'fps': (len(stamps) - 1) / duration if duration > 0 else None,
             'rejected_frames': result['rejected'], 'labeled': result['labeled'],
             'stability_flow': result['stability_flow'], 'models': models}
 
@@ -101,64 +108,69 @@ def _plot_latency(result, path):
     fig.savefig(path, dpi=110)
 
 
-def _samples(result, out: Path, fetch_frames) -> list:
-    """Frame | overlay for each model, at each model's steadiest and least steady step."""
+def _moments(result, out: Path, fetch_frames) -> list:
+    """Frame | overlays of every model, at each model's steadiest and least steady step."""
     picks = []
     for t in result['tracks']:
         if not np.isnan(t.flicker).all():
             picks += [(t, 'least_stable', int(np.nanargmax(t.flicker))),
                       (t, 'most_stable', int(np.nanargmin(t.flicker)))]
     frames = fetch_frames({t.stamps[i] for t, _, i in picks}) if picks else {}
-    written = []
-    for t, label, idx in picks:
+    moments = []
+    for t, kind, idx in picks:
         stamp = t.stamps[idx]
         frame = frames[stamp]
         row = [frame] + [x.segmenter.overlay(frame, x.segmenter.segment(frame), 0.55)
                          for x in result['tracks']]
-        path = out / f'sample_{t.name.replace("/", "_")}_{label}.png'
+        path = out / f'sample_{t.name.replace("/", "_")}_{kind}.png'
         write_rgb(path, np.concatenate(row, axis=1))
-        written.append((t.name, label, t.flicker[idx], path.name))
-    return written
+        moments.append({'model': t.name, 'kind': kind, 'flicker': t.flicker[idx],
+                        'time_s': (stamp - result['stamps'][0]) / 1e9, 'file': path.name})
+    return moments
 
 
-def write_report(result: dict, out, fetch_frames) -> Path:
+def _markdown(summary: dict) -> str:
+    lines = [f'# eval-bag: {Path(summary["bag"]).name}', '', drive_line(summary), '']
+    lines += [f'> {note}\n' for note in drive_notes(summary)]
+    lines += ['| ' + ' | '.join(SUMMARY_HEADERS) + ' |',
+              '|' + '---|' * len(SUMMARY_HEADERS)]
+    lines += ['| ' + ' | '.join(row) + ' |' for row in summary_rows(summary)]
+    lines += ['', STABILITY_NOTE.format(flow=summary['stability_flow']), '']
+    if summary.get('video'):
+        lines += [f'The drive, side by side: [{summary["video"]["file"]}]'
+                  f'({summary["video"]["file"]}) (and in report.html).', '']
+    lines += ['![flicker over time](flicker_over_time.png)', '',
+              '![per class](per_class.png)', '', '![latency](latency.png)', '']
+    if summary['moments']:
+        lines += ['## Most and least stable moments', '',
+                  'Each image: the frame, then the overlay of every model, at the step where '
+                  'the named model flickers least or most.', '']
+        for m in summary['moments']:
+            lines += [f'**{m["model"]}, {m["kind"].replace("_", " ")}** (flicker '
+                      f'{m["flicker"]:.4f}, {m["time_s"]:.2f} s into the drive)', '',
+                      f'![{m["model"]} {m["kind"]}]({m["file"]})', '']
+    return '\n'.join(lines)
+
+
+def write_report(result: dict, out, fetch_frames, video=None) -> dict:
     """
-    Write the whole report into directory ``out``; returns the path of report.md.
+    Write the whole report into directory ``out``; returns the summary written (metrics.json).
 
     ``fetch_frames(stamps)`` returns {stamp: RGB frame}: frames are read again for the
-    samples instead of being kept through the whole drive.
+    samples instead of being kept through the whole drive. ``video``: the drive's
+    :class:`~stkd_ros.report.video.VideoInfo`, a file in ``out``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(result)
-    (out / 'metrics.json').write_text(json.dumps(summary, indent=2))
     _plot_flicker(result, out / 'flicker_over_time.png')
     _plot_per_class(summary, result, out / 'per_class.png')
     _plot_latency(result, out / 'latency.png')
-    samples = _samples(result, out, fetch_frames)
-    lines = [f'# eval-bag: {Path(summary["bag"]).name}', '',
-             f'Topic `{summary["topic"]}`, {summary["frames"]} frames'
-             f'{", labeled" if summary["labeled"] else ""}; '
-             f'{summary["rejected_frames"]} frames could not be decoded.', '',
-             '| model | mIoU | flicker | flicker (p95 of steps) | TC | TC (ETC) '
-             '| latency p50 / p95 [ms] |',
-             '|---|---|---|---|---|---|---|']
-    for name, m in summary['models'].items():
-        miou = f'{m["miou"]:.4f}' if 'miou' in m else 'n/a (no labels)'
-        lat = m['latency_ms']
-        lines.append(f'| {name} | {miou} | {m["flicker"]:.4f} | {m["flicker_p95"]:.4f} '
-                     f'| {m["tc"]:.4f} | {m["tc_etc"]:.4f} '
-                     f'| {lat["p50"]:.1f} / {lat["p95"]:.1f} |')
-    lines += ['', STABILITY_NOTE.format(flow=summary['stability_flow']), '',
-              '![flicker over time](flicker_over_time.png)', '',
-              '![per class](per_class.png)', '', '![latency](latency.png)', '']
-    if samples:
-        lines += ['## Most and least stable moments', '',
-                  'Each image: the frame, then the overlay of every model, at the step where '
-                  'the named model flickers least or most.', '']
-        for name, label, value, file in samples:
-            lines += [f'**{name}, {label.replace("_", " ")}** (flicker {value:.4f})', '',
-                      f'![{name} {label}]({file})', '']
-    path = out / 'report.md'
-    path.write_text('\n'.join(lines))
-    return path
+    summary['moments'] = _moments(result, out, fetch_frames)
+    if video is not None:
+        summary['video'] = {**video.to_dict(), 'file': Path(video.path).name}
+        del summary['video']['path']   # the folder travels: the page names the file
+    (out / 'metrics.json').write_text(json.dumps(summary, indent=2))
+    (out / 'report.md').write_text(_markdown(summary))
+    write_page(out, summary)
+    return summary

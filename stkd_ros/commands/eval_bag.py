@@ -1,11 +1,21 @@
-"""`stkd eval-bag`: evaluate models on a recorded drive, write the report and an annotated bag."""
+"""
+`stkd eval-bag`: evaluate models on a recorded drive, write the report and an annotated bag.
+
+The report (report.md, report.html with the drive as video, metrics.json, plots) and the
+annotated bag are each written under a temporary name and renamed into place when whole: a
+failure part way leaves neither, and an earlier report at the same place is replaced only by
+a complete one.
+"""
 
 import logging
 from pathlib import Path
 
 from stkd_ros.bag.annotate import write_annotated_bag
+from stkd_ros.bag.drive_video import DriveVideo, VIDEO_NAME
 from stkd_ros.bag.evaluate import evaluate_bag, fetch_frames
-from stkd_ros.bag.report import summarize, write_report
+from stkd_ros.bag.report import is_report, summarize, write_report
+from stkd_ros.bag.report_page import PAGE
+from stkd_ros.bag.staging import check_destination, staged
 from stkd_ros.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -16,15 +26,25 @@ def eval_bag(bag, models, topic: str, *, label_topic: str = None, report: str = 
     """Run ``models`` over ``topic`` of ``bag``; returns the summary (metrics.json's content)."""
     if not models:
         raise InputError('give at least one --model')
-    if write_bag and Path(write_bag).exists():
-        raise FileExistsError(f'bag {write_bag} already exists; choose a new path')
-    result = evaluate_bag(bag, [str(m) for m in models], topic, label_topic, max_frames)
-    summary = summarize(result)
-    if report:
-        path = write_report(result, report, lambda stamps: fetch_frames(bag, topic, stamps))
-        summary['report'] = str(path)
-        log.info('report: %s', path)
     if write_bag:
-        summary['annotated_bag'] = str(write_annotated_bag(bag, write_bag, topic,
-                                                           result['tracks']))
+        check_destination(write_bag)
+    models = [str(m) for m in models]
+    if not report:
+        result = evaluate_bag(bag, models, topic, label_topic, max_frames)
+        summary = summarize(result)
+    else:
+        with staged(report, is_report) as folder:
+            folder.mkdir()
+            with DriveVideo(folder / VIDEO_NAME) as video:
+                result = evaluate_bag(bag, models, topic, label_topic, max_frames,
+                                      on_frame=video.add)
+            summary = write_report(result, folder, lambda s: fetch_frames(bag, topic, s),
+                                   video.info)
+        summary['report'] = str(Path(report) / 'report.md')
+        summary['report_html'] = str(Path(report) / PAGE)
+        log.info('report: %s', summary['report_html'])
+    if write_bag:
+        with staged(write_bag) as path:
+            write_annotated_bag(bag, path, topic, result['tracks'])
+        summary['annotated_bag'] = str(write_bag)
     return summary
