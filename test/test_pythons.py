@@ -26,7 +26,9 @@ SOURCES = ['stkd_ros', 'launch', 'test', 'bench', 'experiments', 'setup.py']
 # with Debian's own torch (about a minute and a half here). Left out: the training and
 # distillation files (minutes), test_experiments.py (needs the git history), test_rosdep.py
 # (needs ../shared), the ROS and linter files, and this one.
-ROS_FREE = ['test_camvid.py', 'test_cityscapes.py', 'test_cli_synth.py', 'test_eval_bag.py',
+# test_eval_bag.py is left out too: eval-bag's report video needs PyAV, which .ci/pythons.sh
+# does not install in the chroot yet.
+ROS_FREE = ['test_camvid.py', 'test_cityscapes.py', 'test_cli_synth.py',
             'test_export_inference.py', 'test_flow.py', 'test_launch.py', 'test_layout.py',
             'test_losses.py', 'test_metrics.py', 'test_model_file.py', 'test_models.py',
             'test_node_core.py', 'test_package.py', 'test_synthetic.py', 'test_temporal.py',
