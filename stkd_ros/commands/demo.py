@@ -6,7 +6,9 @@ streets of unlabeled video it learns from through the teacher and the flow); eva
 three on 32 held-out streets;
 export the distilled student to ONNX; record a synthetic drive to a bag; evaluate both
 students on it with eval-bag; replay it through segment_node and flicker_monitor as real
-ROS 2 processes; print one table. Steps already done (their model file exists) are reused.
+ROS 2 processes; print one table, and put it on the eval-bag report's page (report.html, with
+the drive as video), whose path comes last. Steps already done (their model file exists) are
+reused.
 """
 
 import json
@@ -15,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from stkd_ros.bag.report_page import write_page
 from stkd_ros.data.classes import colorize
 from stkd_ros.data.image_io import write_rgb
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.flow.visualize import flow_to_color
+from stkd_ros.report.html_page import Section
 
 log = logging.getLogger(__name__)
 CONFIG = Path(__file__).resolve().parents[2] / 'config' / 'distill' / 'synthetic.yaml'
@@ -103,9 +107,32 @@ def run_demo(out='runs/demo', quick: bool = False) -> dict:
                'bag_flow': bag_summary['stability_flow'],
                'live': live, 'report': bag_summary['report'], 'onnx': str(onnx),
                'preview': str(shown)}
+    summary['report_html'] = str(_page(report_dir, summary))
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     _print(summary, bag_summary, live)
     return summary
+
+
+def _page(report_dir: Path, summary: dict) -> Path:
+    """Render eval-bag's report.html again with the demo's held-out and live tables."""
+    flow = next(iter(summary['held_out'].values()))['stability_flow']
+    held_out = Section(
+        '32 held-out synthetic streets (stkd evaluate)',
+        f'Teacher, baseline and distilled student on streets none was trained on, along '
+        f'{flow}. Read flicker first (the share of pixels whose class changes from frame to '
+        f'frame, lower is steadier); TC is the mIoU of the same pixels.',
+        ('model', 'flicker', 'TC', 'mIoU', 'ms/frame'),
+        [[name, f'{r["flicker"]:.4f}', f'{r["tc"]:.4f}', f'{r["miou"]:.4f}',
+          f'{r["ms_per_frame"]:.1f}'] for name, r in summary['held_out'].items()])
+    live = Section(
+        'Live replay (bag_player -> segment_node -> flicker_monitor)',
+        'The same drive through the ROS 2 nodes as real processes, with the same flow: the '
+        "monitor's running totals at the last frame.",
+        ('model', 'flicker', 'TC', 'steps'),
+        [[name, f'{r["flicker"]:.4f}', f'{r["tc"]:.4f}', str(r['steps'])]
+         for name, r in summary['live'].items()])
+    metrics = json.loads((report_dir / 'metrics.json').read_text())
+    return write_page(report_dir, metrics, extra=[held_out, live])
 
 
 def _print(summary, bag_summary, live):
@@ -127,7 +154,8 @@ def _print(summary, bag_summary, live):
     for name, r in live.items():
         print(f'  {name:<10} flicker {r["flicker"]:.4f}  TC {r["tc"]:.4f} over '
               f'{r["steps"]} steps')
-    print(f'\nreport: {summary["report"]}\nONNX:   {summary["onnx"]}\n'
-          f'preview: {summary["preview"]}')
+    print(f'\nONNX:   {summary["onnx"]}\npreview: {summary["preview"]}')
     print('\nThese are short demo schedules; docs/results.md has the comparison at converged '
           'schedules over paired seeds.')
+    print(f'\nThe report, with the drive side by side as video (open it in a browser):\n'
+          f'  {summary["report_html"]}')
