@@ -33,7 +33,7 @@ INSTALLED_BY = {
     'onnxruntime': 'python3-onnxruntime-pip', 'rosbags': 'python3-rosbags-pip',
     'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib',
     'safetensors': 'requirements-ros.txt', 'onnx': 'requirements-ros.txt',
-    'cityscapesscripts': 'requirements-ros.txt',
+    'cityscapesscripts': 'requirements-ros.txt', 'av': 'requirements-ros.txt',
     'cv_bridge': None,   # used when installed (image_msgs.py), not needed
 }
 
