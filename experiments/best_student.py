@@ -63,14 +63,14 @@ import json
 import os
 from pathlib import Path
 import statistics
-import threading
 
 from bench.report import emit
-from experiments.ledger import file_sha256, Ledger, same_run
-from experiments.paired import difference_text, mean_sd, paired_difference
+from experiments.ledger import Ledger, same_run
+from experiments.paired import difference_text, paired_difference, summary_row
 from experiments.runs import provenance, run, shown, STKD, stop_runs_on_sigterm
-from experiments.runs import train_and_score
+from experiments.runs import train_and_score, train_missing
 from experiments.unlabeled_ablation import CONFIG, TEACHER, TEACHER_RESTORE
+from stkd_ros.labeling.identity import file_sha256
 
 RESULTS = Path(__file__).resolve().parent / 'results'
 STORES = {'teacher': 'runs/stores/teacher', 'truth': 'runs/stores/truth'}
@@ -184,20 +184,12 @@ def summarize(scores: dict) -> list:
     gain = (means['O']['miou'] - means['A']['miou']) if {'O', 'A'} <= set(means) else None
     rows = []
     for name, seeds in scores.items():
-        runs = list(seeds.values())
-        if not runs:
+        if not seeds:
             continue
-        row = {'row': name, 'seeds': len(runs)}
-        for key in ('miou', 'flicker', 'tc'):
-            row[key] = mean_sd([r[key] for r in runs])
-            if name != 'A' and 'A' in scores:
-                row[f'{key} - A (95% CI)'] = difference_text(
-                    *paired_difference(seeds, scores['A'], key))
+        row = summary_row(name, seeds, scores.get('A'), ('miou', 'flicker', 'tc'), THIN)
         if gain and name != 'A':
             share = (means[name]['miou'] - means['A']['miou']) / gain
             row['share of oracle gain'] = f'{share:.2f}'
-        for cls in THIN:
-            row[cls] = f'{sum(r["per_class_iou"][cls] for r in runs) / len(runs):.3f}'
         rows.append(row)
     return rows
 
@@ -279,22 +271,13 @@ def main():
     scores = {row: {} for row in rows}
     for row, seeds in book.kept().items():
         scores[row].update(seeds)
-    lock = threading.Lock()
 
-    def train(plan):
-        row, seed, run_dir, cmd = plan
-        if seed in scores[row]:
-            print(f'{row}, seed {seed}: recorded in {path}, not trained again')
-            return
+    def run_one(row, seed, run_dir, cmd):
         r = train_and_score(cmd, run_dir, args.config, shared, threads)
-        entry = {**{k: r[k] for k in KEEP}, 'device': r.get('device'), **provenance(threads),
-                 **known[row], 'command': shown(cmd)}
-        with lock:   # every finished run goes into the JSON at once
-            scores[row][seed] = entry
-            book.record(scores)
+        return {**{k: r[k] for k in KEEP}, 'device': r.get('device'), **provenance(threads),
+                **known[row], 'command': shown(cmd)}
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(train, planned))
+    train_missing(planned, scores, book, run_one, args.jobs)
     print(f'wrote {path}\n\nEach run alone:')
     for row, seed, _, cmd in planned:
         print(f'{row}, seed {seed}: {shown(cmd)}')

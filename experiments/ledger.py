@@ -11,7 +11,6 @@ under a lock before it writes.
 
 from contextlib import contextmanager
 import fcntl
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,15 +18,6 @@ import shlex
 
 #: Options naming where a run's files lie, not what it trains (the files go by their hash).
 PATH_OPTIONS = ('--out', '--teacher', '--labels')
-
-
-def file_sha256(path) -> str:
-    """Hex SHA-256 of a file: names a teacher by its weights, wherever it lies."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def same_run(recorded: str, planned: str) -> bool:

@@ -39,3 +39,22 @@ def mean_sd(values) -> str:
     """Mean ± sample standard deviation (0 for one value), 4 decimals."""
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f'{statistics.mean(values):.4f} ± {sd:.4f}'
+
+
+def summary_row(name: str, seeds: dict, base: dict, keys, classes, base_name: str = 'A') -> dict:
+    """
+    Return one table row: the seeds, mean ± sd of each of ``keys``, and the classes' IoU.
+
+    Each key also gets its paired difference to ``base`` (the runs of row ``base_name``;
+    none for that row itself or when there is no base), and each of ``classes`` its mean IoU.
+    """
+    runs = list(seeds.values())
+    row = {'row': name, 'seeds': len(runs)}
+    for key in keys:
+        row[key] = mean_sd([r[key] for r in runs])
+        if base and name != base_name:
+            row[f'{key} - {base_name} (95% CI)'] = difference_text(
+                *paired_difference(seeds, base, key), base=base_name)
+    for cls in classes:
+        row[cls] = f'{sum(r["per_class_iou"][cls] for r in runs) / len(runs):.3f}'
+    return row

@@ -1,5 +1,6 @@
 """Shared by the experiments: run one training command and score its model, resumably."""
 
+from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 from pathlib import Path
@@ -7,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 
 #: The `stkd` command of this interpreter.
 STKD = [sys.executable, '-m', 'stkd_ros.cli']
@@ -88,3 +90,29 @@ def provenance(threads=None) -> dict:
     return {'commit': commit, 'torch': torch.__version__,
             'threads': threads or int(os.environ.get('OMP_NUM_THREADS', 0))
             or torch.get_num_threads()}
+
+
+def train_missing(planned, scores: dict, book, run_one, jobs: int):
+    """
+    Train every planned run that ``scores`` lacks, ``jobs`` at a time; record each at once.
+
+    planned: (row, seed, run_dir, cmd) tuples; scores: {row: {seed: run}}, filled in place;
+    book: the protocol's Ledger; run_one(row, seed, run_dir, cmd) trains and scores one run
+    and returns what the ledger keeps of it. A run goes into the ledger as soon as it ends,
+    so a killed session keeps every finished run.
+    """
+    lock = threading.Lock()
+
+    def train(plan):
+        row, seed = plan[:2]
+        if seed in scores[row]:
+            print(f'{row}, seed {seed}: recorded in {book.path}, not trained again')
+            return
+        run = run_one(*plan)
+        with lock:
+            scores[row][seed] = run
+            book.record(scores)
+
+    book.record(scores)
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(train, planned))

@@ -43,18 +43,18 @@ figures are those, unchanged), and their TC over occluded pixels too as tc_etc.
 """
 
 import argparse
-from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 from pathlib import Path
-import threading
 import time
 
 from bench.report import emit
-from experiments.ledger import file_sha256, Ledger, same_run
-from experiments.paired import difference_text, mean_sd, paired_difference
+from experiments.ledger import Ledger, same_run
+from experiments.paired import summary_row
 from experiments.runs import score, shown, STKD, stop_runs_on_sigterm, train_and_score
+from experiments.runs import train_missing
 from stkd_ros.config import load_config
+from stkd_ros.labeling.identity import file_sha256
 from stkd_ros.training.data import warm_render_cache
 
 RESULTS = Path(__file__).resolve().parent / 'results'
@@ -135,21 +135,9 @@ def recorded_runs(path: Path, args, out: Path, teacher_sha: str, quiet=False) ->
 
 def summarize(scores: dict) -> list:
     """Table rows: mean ± sd of each metric, the paired difference to A, thin-class IoU."""
-    rows = []
-    for name, seeds in scores.items():
-        runs = list(seeds.values())
-        if not runs:
-            continue
-        row = {'row': name, 'seeds': len(runs)}
-        for key in ('miou', 'tc', 'flicker'):
-            row[key] = mean_sd([r[key] for r in runs])
-            if name not in ('A', 'teacher') and 'A' in scores:
-                row[f'{key} - A (95% CI)'] = difference_text(
-                    *paired_difference(seeds, scores['A'], key))
-        for cls in THIN:
-            row[cls] = f'{sum(r["per_class_iou"][cls] for r in runs) / len(runs):.3f}'
-        rows.append(row)
-    return rows
+    return [summary_row(name, seeds, {} if name == 'teacher' else scores.get('A'),
+                        ('miou', 'tc', 'flicker'), THIN)
+            for name, seeds in scores.items() if seeds]
 
 
 def main():
@@ -208,25 +196,16 @@ def main():
     if not scores.get('teacher'):
         teacher = score(args.teacher, out / 'teacher.json', args.config, shared)
         scores['teacher'] = {'0': {k: teacher[k] for k in KEEP}}
-    lock = threading.Lock()
 
-    def train(plan):
-        row, seed, run_dir, cmd = plan
-        if seed in scores[row]:
-            print(f'{row}, seed {seed}: recorded in {path}, not trained again')
-            return
+    def run_one(row, seed, run_dir, cmd):
         r = train_and_score(cmd, run_dir, args.config, shared, threads)
         # Where it ran (eval.json's torch device): rows may mix machines, the reader should see.
         run = {**{k: r[k] for k in KEEP}, 'device': r.get('device'), 'command': shown(cmd)}
         if ROWS[row][1] is not None:
             run['teacher_sha256'] = teacher_sha
-        with lock:   # every finished run goes into the JSON at once: a killed session keeps it
-            scores[row][seed] = run
-            book.record(scores)
+        return run
 
-    book.record(scores)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(train, planned))
+    train_missing(planned, scores, book, run_one, args.jobs)
     emit(name + '_table', summarize(book.in_order(scores)), COLUMNS, args.results)
     print(f'wrote {path}\n\nEach run alone:')
     for row, seed, _, cmd in planned:

@@ -1,6 +1,7 @@
 """Run `stkd` training commands on a tiny synthetic config, as a user would."""
 
 from pathlib import Path
+import subprocess
 import sys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,3 +19,11 @@ def _cmd(command, out, steps, extra=()):
     for item in TINY + list(extra):
         args += ['--set', item]
     return args
+
+
+def synth_bag(out, frames: int, size: str, seed: int = 9) -> Path:
+    """Record a synthetic drive of one clip with `stkd synth --bag`; return the bag's path."""
+    subprocess.run([sys.executable, '-m', 'stkd_ros.cli', 'synth', '--out', str(out),
+                    '--clips', '1', '--frames', str(frames), '--size', size, '--seed', str(seed),
+                    '--bag'], check=True, capture_output=True)
+    return Path(out) / 'bag'

@@ -139,7 +139,7 @@ def test_a_missing_teacher_stops_with_the_commands_that_restore_or_train_it(tmp_
 
 
 def test_the_restore_command_gives_the_teacher_the_recorded_runs_name(tmp_path):
-    from experiments.ledger import file_sha256
+    from stkd_ros.labeling.identity import file_sha256
     from experiments.unlabeled_ablation import RESULTS, TEACHER_HISTORY
     blob = subprocess.run(['git', 'show', TEACHER_HISTORY], cwd=ROOT, capture_output=True)
     if blob.returncode != 0:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from cli_helpers import ROOT
+from cli_helpers import ROOT, synth_bag
 import cv2
 import numpy as np
 import pytest
@@ -70,11 +70,7 @@ def fused_store(tmp_path_factory, teacher):
 
 @pytest.fixture(scope='module')
 def drive(tmp_path_factory):
-    out = tmp_path_factory.mktemp('drive')
-    subprocess.run([sys.executable, '-m', 'stkd_ros.cli', 'synth', '--out', str(out),
-                    '--clips', '1', '--frames', '5', '--size', '32x64', '--seed', '9', '--bag'],
-                   check=True, capture_output=True)
-    return out / 'bag'
+    return synth_bag(tmp_path_factory.mktemp('drive'), frames=5, size='32x64')
 
 
 def _files(root):

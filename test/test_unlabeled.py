@@ -2,9 +2,8 @@
 
 import csv
 import subprocess
-import sys
 
-from cli_helpers import _cmd
+from cli_helpers import _cmd, synth_bag
 import numpy as np
 import pytest
 from stkd_ros.bag.reader import BagError
@@ -55,11 +54,7 @@ def test_the_unlabeled_ratio_sets_how_many_unlabeled_pairs_join():
 
 @pytest.fixture(scope='module')
 def drive(tmp_path_factory):
-    out = tmp_path_factory.mktemp('drive')
-    subprocess.run([sys.executable, '-m', 'stkd_ros.cli', 'synth', '--out', str(out),
-                    '--clips', '1', '--frames', '6', '--size', '64x128', '--seed', '9', '--bag'],
-                   check=True, capture_output=True)
-    return out / 'bag'
+    return synth_bag(tmp_path_factory.mktemp('drive'), frames=6, size='64x128')
 
 
 def test_a_bag_topic_is_decoded_once_into_unlabeled_pairs(drive, tmp_path):

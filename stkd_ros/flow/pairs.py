@@ -67,7 +67,10 @@ class PairFlow:
         Frames are HxWx3 uint8 RGB at their own size; compare masks after :meth:`shrink`
         (``nearest=True``).
         """
-        a, b = self.shrink(frame_a), self.shrink(frame_b)
+        return self.between_small(self.shrink(frame_a), self.shrink(frame_b))
+
+    def between_small(self, a: np.ndarray, b: np.ndarray):
+        """:meth:`pair` of frames already at the working size (:meth:`shrink`)."""
         forward = self.estimator(a, b)
         return forward, forward_backward_visible(forward, self.estimator(b, a))
 
@@ -109,7 +112,10 @@ class StreamFlow:
         """
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)   # DIS converts back exactly
-        prev, self.prev = self.prev, frame
-        if prev is None or prev.shape != frame.shape:
+        # Each frame is shrunk once and kept so, for this step and the next; two sizes can
+        # shrink to one, so the full size is what must match.
+        small = self.flow.shrink(frame)
+        prev, self.prev = self.prev, (frame.shape, small)
+        if prev is None or prev[0] != frame.shape:
             return None
-        return self.flow.pair(prev, frame)
+        return self.flow.between_small(prev[1], small)
