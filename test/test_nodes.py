@@ -304,6 +304,30 @@ def test_a_stalled_teardown_ends_at_the_deadline_and_says_where():
     assert 'Timeout' in out and 'in destroy_node' in out, out
 
 
+LEFTOVER_THREAD = """
+import threading
+import time
+from rclpy.node import Node
+from stkd_ros.nodes.lifecycle import run
+
+class LeavesAThread(Node):
+    def __init__(self):
+        super().__init__('leaves_a_thread')
+        threading.Thread(target=time.sleep, args=(60,)).start()   # joined at interpreter exit
+        self.get_logger().info('up')
+
+run(LeavesAThread, 'leaves_a_thread', work=lambda node: None)
+"""
+
+
+def test_a_node_ends_with_status_0_even_when_the_interpreter_exit_would_stall():
+    """Once the node is torn down the process ends: a leftover thread holds nothing up."""
+    proc = subprocess.run([sys.executable, '-c', LEFTOVER_THREAD], env=ros_env(), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=30)   # 60 s if the interpreter's exit ran
+    assert proc.returncode == 0 and 'up' in proc.stdout, proc.stdout
+
+
 def test_outputs_reach_reliable_and_best_effort_subscribers(ros, segment_node, frames):
     """Masks are published reliable: `ros2 bag record` (reliable) and best-effort viewers."""
     proc, masks = segment_node
