@@ -87,9 +87,10 @@ def _cmd_eval_bag(args):
         print(f'  {name}: {miou}flicker {m["flicker"]:.4f}  TC {m["tc"]:.4f}  '
               f'latency p50 {m["latency_ms"]["p50"]:.1f} ms')
     print(f'  flicker and TC along {summary["stability_flow"]}')
-    for key in ('report', 'annotated_bag'):
+    for key, text in (('report', 'report'), ('report_html', 'report page (open in a browser)'),
+                      ('annotated_bag', 'annotated bag (MCAP)')):
         if key in summary:
-            print(f'{key.replace("_", " ")}: {summary[key]}')
+            print(f'{text}: {summary[key]}')
 
 
 def _cmd_export(args):
@@ -201,8 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='model file; repeat to compare models side by side')
     p.add_argument('--topic', required=True, help='image topic (Image or CompressedImage)')
     p.add_argument('--label-topic', default=None, help='mono8 label topic, for mIoU')
-    p.add_argument('--report', default=None, help='directory for report.md, plots, JSON')
-    p.add_argument('--write-bag', default=None, help='write a copy with mask/color topics')
+    p.add_argument('--report', default=None, metavar='DIR',
+                   help='write the report folder: report.html (the drive as a side-by-side '
+                   'video, drive.mp4), report.md, metrics.json, plots; an earlier report '
+                   'there is replaced')
+    p.add_argument('--write-bag', default=None, metavar='DIR',
+                   help="write an MCAP copy of the bag with each model's mask and color "
+                   'topics')
     p.add_argument('--max-frames', type=int, default=None)
     p.set_defaults(func=_cmd_eval_bag)
 

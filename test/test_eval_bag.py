@@ -253,4 +253,6 @@ def test_a_report_replaces_an_earlier_one_and_nothing_else(models, tmp_path):
     (mine / 'thesis.tex').write_text('not a report')
     with pytest.raises(FileExistsError, match='is not an earlier output of this command'):
         eval_bag(bag, models[:1], '/cam/image', report=mine)
+    with pytest.raises(FileExistsError, match=f'^{mine} already exists; choose a new path$'):
+        eval_bag(bag, models[:1], '/cam/image', write_bag=mine)   # a bag is never replaced
     assert [p.name for p in mine.iterdir()] == ['thesis.tex']

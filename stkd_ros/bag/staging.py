@@ -21,9 +21,12 @@ def check_destination(final, replaceable: Optional[Callable[[Path], bool]] = Non
     Called before the work starts, so that a long pass does not end in this error.
     """
     final = Path(final)
-    if final.exists() and not (replaceable and final.is_dir() and replaceable(final)):
-        raise FileExistsError(f'{final} already exists and is not an earlier output of this '
-                              f'command; choose a new path')
+    if not final.exists() or (replaceable and final.is_dir() and replaceable(final)):
+        return
+    if replaceable is None:
+        raise FileExistsError(f'{final} already exists; choose a new path')
+    raise FileExistsError(f'{final} already exists and is not an earlier output of this '
+                          f'command; choose a new path')
 
 
 @contextmanager

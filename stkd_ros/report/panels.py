@@ -3,9 +3,9 @@
 import cv2
 import numpy as np
 
-#: The longest side of one panel. Two models' panels in two rows make a video of about
-#: 960x400: sharp enough to see a flickering pole, small enough for a few MB per 2 minutes;
-#: smaller frames are enlarged to it, so that captions fit.
+#: The longest side of one panel. Two models' panels in two rows make a video of 960x356
+#: (1:2 frames) to 960x396 (16:9): sharp enough to see a flickering pole, a few MB per 2
+#: minutes; smaller frames are enlarged to it, so that captions fit.
 PANEL_SIDE = 320
 CAPTION_HEIGHT = 18
 _FONT, _SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.42

@@ -25,10 +25,10 @@ CRF = 28
 #: x264's speed preset: 'veryfast' encodes a frame of eval-bag's layout in a few ms on one
 #: core, well below a model's time per frame, at about 10 % more bytes than 'medium'.
 PRESET = 'veryfast'
-#: Cap on the bitrate per megapixel of video (VBV): a noisy drive cannot grow the file much
-#: past it (eval-bag's layout for two models, 960x352: about 500 kbit/s, under 8 MB for 2
-#: minutes). Without it, a noisy synthetic drive with a flickering model measured 2.3 Mbit/s.
-MAX_KBPS_PER_MEGAPIXEL = 1500
+#: Cap on the bitrate per megapixel of video (VBV), which a noisy drive reaches: eval-bag's
+#: layout for two models (960x356) gets about 410 kbit/s, some 6 MB for 2 minutes (the
+#: README has the measurement). Without it, a noisy synthetic drive measured 2.3 Mbit/s.
+MAX_KBPS_PER_MEGAPIXEL = 1200
 #: A key frame at least every this many seconds, so that scrubbing lands quickly.
 KEYFRAME_SECONDS = 2.0
 #: Frame rate assumed for a video of a single frame (there is no interval to read one from).
