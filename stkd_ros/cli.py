@@ -50,12 +50,14 @@ def _cmd_label(args):
     from stkd_ros.commands.label import label
     from stkd_ros.labeling.quality import quality_table
     r = label(args.config, args.teacher, args.out, bags=args.bag, topic=args.topic,
-              shard=args.shard, device=args.device, overrides=args.set)
+              shard=args.shard, device=args.device, overrides=args.set, review=args.review)
     speed = (f', {r["seconds_per_frame"]:.3f} s/frame on {r["device"]}'
              if r['frames_labeled'] else '')
     print(f'label: {r["frames_labeled"]} frames labeled into {r["store"]} (shard '
           f'{r["shard"][0]}/{r["shard"][1]}{speed})'
           + ('; ORACLE: fused along the exact flow' if r['oracle'] else ''))
+    for path in r['reviews']:
+        print(f'review: {path}')
     if r['missing']:
         print(f'store incomplete: {r["missing"]} of {r["frames"]} frames to label (other '
               f'shards, or run again to resume)')
@@ -173,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='override a config key, e.g. label.flip=true (repeatable)')
+    p.add_argument('--review', type=int, default=0, metavar='N',
+                   help='write the first N sequences of this shard as video to scrub through '
+                   '(STORE/review/SEQUENCE.mp4: frame, labels, confidence side by side)')
     p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser('evaluate', help='mIoU, TC, flicker and speed of a model file')

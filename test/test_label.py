@@ -392,6 +392,26 @@ def test_exact_flow_fusion_is_a_named_oracle(tmp_path, teacher, capsys):
     assert store.oracle and store.quality['oracle'] is True
 
 
+def test_review_writes_the_first_sequences_as_video_to_scrub_through(tmp_path, fused_store,
+                                                                     teacher, capsys):
+    import av
+    from stkd_ros.cli import main
+    out = tmp_path / 'store'
+    shutil.copytree(fused_store[0], out)
+    args = ['label', '--config', CONFIG, '--teacher', str(teacher), '--out', str(out),
+            '--review', '1'] + [x for item in WORLD + FUSED for x in ('--set', item)]
+    assert main(args) == 0                                  # nothing to label: review only
+    video = out / 'review' / 'synthetic_4000003_00000.mp4'
+    assert f'review: {video}' in capsys.readouterr().out
+    assert sorted(p.name for p in (out / 'review').iterdir()) == [video.name]
+    with av.open(str(video)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 6                                 # the sequence's frames, in order
+    assert [round(f.time, 3) for f in frames] == [t / 10 for t in range(6)]
+    assert main(args) == 0                                  # the store with its review reopens
+    LabelStore.open(out)
+
+
 # --- other sources ---------------------------------------------------------------------------
 
 def test_a_recorded_drive_is_labeled(tmp_path, teacher, drive):
@@ -498,6 +518,11 @@ def test_bad_input_stops_with_one_line(tmp_path, teacher, drive, fused_store):
     with pytest.raises(InputError, match='label.fusion_flow: expected one of dis, raft'):
         load_config(CONFIG, ['label.fusion_flow=farneback'])
     assert parse_shard('3/4') == (3, 4)
+
+
+def test_a_negative_review_count_is_one_line(tmp_path, teacher):
+    with pytest.raises(InputError, match='--review: a number of sequences'):
+        label(CONFIG, teacher, tmp_path / 'out', overrides=WORLD, review=-1, progress=False)
 
 
 def test_the_command_prints_errors_in_one_line(tmp_path, teacher):

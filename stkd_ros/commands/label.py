@@ -7,7 +7,8 @@ come from the teacher's test-time-augmented probabilities, fused with its neighb
 the flow (the config's ``label`` section), and go into a label store
 (``stkd_ros.labeling.store``). A killed run resumes; ``shard`` (I, N) labels sequences
 i % N == I, so several machines fill one store. When the store is complete and ground truth
-exists, the labels are scored (``quality.json``).
+exists, the labels are scored (``quality.json``). ``review`` writes the first sequences this
+run labels as video (``review/<sequence>.mp4``: frame, labels, confidence side by side).
 """
 
 import logging
@@ -23,14 +24,18 @@ from stkd_ros.labeling.passes import TeacherPasses
 from stkd_ros.labeling.quality import store_quality
 from stkd_ros.labeling.sources import parse_shard, shard_of, video_sequences
 from stkd_ros.labeling.store import (check_out, clear_partial, done_frames, first_missing,
-                                     LabelStore, new_manifest, prepare_store, QUALITY,
+                                     LabelStore, new_manifest, prepare_store, QUALITY, REVIEW,
                                      write_frame, write_json)
 from stkd_ros.model_file import load_model_file, read_metadata
+from stkd_ros.report.label_review import store_items, write_label_review
 from stkd_ros.training.data import build_unlabeled
 import torch
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
+
+#: The review video's rate: slower than a camera's, so each frame's labels can be read.
+REVIEW_FPS = 10.0
 
 
 def dataset_classes(dataset: str) -> tuple:
@@ -42,13 +47,16 @@ def dataset_classes(dataset: str) -> tuple:
 
 
 def label(config, teacher, out, *, bags=(), topic=None, shard: str = '0/1',
-          device: str = 'auto', overrides=(), progress: bool = True) -> dict:
+          device: str = 'auto', overrides=(), review: int = 0, progress: bool = True) -> dict:
     """
     Label the unlabeled video of ``config`` (+ ``bags``) into the store ``out``.
 
-    Returns a summary: frames labeled now, their seconds, the store's state and, once the
-    store is complete, its quality report where ground truth exists.
+    Returns a summary: frames labeled now, their seconds, the store's state, the review
+    videos written (of the first ``review`` sequences of this shard) and, once the store is
+    complete, its quality report where ground truth exists.
     """
+    if review < 0:
+        raise InputError(f'--review: a number of sequences (0 or more), got {review}')
     index, count = parse_shard(shard)
     dev = _device(device)
     cfg, meta = _checked_inputs(config, teacher, bags, topic, overrides)
@@ -74,15 +82,17 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: str = '0/1',
 
     links = _links(settings, dev) if settings.fusion_radius > 0 else None
     start = time.perf_counter()
-    labeled = _label_frames(out, shard_of(sequences, index, count), passes, links,
-                            settings.fusion_radius, f'label {index}/{count}', progress)
+    mine = shard_of(sequences, index, count)
+    labeled = _label_frames(out, mine, passes, links, settings.fusion_radius,
+                            f'label {index}/{count}', progress)
     seconds = time.perf_counter() - start
+    reviews = [_write_review(out, s, meta) for s in mine[:review]]
     missing = first_missing(out, manifest)
     return {'store': str(out), 'shard': [index, count], 'frames_labeled': labeled,
             'seconds': seconds, 'seconds_per_frame': seconds / labeled if labeled else None,
             'frames': sum(e['frames'] for e in manifest['sequences'].values()),
             'missing': missing[2] if missing else 0, 'oracle': oracle, 'device': str(dev),
-            'passes': passes.passes,
+            'passes': passes.passes, 'reviews': [str(p) for p in reviews],
             'quality': _quality(out, sequences, progress) if missing is None else None}
 
 
@@ -128,6 +138,16 @@ def _label_frames(out, sequences, passes, links, radius: int, desc: str, progres
                 labeled += 1
                 bar.update()
     return labeled
+
+
+def _write_review(out, sequence, meta) -> Path:
+    """Write ``sequence`` of the store as review video; return its path."""
+    path = Path(out) / REVIEW / f'{sequence.name}.mp4'
+    path.parent.mkdir(exist_ok=True)
+    write_label_review(store_items(out, sequence.name, lambda t: sequence.read(t)[0]), path,
+                       classes=meta['classes'], palette=meta['palette'], fps=REVIEW_FPS,
+                       total=sequence.frames)
+    return path
 
 
 def _device(name: str) -> torch.device:

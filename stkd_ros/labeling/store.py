@@ -39,8 +39,9 @@ VERSION = 1
 MANIFEST = 'manifest.json'
 QUALITY = 'quality.json'
 LABELS, CONFIDENCE = 'labels', 'confidence'
+REVIEW = 'review'
 #: What a store folder may hold; anything else means --out points at something else.
-_OWN = {MANIFEST, QUALITY, LABELS, CONFIDENCE, 'frame_cache'}
+_OWN = {MANIFEST, QUALITY, LABELS, CONFIDENCE, REVIEW, 'frame_cache'}
 #: Manifest entries that must agree before a run adds frames to an existing store.
 _IDENTITY = (('format', 'format'), ('version', 'format version'),
              ('teacher_sha256', 'teacher (SHA-256)'), ('source', 'video source'),
