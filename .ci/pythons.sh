@@ -46,7 +46,8 @@ if [ "$(cat "$root/.stamp" 2>/dev/null)" != "$want" ]; then
   # The mirror here serves sid as of a fixed date: its Release file's validity has lapsed.
   { debootstrap --variant=minbase sid "$root" http://deb.debian.org/debian >"$log" 2>&1 \
     && in_root apt-get -o Acquire::Check-Valid-Until=false update \
-    && in_root apt-get install -y --no-install-recommends $apt_packages; } \
+    && in_root apt-get install -y --no-install-recommends $apt_packages \
+    && in_root apt-get clean; } \
     || { tail -n 20 "$log" >&2; echo "pythons.sh: Debian sid failed ($log)" >&2; exit 1; }
   mkdir -p "$root/src"
   # pip in the chroot trusts what pip here trusts (this network's certificate authority).

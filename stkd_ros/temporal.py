@@ -33,10 +33,12 @@ MONO8_CLASSES = 255
 
 
 class PairCounts(NamedTuple):
-    """Confusion counts of one pair: rows frame t's class, columns the warped class."""
+    """One pair's confusion counts (rows frame t's class, columns the warped class) and maps."""
 
     counted: np.ndarray     # (K, K) int64: in-bounds pixels that pass the occlusion check
     in_bounds: np.ndarray   # (K, K) int64: every in-bounds pixel (ETC's published TC)
+    scored: np.ndarray      # (H, W) bool: where the counted pixels are
+    changed: np.ndarray     # (H, W) bool: the counted pixels whose class changed (flicker's)
 
 
 def warp_mask(mask_next: np.ndarray, flow: np.ndarray):
@@ -82,19 +84,11 @@ def compare_masks(mask_t: np.ndarray, mask_next: np.ndarray, flow: np.ndarray,
     """
     warped, kept = _warped_and_kept(mask_t, mask_next, flow, num_classes)
     in_bounds = _confusion(mask_t[kept], warped[kept], num_classes)
-    if visible is None:
-        return PairCounts(in_bounds, in_bounds)
-    kept &= visible
-    return PairCounts(_confusion(mask_t[kept], warped[kept], num_classes), in_bounds)
-
-
-def changed_pixels(mask_t: np.ndarray, mask_next: np.ndarray, flow: np.ndarray,
-                   visible: Optional[np.ndarray], num_classes: int = MONO8_CLASSES):
-    """Bool (H, W): the counted pixels whose class changed along the flow (what flicker counts)."""
-    warped, kept = _warped_and_kept(mask_t, mask_next, flow, num_classes)
+    counted = in_bounds
     if visible is not None:
         kept &= visible
-    return kept & (warped != mask_t)
+        counted = _confusion(mask_t[kept], warped[kept], num_classes)
+    return PairCounts(counted, in_bounds, kept, kept & (warped != mask_t))
 
 
 def iou(confusion: np.ndarray) -> np.ndarray:

@@ -87,6 +87,18 @@ def test_farneback_runs_and_beats_zero_flow(world_256):
     assert _epe(flow, truth) < _epe(np.zeros_like(truth), truth)
 
 
+@pytest.mark.parametrize('method', ['dis', 'farneback'])
+def test_both_ways_is_each_direction_on_its_own(world_256, method):
+    # The forward-backward check's pair, with each frame made gray once, is the two flows.
+    clip = world_256.clip(0, length=2, gap=1)
+    flow = build_flow(method)
+    forward, backward = flow.both_ways(clip.frames[0], clip.frames[1])
+    np.testing.assert_array_equal(forward, flow(clip.frames[0], clip.frames[1]))
+    np.testing.assert_array_equal(backward, flow(clip.frames[1], clip.frames[0]))
+    with pytest.raises(Exception, match='two HxWx3 frames of one size'):
+        flow.both_ways(clip.frames[0], clip.frames[1][:10])
+
+
 def test_ground_truth_needs_a_synthetic_clip(small_world):
     gt = build_flow('ground_truth')
     clip = small_world.clip(0, length=2)

@@ -26,8 +26,9 @@ from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, palette_lut
 from stkd_ros.data.image_io import write_label
 from stkd_ros.flow.pairs import StreamFlow
 from stkd_ros.inference import Segmenter
+from stkd_ros.labeling.store import labeled_frames, StoreError
 from stkd_ros.report import panels
-from stkd_ros.report.label_review import ReviewError, store_items, write_label_review
+from stkd_ros.report.label_review import write_label_review
 from stkd_ros.report.video import VideoWriter
 
 DRIVE_FRAMES = 12
@@ -96,7 +97,7 @@ def test_a_pixel_made_to_flicker_shows_in_the_change_map(models, tmp_path):
         for i, mask in enumerate(masks):
             motion = stream.update(scene)
             track.add_mask(i, mask, mask, motion, {})
-            video.add(scene, i * 33_333_333, motion, [track], [mask])
+            video.add(scene, i * 33_333_333, [track], [mask])
     assert track.flicker[1] == pytest.approx(16 * 32 / (64 * 128), rel=0.05)
     frames = [image for _, image in _decode(video.info.path)]
     assert len(frames) == 5 and frames[0].shape == (video.info.height, video.info.width, 3)
@@ -188,7 +189,7 @@ def test_label_review_shows_frame_labels_and_confidence(small_world, tmp_path):
         conf[:, :conf.shape[1] // 2] = 0                  # unsure on the left half
         confidence.append(conf)
     _store(tmp_path / 'store', 'street_0', clip.labels, confidence)
-    items = store_items(tmp_path / 'store', 'street_0', lambda t: clip.frames[t])
+    items = labeled_frames(tmp_path / 'store', 'street_0', lambda t: clip.frames[t])
     info = write_label_review(items, tmp_path / 'review.mp4', classes=CAMVID_CLASSES,
                               palette=CAMVID_PALETTE, fps=30, total=4)
     frames = _decode(tmp_path / 'review.mp4')
@@ -212,8 +213,8 @@ def test_label_review_shows_frame_labels_and_confidence(small_world, tmp_path):
 
 def test_label_review_of_nothing_is_an_error_and_writes_nothing(tmp_path):
     (tmp_path / 'store' / 'labels' / 'empty').mkdir(parents=True)
-    with pytest.raises(ReviewError, match="no labeled frame of sequence 'empty'"):
-        write_label_review(store_items(tmp_path / 'store', 'empty', lambda t: None),
+    with pytest.raises(StoreError, match="no labeled frame of sequence 'empty'"):
+        write_label_review(labeled_frames(tmp_path / 'store', 'empty', lambda t: None),
                            tmp_path / 'review.mp4', classes=CAMVID_CLASSES,
                            palette=CAMVID_PALETTE)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['store']

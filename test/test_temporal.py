@@ -14,8 +14,8 @@ from stkd_ros.flow.warp import in_bounds, warp_labels
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
-from stkd_ros.temporal import (changed_pixels, compare_masks, flicker, mean_iou, pair_figures,
-                               StabilityMeter, warp_mask)
+from stkd_ros.temporal import (compare_masks, flicker, mean_iou, pair_figures, StabilityMeter,
+                               warp_mask)
 from stkd_ros.training.evaluate import evaluate
 import torch
 
@@ -42,10 +42,11 @@ def test_compare_masks_known_case_with_occlusion_and_ignore():
     assert flicker(counts.in_bounds) == pytest.approx(1 / 3)
     assert mean_iou(counts.in_bounds) == pytest.approx((2 / 3 + 0) / 2)
     assert flicker(counts.counted) == 0.0 and mean_iou(counts.counted) == 1.0
-    np.testing.assert_array_equal(changed_pixels(mask_t, mask_next, still, visible),
-                                  [[False, False, False, False]])
-    np.testing.assert_array_equal(changed_pixels(mask_t, mask_next, still, None),
-                                  [[False, False, True, False]])
+    np.testing.assert_array_equal(counts.scored, [[True, True, False, False]])
+    np.testing.assert_array_equal(counts.changed, [[False, False, False, False]])
+    everywhere = compare_masks(mask_t, mask_next, still, None, num_classes=2)
+    np.testing.assert_array_equal(everywhere.scored, [[True, True, True, False]])
+    np.testing.assert_array_equal(everywhere.changed, [[False, False, True, False]])
     with pytest.raises(ValueError, match='do not match'):
         compare_masks(mask_t, mask_next, np.zeros((1, 3, 2), np.float32), None, 2)
 

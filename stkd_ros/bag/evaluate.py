@@ -56,6 +56,7 @@ class ModelTrack:
         self.stability = StabilityMeter(k)            # the figures reported: all steps
         self.class_pixels = np.zeros(k, np.int64)     # predicted pixels per class
         self.prev_mask = None
+        self.last_pair = None                         # PairCounts of the last frame's pair
         self.unscored = OrderedDict()                 # masks waiting for their label
 
     def add_mask(self, stamp, mask, small, motion, labels):
@@ -67,8 +68,10 @@ class ModelTrack:
         """
         k = len(self.class_pixels)
         self.class_pixels += np.bincount(mask.ravel(), minlength=k)[:k]
+        self.last_pair = None
         if motion is not None and self.prev_mask is not None:
-            step = pair_figures(self.stability.add(self.prev_mask, small, *motion))
+            self.last_pair = self.stability.add(self.prev_mask, small, *motion)
+            step = pair_figures(self.last_pair)
             self.flicker.append(step['flicker'])
             self.tc.append(step['tc'])
             self.stamps.append(stamp)
@@ -117,7 +120,7 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
     """
     Run every model over ``topic``; returns per-model tracks and the frame stamps.
 
-    ``on_frame(frame, stamp, motion, tracks, masks)``, when given, is called after each frame
+    ``on_frame(frame, stamp, tracks, masks)``, when given, is called after each frame
     has been scored, with the tracks and each one's mask at the flow's working size.
     """
     tracks = [ModelTrack(n, Segmenter(m)) for n, m in zip(_names(models), models)]
@@ -150,7 +153,7 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
                 small_masks.append(stream.shrink(mask, nearest=True))
                 track.add_mask(stamp, mask, small_masks[-1], motion, labels)
             if on_frame is not None:
-                on_frame(frame, stamp, motion, tracks, small_masks)
+                on_frame(frame, stamp, tracks, small_masks)
             stamps.append(stamp)
             bar.update(1)
             if max_frames and len(stamps) >= max_frames:

@@ -24,10 +24,10 @@ from stkd_ros.labeling.passes import TeacherPasses
 from stkd_ros.labeling.quality import store_quality
 from stkd_ros.labeling.sources import parse_shard, shard_of, video_sequences
 from stkd_ros.labeling.store import (check_out, clear_partial, done_frames, first_missing,
-                                     LabelStore, new_manifest, prepare_store, QUALITY, REVIEW,
-                                     write_frame, write_json)
+                                     labeled_frames, LabelStore, new_manifest, prepare_store,
+                                     QUALITY, REVIEW, write_frame, write_json)
 from stkd_ros.model_file import load_model_file, read_metadata
-from stkd_ros.report.label_review import store_items, write_label_review
+from stkd_ros.report.label_review import write_label_review
 from stkd_ros.training.data import build_unlabeled
 import torch
 from tqdm import tqdm
@@ -144,7 +144,7 @@ def _write_review(out, sequence, meta) -> Path:
     """Write ``sequence`` of the store as review video; return its path."""
     path = Path(out) / REVIEW / f'{sequence.name}.mp4'
     path.parent.mkdir(exist_ok=True)
-    write_label_review(store_items(out, sequence.name, lambda t: sequence.read(t)[0]), path,
+    write_label_review(labeled_frames(out, sequence.name, lambda t: sequence.read(t)[0]), path,
                        classes=meta['classes'], palette=meta['palette'], fps=REVIEW_FPS,
                        total=sequence.frames)
     return path

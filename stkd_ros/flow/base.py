@@ -12,8 +12,18 @@ import numpy as np
 from stkd_ros.errors import InputError
 
 
+def _check_pair(img0: np.ndarray, img1: np.ndarray):
+    if img0.shape != img1.shape or img0.ndim != 3 or img0.shape[2] != 3:
+        raise InputError(f'flow needs two HxWx3 frames of one size, got {img0.shape} and '
+                         f'{img1.shape}')
+
+
 class FlowEstimator:
-    """Base class: ``estimate`` two RGB uint8 frames; ``settings`` key the flow cache."""
+    """
+    Base class: ``estimate`` two RGB uint8 frames; ``settings`` key the flow cache.
+
+    ``estimate_both`` may share work between the two directions (OpenCV's gray frames).
+    """
 
     name = 'base'
 
@@ -23,11 +33,17 @@ class FlowEstimator:
     def settings(self) -> Dict[str, object]:
         return {}
 
+    def estimate_both(self, img0: np.ndarray, img1: np.ndarray):
+        return self.estimate(img0, img1), self.estimate(img1, img0)
+
     def __call__(self, img0: np.ndarray, img1: np.ndarray) -> np.ndarray:
-        if img0.shape != img1.shape or img0.ndim != 3 or img0.shape[2] != 3:
-            raise InputError(f'flow needs two HxWx3 frames of one size, got {img0.shape} and '
-                             f'{img1.shape}')
+        _check_pair(img0, img1)
         return self.estimate(img0, img1)
+
+    def both_ways(self, img0: np.ndarray, img1: np.ndarray):
+        """Flow img0 -> img1 and img1 -> img0, for the forward-backward occlusion check."""
+        _check_pair(img0, img1)
+        return self.estimate_both(img0, img1)
 
     def between(self, clip, i: int, j: int) -> np.ndarray:
         """Flow from frame i to frame j of a :class:`~stkd_ros.data.clip.Clip`."""

@@ -16,7 +16,21 @@ def _gray(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
-class DISFlow(FlowEstimator):
+class _GrayFlow(FlowEstimator):
+    """OpenCV's estimators see gray frames: each frame is converted once, also both ways."""
+
+    def on_gray(self, gray0: np.ndarray, gray1: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def estimate(self, img0, img1):
+        return self.on_gray(_gray(img0), _gray(img1))
+
+    def estimate_both(self, img0, img1):
+        gray0, gray1 = _gray(img0), _gray(img1)
+        return self.on_gray(gray0, gray1), self.on_gray(gray1, gray0)
+
+
+class DISFlow(_GrayFlow):
     """Dense Inverse Search (Kroeger et al. ECCV 2016) as implemented by OpenCV."""
 
     name = 'dis'
@@ -32,11 +46,11 @@ class DISFlow(FlowEstimator):
     def settings(self):
         return {'preset': self.preset}
 
-    def estimate(self, img0, img1):
-        return self._dis.calc(_gray(img0), _gray(img1), None)
+    def on_gray(self, gray0, gray1):
+        return self._dis.calc(gray0, gray1, None)
 
 
-class FarnebackFlow(FlowEstimator):
+class FarnebackFlow(_GrayFlow):
     """Polynomial-expansion flow (Farneback, SCIA 2003)."""
 
     name = 'farneback'
@@ -47,8 +61,8 @@ class FarnebackFlow(FlowEstimator):
     def settings(self):
         return {'levels': self.levels, 'winsize': self.winsize, 'iterations': self.iterations}
 
-    def estimate(self, img0, img1):
+    def on_gray(self, gray0, gray1):
         return cv2.calcOpticalFlowFarneback(
-            _gray(img0), _gray(img1), None, pyr_scale=0.5, levels=self.levels,
+            gray0, gray1, None, pyr_scale=0.5, levels=self.levels,
             winsize=self.winsize, iterations=self.iterations, poly_n=5, poly_sigma=1.1,
             flags=0)

@@ -71,8 +71,8 @@ class PairFlow:
 
     def between_small(self, a: np.ndarray, b: np.ndarray):
         """:meth:`pair` of frames already at the working size (:meth:`shrink`)."""
-        forward = self.estimator(a, b)
-        return forward, forward_backward_visible(forward, self.estimator(b, a))
+        forward, backward = self.estimator.both_ways(a, b)
+        return forward, forward_backward_visible(forward, backward)
 
     def between(self, clip, i: int, j: int):
         """Flow from frame i to frame j of a clip and its visible pixels (see :meth:`pair`)."""

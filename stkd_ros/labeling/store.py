@@ -22,11 +22,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 import cv2
 import numpy as np
 from stkd_ros.data.classes import CAMVID_CLASSES, IGNORE_INDEX
+from stkd_ros.data.image_io import read_label
 from stkd_ros.errors import InputError
 from stkd_ros.labeling.identity import GROUND_TRUTH, source_identity
 from stkd_ros.labeling.sources import synthetic_unlabeled, video_sequences
@@ -91,6 +92,22 @@ def done_frames(root, sequence: str) -> set:
         found.append({int(n[:6]) for n in names if len(n) == 10 and n[:6].isdigit()
                       and n.endswith('.png')})
     return found[0] & found[1]
+
+
+def labeled_frames(root, sequence: str, frame_at: Callable[[int], np.ndarray]) -> Iterator:
+    """
+    Yield (frame, labels, confidence) of each frame of ``sequence`` that has both maps, in order.
+
+    For review, so a store still being written will do. ``frame_at(t)`` reads frame t from the
+    store's source (HxWx3 uint8 RGB).
+    """
+    numbers = sorted(done_frames(root, sequence))
+    if not numbers:
+        raise StoreError(f'{root} has no labeled frame of sequence {sequence!r} (looked for '
+                         f'{LABELS}/{sequence}/NNNNNN.png and {CONFIDENCE}/{sequence}/...)')
+    for t in numbers:
+        yield (frame_at(t), read_label(frame_path(root, LABELS, sequence, t)),
+               read_label(frame_path(root, CONFIDENCE, sequence, t)))
 
 
 def clear_partial(root, sequence: str):

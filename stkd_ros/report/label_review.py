@@ -6,18 +6,14 @@ frame in grey), the class legend and the confidence map (viridis: dark unsure, y
 The same writer as eval-bag's drive video (H.264 MP4, :mod:`stkd_ros.report.video`).
 
 Independent of the labeling code: :func:`write_label_review` takes (frame, labels,
-confidence) triples from anywhere; :func:`store_items` reads them from a label store's
-layout (``labels/<sequence>/<t:06d>.png``, ``confidence/<sequence>/<t:06d>.png``) with the
-frames from the source.
+confidence) triples from anywhere; ``stkd_ros.labeling.store.labeled_frames`` reads a store's.
 """
 
 import logging
-from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX, palette_lut
-from stkd_ros.data.image_io import read_label
 from stkd_ros.errors import InputError
 from stkd_ros.report import panels
 from stkd_ros.report.video import VideoInfo, VideoWriter
@@ -86,31 +82,3 @@ def write_label_review(items: Iterable[Tuple[np.ndarray, np.ndarray, np.ndarray]
         if size is None:
             raise ReviewError(f'nothing to review for {out}: the sequence has no frame')
     return writer.info
-
-
-def store_frames(store, sequence: str) -> list:
-    """Frame numbers of ``sequence`` that have both a label and a confidence PNG, in order."""
-    found = []
-    for kind in ('labels', 'confidence'):
-        folder = Path(store) / kind / sequence
-        found.append({int(p.stem) for p in folder.glob('*.png')
-                      if len(p.stem) == 6 and p.stem.isdigit()})
-    return sorted(found[0] & found[1])
-
-
-def store_items(store, sequence: str, frame_at: Callable[[int], np.ndarray],
-                frames: Optional[Iterable[int]] = None) -> Iterator[tuple]:
-    """
-    Yield (frame, labels, confidence) of ``sequence`` in a label store, frame by frame.
-
-    ``frame_at(t)`` returns frame t of the sequence from its source (HxWx3 uint8 RGB);
-    ``frames`` the frame numbers to show (default: every one with both maps).
-    """
-    numbers = store_frames(store, sequence) if frames is None else list(frames)
-    if not numbers:
-        raise ReviewError(f'{store} has no labeled frame of sequence {sequence!r} (looked for '
-                          f'labels/{sequence}/NNNNNN.png and confidence/{sequence}/...)')
-    for t in numbers:
-        name = f'{t:06d}.png'
-        yield (frame_at(t), read_label(Path(store) / 'labels' / sequence / name),
-               read_label(Path(store) / 'confidence' / sequence / name))
