@@ -31,24 +31,29 @@ import torch
 PIXEL_ONLY = DistillWeights(pairwise=0, temporal=0, temporal_kd=0, adversarial=0)
 STORE_ONLY = DistillWeights(pixel=0, pairwise=0, temporal=0, temporal_kd=0, adversarial=0,
                             pseudo_label=1)
-#: row: (distill.weights or None for a plain step, clips per step x the batch's labeled ones)
+#: row: (distill settings or None for a plain step, clips per step x the batch's labeled
+#: ones, whether the targets come from the label store)
 ROWS = {
-    'plain student step (CE)': (None, 1),
-    'plain student step (CE), as many clips': (None, 2),
-    'pixel-wise KD': (PIXEL_ONLY, 2),
-    'full method': (DistillWeights(), 2),
-    'label store (pseudo-labels)': (STORE_ONLY, 2),
+    'plain student step (CE)': (None, 1, False),
+    'plain student step (CE), as many clips': (None, 2, False),
+    'pixel-wise KD': (DistillConfig(weights=PIXEL_ONLY), 2, False),
+    'full method': (DistillConfig(), 2, False),
+    'label store (pseudo-labels)': (DistillConfig(weights=STORE_ONLY), 2, True),
+    # Protocol v2's recommended recipe (experiments/best_student.py, RECIPE 'LTc').
+    'label store + temporal, confidence-gated': (
+        DistillConfig(weights=DistillWeights(pixel=0, pairwise=0, temporal=3, temporal_kd=0,
+                                             adversarial=0, pseudo_label=1),
+                      temporal_gate='confidence', gate_confidence=0.9), 2, True),
 }
 
 
 def make_task(row, cfg):
     student = build_model(cfg.student.arch, 11)
-    weights = ROWS[row][0]
-    if weights is None:
+    distill, _, from_store = ROWS[row]
+    if distill is None:
         return SupervisedTask(student)
     teacher = build_model('teacher', 11, size='tiny')
-    task = DistillationTask(student, teacher, 11, DistillConfig(weights=weights),
-                            store_targets=weights is STORE_ONLY)
+    task = DistillationTask(student, teacher, 11, distill, store_targets=from_store)
     task.start_training(lambda step: 1.0, amp=False)
     return task
 
@@ -88,19 +93,19 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         store = f'{tmp}/store'
         write_truth_store(store, load_config(args.config, args.set).data)
-        for row, (weights, clips) in ROWS.items():
+        for row, (distill, clips, from_store) in ROWS.items():
             # Every row starts with empty caches of its own: its cold pass renders.
             sets = [f'data.synthetic.render_cache={tmp}/{len(rows)}/render',
                     f'distill.flow.cache={tmp}/{len(rows)}/flow', 'distill.flow.method=dis']
-            if weights is None and clips == 2:
+            if distill is None and clips == 2:
                 batch = load_config(args.config, args.set).train.batch_size
                 sets.append(f'train.batch_size={2 * batch}')
-            if weights is STORE_ONLY:
+            if from_store:
                 sets.append(f'data.labels={store}')
             cfg = load_config(args.config, args.set + sets)
             task = make_task(row, cfg)
             cold, warm = step_times(task, cfg, args.steps, f'{tmp}/{len(rows)}/frames', tmp)
-            rows.append({'row': row, 'clips': cfg.train.batch_size * (clips if weights else 1),
+            rows.append({'row': row, 'clips': cfg.train.batch_size * (clips if distill else 1),
                          'frames_per_sample': task.frames_needed,
                          'cold_ms': cold, 'warm_ms': warm})
     plain = {r['clips']: r for r in rows if ROWS[r['row']][0] is None}
