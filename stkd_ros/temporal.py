@@ -38,7 +38,13 @@ class PairCounts(NamedTuple):
     counted: np.ndarray     # (K, K) int64: in-bounds pixels that pass the occlusion check
     in_bounds: np.ndarray   # (K, K) int64: every in-bounds pixel (ETC's published TC)
     scored: np.ndarray      # (H, W) bool: where the counted pixels are
-    changed: np.ndarray     # (H, W) bool: the counted pixels whose class changed (flicker's)
+    mask_t: np.ndarray      # (H, W) frame t's classes, and frame t+1's warped to t:
+    warped: np.ndarray      # held, not copied, so a pair costs no map nobody asks for
+
+    @property
+    def changed(self) -> np.ndarray:
+        """(H, W) bool: the counted pixels whose class changed along the flow (flicker's)."""
+        return self.scored & (self.warped != self.mask_t)
 
 
 def warp_mask(mask_next: np.ndarray, flow: np.ndarray):
@@ -88,7 +94,7 @@ def compare_masks(mask_t: np.ndarray, mask_next: np.ndarray, flow: np.ndarray,
     if visible is not None:
         kept &= visible
         counted = _confusion(mask_t[kept], warped[kept], num_classes)
-    return PairCounts(counted, in_bounds, kept, kept & (warped != mask_t))
+    return PairCounts(counted, in_bounds, kept, mask_t, warped)
 
 
 def iou(confusion: np.ndarray) -> np.ndarray:

@@ -5,10 +5,10 @@ Top row: the frame, then each model's classes over it (its own palette). Bottom 
 class legend, then under each model the pixels whose class changed from the previous frame
 along the flow (the ``changed`` map of the pair its StabilityMeter just counted: exactly
 what flicker counts), in red; darker where a pixel is not counted (occluded, carried out of
-the image, or unlabeled). Each
-model's panels carry its name and its running flicker (its StabilityMeter's total so far,
-the drive's figure at the last frame). Drawn at the flow's working size, where masks are
-compared, frame by frame during eval-bag's one pass: nothing of the drive is kept.
+the image, or unlabeled). Each model's panels carry its name and its running flicker (its
+StabilityMeter's total so far, the drive's figure at the last frame). Drawn at the flow's
+working size, where masks are compared, frame by frame during eval-bag's one pass: nothing
+of the drive is kept.
 """
 
 import numpy as np
