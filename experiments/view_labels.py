@@ -24,6 +24,7 @@ Writes experiments/results/view_labels.json.
 """
 
 import argparse
+from itertools import chain, islice
 import random
 
 from bench.report import emit
@@ -35,30 +36,28 @@ from stkd_ros.data.transforms import RandomScale, train_transforms
 from stkd_ros.labeling.store import LabelStore
 from stkd_ros.metrics import ConfusionMatrix
 from stkd_ros.model_file import load_model_file
-from stkd_ros.training.data import build_unlabeled, SeededClips
+from stkd_ros.training.data import build_unlabeled, ResumableBatchSampler, SeededClips
+from stkd_ros.training.data import StoreTargets, UNLABELED_SEED_OFFSET
 import torch
 
-UNLABELED_SEED_OFFSET = 7_919   # stkd_ros.training.data.train_loader's unlabeled stream
-SURE = 0.9                      # R's gate_confidence
+SURE = 0.9   # R's gate_confidence
+SURE_ROW = f'store, confidence >= {SURE}'
 
 
-class StoreAndTruth:
-    """Unlabeled clips carrying the teacher store's classes (targets) and the truth (labels)."""
+class WithTruth:
+    """Store-labeled clips that carry the truth store's classes as their labels."""
 
-    def __init__(self, clips, store: LabelStore, truth: LabelStore):
-        """Wrap ``clips``; ``store`` gives the targets, ``truth`` the labels."""
-        self.clips, self.store, self.truth = clips, store, truth
+    def __init__(self, clips: StoreTargets, truth: LabelStore):
+        """Wrap ``clips``; ``truth`` gives their labels."""
+        self.clips, self.truth = clips, truth
 
     def __len__(self):
         """Return the number of clips."""
         return len(self.clips)
 
     def __getitem__(self, index):
-        """Return clip ``index`` with the store's classes and confidence and the truth."""
+        """Return clip ``index`` with the store's targets and the truth as labels."""
         clip = self.clips[index]
-        read = [self.store.read(clip.sequence, t) for t in clip.times]
-        clip.targets = np.stack([labels for labels, _ in read])
-        clip.confidence = np.stack([confidence for _, confidence in read])
         clip.labels = np.stack([self.truth.read(clip.sequence, t)[0] for t in clip.times])
         return clip
 
@@ -79,46 +78,46 @@ def measure(views: int, seed: int = 0) -> list:
     cfg = load_config(CONFIG)
     data = cfg.data
     clips = build_unlabeled(data, clip_length=1, gap=tuple(data.gap), cache_dir=None)
-    both = StoreAndTruth(clips, LabelStore.open(STORES['teacher']),
-                         LabelStore.open(STORES['truth']))
+    both = WithTruth(StoreTargets(clips, LabelStore.open(STORES['teacher'])),
+                     LabelStore.open(STORES['truth']))
     transform = train_transforms(crop_size=tuple(data.crop_size),
                                  scale_range=tuple(data.scale_range))
     scale = RecordScale(*data.scale_range)
     transform.transforms[0] = scale
+    # The keys seed's unlabeled stream draws first, from the sampler training uses.
     useed = seed + UNLABELED_SEED_OFFSET
-    order = torch.randperm(len(both), generator=torch.Generator().manual_seed(useed * 100_003))
+    keys = islice(chain.from_iterable(ResumableBatchSampler(len(both), 1, useed)), views)
     stream = SeededClips(both, transform, useed)
     teacher, meta = load_model_file(TEACHER)
     classes = meta['classes']
     groups = ('all', 'scaled up', 'scaled down')
     rows = {name: {g: ConfusionMatrix(len(classes)) for g in groups}
-            for name in ('store (L, R)', f'store, confidence >= {SURE}', 'online teacher (B)')}
-    kept = {'pixels': 0, 'sure': 0}
-    for i in order[:views].tolist():
-        sample = stream[(0, i)]
+            for name in ('store (L, R)', SURE_ROW, 'online teacher (B)')}
+    kept = {g: [0, 0] for g in groups}   # pixels, and those at confidence >= SURE
+    for key in keys:
+        sample = stream[key]
         with torch.no_grad():
             online = teacher(sample['frames'])['logits'].argmax(1)[0]
         truth, valid = sample['labels'][0], sample['valid']
         store, sure = sample['targets'][0], sample['confidence'][0] >= SURE
-        kept['pixels'] += int(valid.sum())
-        kept['sure'] += int((valid & sure).sum())
-        group = ('scaled up' if scale.last > 1.1 else
-                 'scaled down' if scale.last < 0.9 else None)
-        for name, pred, mask in (('store (L, R)', store, valid),
-                                 (f'store, confidence >= {SURE}', store, valid & sure),
+        into = ['all'] + (['scaled up'] if scale.last > 1.1 else
+                          ['scaled down'] if scale.last < 0.9 else [])
+        for g in into:
+            kept[g][0] += int(valid.sum())
+            kept[g][1] += int((valid & sure).sum())
+        for name, pred, mask in (('store (L, R)', store, valid), (SURE_ROW, store, valid & sure),
                                  ('online teacher (B)', online, valid)):
-            for g in ('all', group):
-                if g:
-                    rows[name][g].update(pred[None], truth[None], mask[None])
+            for g in into:
+                rows[name][g].update(pred[None], truth[None], mask[None])
     out = []
     for name, by_group in rows.items():
         for g, cm in by_group.items():
+            share = kept[g][1] / kept[g][0] if name == SURE_ROW else 1.0
             per_class = cm.per_class_iou(classes)
-            out.append({'labels': name, 'views': g, 'miou': round(cm.miou(), 4),
+            out.append({'labels': name, 'views': g, 'pixels kept': round(share, 4),
+                        'miou': round(cm.miou(), 4),
                         'pixel accuracy': round(cm.pixel_accuracy(), 4),
                         **{c: round(per_class[c], 3) for c in THIN}})
-    out.append({'labels': f'share of pixels at confidence >= {SURE}', 'views': 'all',
-                'miou': round(kept['sure'] / kept['pixels'], 4)})
     return out
 
 
@@ -131,7 +130,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     emit('view_labels', measure(args.views),
-         ['labels', 'views', 'miou', 'pixel accuracy', *THIN], args.results)
+         ['labels', 'views', 'pixels kept', 'miou', 'pixel accuracy', *THIN], args.results)
 
 
 if __name__ == '__main__':

@@ -21,6 +21,10 @@ from stkd_ros.flow.occlusion import photometric_visible
 from stkd_ros.labeling.store import LabelStore
 import torch
 
+#: The unlabeled stream's seed is the run's plus this: its own stream, so the labeled one
+#: stays exactly what it is without unlabeled video.
+UNLABELED_SEED_OFFSET = 7_919
+
 
 def _world(s):
     """Return the world settings alone of a SyntheticDataConfig."""
@@ -265,8 +269,7 @@ def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: in
                                                  rank, world_size))
     streams = {'labeled': SeededClips(clips, transform, seed)}
     if extra is not None:
-        # Its own seed: the labeled stream stays exactly what it is without unlabeled video.
-        useed = seed + 7_919
+        useed = seed + UNLABELED_SEED_OFFSET
         sampler.unlabeled = ResumableBatchSampler(
             len(extra), max(1, round(cfg.unlabeled_ratio * batch_size)), useed, start_step,
             rank, world_size)
