@@ -9,8 +9,9 @@ that evaluation scores (test/test_export_inference.py checks it).
   and normalized as ``(x / 255 - mean) / std``: what ``stkd_ros.data.transforms`` does to the
   training frames (``Resize``, ``ToTensor``), so the model sees what it was trained on.
 - Out: the argmax of the logits at the model's size, resized to the frame's size with
-  nearest-neighbour interpolation (the masks' contract, shared/DESIGN.md): class ids are never
-  mixed, and at 1080p it costs about 1 ms where bilinear logits cost 20 ms or more.
+  nearest-neighbour interpolation at pixel centres (the masks' contract, shared/DESIGN.md;
+  ``resize_classes``): class ids are never mixed, the mask lies on the frame's pixels, and
+  at 1080p it costs about 1 ms where bilinear logits cost 20 ms or more.
 """
 
 import json
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from stkd_ros.data.classes import palette_lut
+from stkd_ros.data.classes import palette_lut, resize_classes
 from stkd_ros.errors import InputError
 from stkd_ros.model_file import load_model_file, ModelFileError
 import torch
@@ -41,14 +42,6 @@ def model_input(frames: np.ndarray, size, mean, std) -> np.ndarray:
 def class_map(logits: np.ndarray, size) -> np.ndarray:
     """(C, h, w) logits -> (H, W) uint8 classes: the argmax, resized by nearest neighbour."""
     return resize_classes(logits.argmax(0).astype(np.uint8), size)
-
-
-def resize_classes(classes: np.ndarray, size) -> np.ndarray:
-    """(h, w) uint8 class ids -> (H, W) by nearest neighbour: ids are never mixed."""
-    out_h, out_w = size
-    if classes.shape == (out_h, out_w):
-        return classes
-    return cv2.resize(classes, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
 
 
 class Segmenter:

@@ -83,3 +83,17 @@ def test_a_label_stores_classes_and_confidence_move_with_the_frames():
     np.testing.assert_allclose(out['confidence'][0][image], (column[image] * 8).clamp(max=1),
                                atol=8 / 255 + 1e-3)
     assert out['targets'].dtype == torch.int64 and out['confidence'].max() <= 1.0
+
+
+def test_rescaled_labels_stay_on_the_pixels_of_their_class():
+    # Stripes 1 to 6 pixels wide, dark on even classes and bright on odd ones: wherever the
+    # bilinearly rescaled frame is clearly dark or bright, the label must say so.
+    widths = np.tile(np.arange(1, 7), 4)
+    labels_row = np.repeat(np.arange(len(widths)) % 11, widths).astype(np.uint8)
+    labels = np.tile(labels_row, (12, 1))
+    frame = ((labels % 2) * 255).astype(np.uint8)[..., None].repeat(3, 2)
+    for scale in (0.75, 0.9, 1.1, 1.25, 1.4):
+        clip = RandomScale(scale, scale)(Clip(frame[None], labels[None], None, 'c'))
+        gray, odd = clip.frames[0, ..., 0], clip.labels[0] % 2 == 1
+        assert not (odd & (gray < 40)).any(), scale
+        assert not (~odd & (gray > 215)).any(), scale

@@ -13,7 +13,7 @@ from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
-from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.data.classes import IGNORE_INDEX, resize_classes
 from stkd_ros.data.clip import Clip
 from stkd_ros.errors import InputError
 import torch
@@ -39,8 +39,10 @@ def _resize_clip(clip: Clip, height: int, width: int) -> Clip:
         return clip
     frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
                        for f in clip.frames])
-    maps = {name: np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST)
-                            for m in array]) for name, array in _maps(clip).items()}
+    # Labels, a store's classes and confidence, and the padding mask: nearest neighbour at
+    # pixel centres, the frames' grid (resize_classes).
+    maps = {name: np.stack([resize_classes(m, (height, width)) for m in array])
+            for name, array in _maps(clip).items()}
     flows = clip.flows
     if flows is not None and len(flows):
         scale = np.array([width / w, height / h], np.float32)
@@ -50,8 +52,7 @@ def _resize_clip(clip: Clip, height: int, width: int) -> Clip:
         flows = np.zeros((0, height, width, 2), np.float32)
     valid = clip.valid
     if valid is not None:
-        valid = cv2.resize(valid.astype(np.uint8), (width, height),
-                           interpolation=cv2.INTER_NEAREST).astype(bool)
+        valid = resize_classes(valid.astype(np.uint8), (height, width)).astype(bool)
     return replace(clip, frames=frames, flows=flows, valid=valid, **maps)
 
 

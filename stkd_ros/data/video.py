@@ -5,9 +5,8 @@ from pathlib import Path
 import struct
 from typing import Callable, List, Optional
 
-import cv2
 import numpy as np
-from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.data.classes import IGNORE_INDEX, resize_classes
 from stkd_ros.data.clip import Clip, FrameGap
 from stkd_ros.data.image_io import read_rgb
 from stkd_ros.errors import InputError
@@ -136,8 +135,7 @@ class UnlabeledVideo:
         if truth is not None and truth.shape != image_size(path):
             # Annotations at another size than the video (CamVid's SegNet files are 480x360,
             # its video 960x720): resized by nearest neighbour, so ids are never mixed.
-            height, width = image_size(path)
-            truth = cv2.resize(truth, (width, height), interpolation=cv2.INTER_NEAREST)
+            truth = resize_classes(truth, image_size(path))
         return truth
 
     def _run(self, sequence: str) -> List[Path]:

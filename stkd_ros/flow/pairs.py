@@ -16,6 +16,7 @@ from typing import Optional
 
 import cv2
 import numpy as np
+from stkd_ros.data.classes import resize_classes
 from stkd_ros.flow.base import build_flow
 from stkd_ros.flow.occlusion import forward_backward_visible, photometric_visible
 
@@ -57,8 +58,9 @@ class PairFlow:
         size = self.working_size(array.shape)
         if size == array.shape[1::-1]:
             return array
-        interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
-        return np.ascontiguousarray(cv2.resize(array, size, interpolation=interpolation))
+        if nearest:     # masks: on the grid the frames are shrunk to (resize_classes)
+            return np.ascontiguousarray(resize_classes(array, size[::-1]))
+        return np.ascontiguousarray(cv2.resize(array, size, interpolation=cv2.INTER_AREA))
 
     def pair(self, frame_a: np.ndarray, frame_b: np.ndarray):
         """

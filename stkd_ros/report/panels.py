@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+from stkd_ros.data.classes import resize_classes
 
 #: The longest side of one panel. Two models' panels in two rows make a video of 960x356
 #: (1:2 frames) to 960x396 (16:9): sharp enough to see a flickering pole, a few MB per 2
@@ -28,10 +29,10 @@ def fit(image: np.ndarray, size, nearest: bool = False) -> np.ndarray:
     if image.shape[:2] == tuple(size):
         return image
     if nearest:
-        interpolation = cv2.INTER_NEAREST
-    else:   # area averaging to shrink (no aliasing), bilinear to enlarge
-        shrinks = size[0] * size[1] < image.shape[0] * image.shape[1]
-        interpolation = cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR
+        return resize_classes(image, size)
+    # Area averaging to shrink (no aliasing), bilinear to enlarge.
+    shrinks = size[0] * size[1] < image.shape[0] * image.shape[1]
+    interpolation = cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR
     return cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
 
 
@@ -40,9 +41,10 @@ def fit_marks(marks: np.ndarray, size) -> np.ndarray:
     if marks.shape == tuple(size):
         return marks
     shrinks = size[0] * size[1] < marks.shape[0] * marks.shape[1]
-    interpolation = cv2.INTER_AREA if shrinks else cv2.INTER_NEAREST
-    return cv2.resize(marks.astype(np.uint8) * 255, (size[1], size[0]),
-                      interpolation=interpolation) > 0
+    marks = marks.astype(np.uint8) * 255
+    if not shrinks:
+        return resize_classes(marks, size) > 0
+    return cv2.resize(marks, (size[1], size[0]), interpolation=cv2.INTER_AREA) > 0
 
 
 def overlay(frame: np.ndarray, colors: np.ndarray, alpha: float = 0.55) -> np.ndarray:
