@@ -4,10 +4,19 @@ Protocol v2: which recipe gives the best student? Fixed before its runs (issue 3
 World, teacher, schedule and held-out set are those of the unlabeled-video protocol
 (experiments/unlabeled_ablation.py): config/distill/synthetic_video.yaml (96x192; 40 labeled
 streets with one labeled frame each, 400 never-labeled streets of video, 128 held-out
-streets reported, 32 tuning streets apart), the protocol's teacher (SHA-256 7307855e...),
-LR-ASPP students, 3000 steps, batch 8 labeled clips (+ 8 unlabeled ones where a row learns
-from them). A seed means the same initialization and the same labeled batches in every row;
-the unlabeled clips come from a stream of their own, the same in every row that has it.
+streets reported, 32 tuning streets apart), a teacher trained by the same command
+(TEACHER_COMMAND below), LR-ASPP students, 3000 steps, batch 8 labeled clips (+ 8 unlabeled
+ones where a row learns from them). A seed means the same initialization and the same
+labeled batches in every row; the unlabeled clips come from a stream of their own, the same
+in every row that has it.
+
+Restarted at c15bcdb, rows, seeds, rule and targets unchanged: until then every class map of
+a rescaled training view (labels, a store's classes) lay up to half a pixel off its frame
+(OpenCV's INTER_NEAREST), and every model trained so, the protocol's teacher included,
+predicted its classes a quarter to half a pixel down and right of where they are. So the
+teacher is trained again by TEACHER_COMMAND, the store made again from it, the pilot and every
+row run again; the runs before are kept apart in results/misaligned/ (docs/history.md). D
+stays v1's runs, made before the fix, so the targets against D compare across it.
 
 Label stores (`stkd label`, made once before the runs):
   teacher  the protocol's teacher labels every frame of the 400 unlabeled streets with the
@@ -69,11 +78,18 @@ from experiments.ledger import Ledger, same_run
 from experiments.paired import difference_text, paired_difference, summary_row
 from experiments.runs import provenance, run, shown, STKD, stop_runs_on_sigterm
 from experiments.runs import train_and_score, train_missing
-from experiments.unlabeled_ablation import CONFIG, TEACHER, TEACHER_RESTORE
+from experiments.unlabeled_ablation import CONFIG
 from stkd_ros.labeling.identity import file_sha256
 
 RESULTS = Path(__file__).resolve().parent / 'results'
-STORES = {'teacher': 'runs/stores/teacher', 'truth': 'runs/stores/truth'}
+#: Protocol v1's teacher command (experiments/unlabeled_ablation.py), at the commit that puts
+#: class maps on their frames' pixels; about 1 h 50 min at one thread here.
+TEACHER_DIR = 'runs/teacher_aligned'
+TEACHER = f'{TEACHER_DIR}/model.safetensors'
+TEACHER_COMMAND = ('stkd train-teacher --config config/distill/synthetic_video.yaml --out '
+                   f'{TEACHER_DIR} --steps 4000 --set evaluation.split=tune '
+                   '--set train.eval_every=400')
+STORES = {'teacher': 'runs/stores/teacher_aligned', 'truth': 'runs/stores/truth'}
 OFF = {'pixel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
 HARD = {**OFF, 'pseudo_label': 1}
 NO_UNLABELED = {'data.synthetic.unlabeled_clips': 0}
@@ -85,10 +101,8 @@ CANDIDATES = {
     'LTc': ('teacher', TEMPORAL, {'temporal_gate': 'confidence', 'gate_confidence': 0.9}),
     'LTa': ('teacher', TEMPORAL, {'temporal_gate': 'agreement'}),
 }
-#: What the pilot rule picked for R (results/best_student_pilot.json, 2026-12-05): LT, LTc and
-#: LTa are each at least 0.002 below L's flicker (0.0383: 0.0310, 0.0328, 0.0310); of them LTc
-#: has the highest mIoU (0.5002; LT 0.4990, LTa 0.4962), and it is above L's (0.4999).
-RECIPE = 'LTc'
+#: What the pilot rule picks for R: none yet (the pilot runs again since the restart).
+RECIPE = None
 #: row: (what it is, store or None, weights or None (train-student), distill settings,
 #: other settings, seeds)
 ROWS = {
@@ -142,28 +156,39 @@ def identity(row, rows, teacher) -> dict:
 
 
 def ledger(path: Path, args, out: Path, rows, known: dict) -> Ledger:
-    """Return the ledger: runs are kept where their command and learned-from files match."""
+    """
+    Return the ledger: runs are kept where their command and learned-from files match.
+
+    ``known`` holds the files of the rows this process runs; another row's runs, checked when
+    they were recorded, are carried over as they are.
+    """
     def keep(row, seed, run, recorded):
         if row not in rows:
             return False
         _, cmd = command(row, int(seed), args, out, rows)
         return same_run(run['command'], shown(cmd)) and all(
-            run.get(k) == v for k, v in known[row].items())
+            run.get(k) == v for k, v in known.get(row, {}).items())
 
     header = {'protocol': __doc__.split('Run from')[0].strip(), 'config': args.config,
               'steps': args.steps, 'split': args.split, 'teacher': str(args.teacher)}
     return Ledger(path, header, keep, rows)
 
 
-def make_stores(args):
+def make_stores(args, needed):
     """
-    Label the unlabeled streets once: the teacher's store, and the truth store.
+    Label the unlabeled streets once: the ``needed`` stores of the teacher and of the truth.
 
     The teacher's in ``--jobs`` shards at once, then one pass that finds every frame done and
-    scores the store against the world's truth (quality.json).
+    scores the store against the world's truth (quality.json). A store another teacher made is
+    refused, never reused.
     """
     teacher = Path(STORES['teacher'])
-    if not (teacher / 'quality.json').is_file():
+    if 'teacher' in needed and (teacher / 'manifest.json').is_file():
+        made_by = json.loads((teacher / 'manifest.json').read_text())['teacher_sha256']
+        if made_by != file_sha256(args.teacher):
+            raise SystemExit(f'{teacher}: labeled by another teacher than {args.teacher} '
+                             f'(SHA-256 {made_by[:8]}...); move it aside to label again')
+    if 'teacher' in needed and not (teacher / 'quality.json').is_file():
         label = STKD + ['label', '--config', args.config, '--teacher', args.teacher, '--out',
                         str(teacher), '--device', 'cpu']
         threads = max(1, (os.cpu_count() or 1) // args.jobs)
@@ -173,7 +198,7 @@ def make_stores(args):
                           range(args.jobs)))
         run(label, teacher.with_suffix('.log'))
     truth = Path(STORES['truth'])
-    if not (truth / 'manifest.json').is_file():
+    if 'truth' in needed and not (truth / 'manifest.json').is_file():
         from stkd_ros.config import load_config
         from stkd_ros.labeling.store import write_truth_store
         write_truth_store(truth, load_config(args.config).data, progress=True)
@@ -255,14 +280,17 @@ def main():
                  args.results)
         return
     stop_runs_on_sigterm()
-    if not Path(args.teacher).is_file():
-        raise SystemExit(f"--teacher: no such file {args.teacher}; restore the protocol's "
-                         f'teacher with: {TEACHER_RESTORE}')
     chosen = args.rows.split(',') if args.rows else list(rows)
-    make_stores(args)
+    unknown = sorted(set(chosen) - set(rows))
+    if unknown:
+        raise SystemExit(f'--rows: no row {", ".join(unknown)}; the rows are {", ".join(rows)}')
+    if any(rows[r][2] is not None for r in chosen) and not Path(args.teacher).is_file():
+        raise SystemExit(f"--teacher: no such file {args.teacher}; train the protocol's "
+                         f'teacher with: {TEACHER_COMMAND}')
+    make_stores(args, {rows[r][1] for r in chosen})
     out = Path(args.out) / args.split
     out.mkdir(parents=True, exist_ok=True)
-    known = {row: identity(row, rows, args.teacher) for row in rows}
+    known = {row: identity(row, rows, args.teacher) for row in chosen}
     book = ledger(path, args, out, rows, known)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     shared = [f'--set=evaluation.split={args.split}']

@@ -28,8 +28,8 @@ from itertools import chain, islice
 import random
 
 from bench.report import emit
-from experiments.best_student import RESULTS, STORES, THIN
-from experiments.unlabeled_ablation import CONFIG, TEACHER
+from experiments.best_student import RESULTS, STORES, TEACHER, THIN
+from experiments.unlabeled_ablation import CONFIG
 import numpy as np
 from stkd_ros.config import load_config
 from stkd_ros.data.transforms import RandomScale, train_transforms
