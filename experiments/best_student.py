@@ -191,7 +191,7 @@ def make_stores(args, needed):
     if 'teacher' in needed and not (teacher / 'quality.json').is_file():
         label = STKD + ['label', '--config', args.config, '--teacher', args.teacher, '--out',
                         str(teacher), '--device', 'cpu']
-        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda i: run(label + ['--shard', f'{i}/{args.jobs}'],
                                         teacher.with_suffix(f'.{i}.log'), threads),
@@ -259,6 +259,8 @@ def main():
     parser.add_argument('--pilot', action='store_true', help='the pilot: candidates for R on '
                         'the tuning streets, seed 0, 1000 steps')
     parser.add_argument('--jobs', type=int, default=1, help='runs trained at the same time')
+    parser.add_argument('--threads', type=int, default=None, help='torch threads of each run '
+                        '(default: the cores shared among the jobs)')
     parser.add_argument('--table', action='store_true', help='only remake the table')
     parser.add_argument('--results', default=str(RESULTS))
     args = parser.parse_args()
@@ -292,7 +294,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     known = {row: identity(row, rows, args.teacher) for row in chosen}
     book = ledger(path, args, out, rows, known)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     shared = [f'--set=evaluation.split={args.split}']
     # Seed by seed, so that a session that ends early leaves complete pairs behind.
     planned = [(row, str(seed)) + command(row, seed, args, out, rows)
