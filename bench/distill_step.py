@@ -39,7 +39,7 @@ ROWS = {
     'pixel-wise KD': (DistillConfig(weights=PIXEL_ONLY), 2, False),
     'full method': (DistillConfig(), 2, False),
     'label store (pseudo-labels)': (DistillConfig(weights=STORE_ONLY), 2, True),
-    # Protocol v2's recommended recipe (experiments/best_student.py, RECIPE 'LTc').
+    # LTc, what protocol v2's pilot picked before the label-alignment fix (docs/history.md).
     'label store + temporal, confidence-gated': (
         DistillConfig(weights=DistillWeights(pixel=0, pairwise=0, temporal=3, temporal_kd=0,
                                              adversarial=0, pseudo_label=1),
