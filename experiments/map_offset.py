@@ -1,11 +1,12 @@
 """
 Diagnostic: does a model put its classes on their frame's pixels, or a fraction of a pixel off.
 
-No training. Each model segments the 32 tuning streets of the unlabeled-video protocol (both frames of
-their 128 clips, config/distill/synthetic_video.yaml); its logits are moved by (dx, dy) pixels
-(bilinear resampling, -0.5 to +0.5 in steps of 0.25; positive is right and down) before the
-argmax, and each move is scored by mIoU against the world's truth. A model that learned from
-labels lying off their frames scores best moved back the other way; an aligned one at (0, 0).
+No training. Each model segments the 32 tuning streets of the unlabeled-video protocol (both
+frames of their 128 clips, config/distill/synthetic_video.yaml); its logits are moved by
+(dx, dy) pixels (bilinear resampling, -0.5 to +0.5 in steps of 0.25; positive is right and
+down) before the argmax, and each move is scored by mIoU against the world's truth. A model
+that learned from labels lying off their frames scores best moved back the other way; an
+aligned one at (0, 0).
 
 Why: until c15bcdb the training views' class maps were resized with OpenCV's INTER_NEAREST,
 which samples at floor(x / scale) and puts a map up to half a source pixel up and left of the
