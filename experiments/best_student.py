@@ -89,6 +89,10 @@ TEACHER = f'{TEACHER_DIR}/model.safetensors'
 TEACHER_COMMAND = ('stkd train-teacher --config config/distill/synthetic_video.yaml --out '
                    f'{TEACHER_DIR} --steps 4000 --set evaluation.split=tune '
                    '--set train.eval_every=400')
+#: The teacher the recorded runs learned from (SHA-256 2aba07d9...), kept in the history: CPU
+#: training is not bit-reproducible, so a teacher trained again has every row trained again.
+TEACHER_HISTORY = '7654261:experiments/teachers/synthetic_video_aligned.safetensors'
+TEACHER_RESTORE = f'mkdir -p {TEACHER_DIR} && git show {TEACHER_HISTORY} > {TEACHER}'
 STORES = {'teacher': 'runs/stores/teacher_aligned', 'truth': 'runs/stores/truth'}
 OFF = {'pixel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
 HARD = {**OFF, 'pseudo_label': 1}
@@ -287,8 +291,9 @@ def main():
     if unknown:
         raise SystemExit(f'--rows: no row {", ".join(unknown)}; the rows are {", ".join(rows)}')
     if any(rows[r][2] is not None for r in chosen) and not Path(args.teacher).is_file():
-        raise SystemExit(f"--teacher: no such file {args.teacher}; train the protocol's "
-                         f'teacher with: {TEACHER_COMMAND}')
+        raise SystemExit(f"--teacher: no such file {args.teacher}; restore the protocol's "
+                         f'teacher with: {TEACHER_RESTORE} (or train one, and every row '
+                         f'again, with: {TEACHER_COMMAND})')
     make_stores(args, {rows[r][1] for r in chosen})
     out = Path(args.out) / args.split
     out.mkdir(parents=True, exist_ok=True)
