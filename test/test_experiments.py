@@ -138,6 +138,33 @@ def test_a_missing_teacher_stops_with_the_commands_that_restore_or_train_it(tmp_
     assert not (tmp_path / 'results').exists() or not any((tmp_path / 'results').iterdir())
 
 
+def test_protocol_v2_names_what_stops_it_in_one_line(tmp_path):
+    def best_student(*args):
+        res = subprocess.run([sys.executable, '-m', 'experiments.best_student',
+                              '--out', str(tmp_path / 'runs'), '--results',
+                              str(tmp_path / 'results'), *args],
+                             cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                             capture_output=True, text=True)
+        assert res.returncode != 0
+        error = res.stderr.strip().splitlines()
+        assert len(error) == 1, res.stderr
+        return error[0]
+
+    assert 'no row X' in best_student('--rows', 'X')
+    missing = best_student('--rows', 'L', '--teacher', str(tmp_path / 'none.safetensors'))
+    assert 'none.safetensors' in missing and 'git show 7654261:' in missing
+    assert 'stkd train-teacher' in missing
+    # A store that another teacher labeled is refused, not reused.
+    teacher = tmp_path / 'teacher.safetensors'
+    teacher.write_bytes(b'another teacher')
+    store = tmp_path / 'runs' / 'stores' / 'teacher_aligned'
+    store.mkdir(parents=True)
+    (store / 'manifest.json').write_text(json.dumps({'teacher_sha256': '0' * 64}))
+    refused = best_student('--rows', 'L', '--teacher', str(teacher))
+    assert 'labeled by another teacher' in refused and 'teacher_aligned' in refused
+    assert not (tmp_path / 'results').exists()
+
+
 def test_the_restore_command_gives_the_teacher_the_recorded_runs_name(tmp_path):
     from stkd_ros.labeling.identity import file_sha256
     from experiments.unlabeled_ablation import RESULTS, TEACHER_HISTORY
