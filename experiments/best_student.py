@@ -83,7 +83,7 @@ from stkd_ros.labeling.identity import file_sha256
 
 RESULTS = Path(__file__).resolve().parent / 'results'
 #: Protocol v1's teacher command (experiments/unlabeled_ablation.py), at the commit that puts
-#: class maps on their frames' pixels; about 1 h 50 min at one thread here.
+#: class maps on their frames' pixels; about an hour at one thread here.
 TEACHER_DIR = 'runs/teacher_aligned'
 TEACHER = f'{TEACHER_DIR}/model.safetensors'
 TEACHER_COMMAND = ('stkd train-teacher --config config/distill/synthetic_video.yaml --out '
