@@ -105,7 +105,10 @@ CANDIDATES = {
     'LTc': ('teacher', TEMPORAL, {'temporal_gate': 'confidence', 'gate_confidence': 0.9}),
     'LTa': ('teacher', TEMPORAL, {'temporal_gate': 'agreement'}),
 }
-#: What the pilot rule picks for R: none yet (the pilot runs again since the restart).
+#: What the pilot rule picks for R. At the fix (results/best_student_pilot.json) it picks L:
+#: LT, LTc and LTa flicker 0.0053-0.0080 less than L (0.0384) but lose 0.0069-0.0128 of its
+#: mIoU (0.5068), more than the 0.005 allowed. R is then L's runs; until the script reads R
+#: as L, R stays unset here, so that it does not train L's runs again under another name.
 RECIPE = None
 #: row: (what it is, store or None, weights or None (train-student), distill settings,
 #: other settings, seeds)
