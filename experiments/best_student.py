@@ -190,20 +190,22 @@ def make_stores(args, needed):
     refused, never reused.
     """
     teacher = Path(STORES['teacher'])
-    if 'teacher' in needed and (teacher / 'manifest.json').is_file():
-        made_by = json.loads((teacher / 'manifest.json').read_text())['teacher_sha256']
-        if made_by != file_sha256(args.teacher):
+    if 'teacher' in needed:
+        manifest = teacher / 'manifest.json'
+        made_by = (json.loads(manifest.read_text())['teacher_sha256'] if manifest.is_file()
+                   else None)
+        if made_by not in (None, file_sha256(args.teacher)):
             raise SystemExit(f'{teacher}: labeled by another teacher than {args.teacher} '
                              f'(SHA-256 {made_by[:8]}...); move it aside to label again')
-    if 'teacher' in needed and not (teacher / 'quality.json').is_file():
-        label = STKD + ['label', '--config', args.config, '--teacher', args.teacher, '--out',
-                        str(teacher), '--device', 'cpu']
-        threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-        with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(lambda i: run(label + ['--shard', f'{i}/{args.jobs}'],
-                                        teacher.with_suffix(f'.{i}.log'), threads),
-                          range(args.jobs)))
-        run(label, teacher.with_suffix('.log'))
+        if not (teacher / 'quality.json').is_file():
+            label = STKD + ['label', '--config', args.config, '--teacher', args.teacher,
+                            '--out', str(teacher), '--device', 'cpu']
+            threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+            with ThreadPoolExecutor(args.jobs) as pool:
+                list(pool.map(lambda i: run(label + ['--shard', f'{i}/{args.jobs}'],
+                                            teacher.with_suffix(f'.{i}.log'), threads),
+                              range(args.jobs)))
+            run(label, teacher.with_suffix('.log'))
     truth = Path(STORES['truth'])
     if 'truth' in needed and not (truth / 'manifest.json').is_file():
         from stkd_ros.config import load_config

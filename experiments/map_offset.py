@@ -24,24 +24,13 @@ from experiments.best_student import RESULTS
 from experiments.unlabeled_ablation import CONFIG
 import numpy as np
 from stkd_ros.config import load_config
+from stkd_ros.flow.warp import warp
 from stkd_ros.inference import Segmenter
 from stkd_ros.metrics import ConfusionMatrix
 from stkd_ros.training.data import build_clips
 import torch
-import torch.nn.functional as nnf
 
 MOVES = (-0.5, -0.25, 0.0, 0.25, 0.5)
-
-
-def moved(logits: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
-    """Return ``logits`` (N, K, H, W) moved right by ``dx`` and down by ``dy`` pixels."""
-    n, _, h, w = logits.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
-                            torch.arange(w, dtype=torch.float32), indexing='ij')
-    # Pixel p takes the logits of p - d; grid_sample's coordinates are pixel centres in [-1, 1].
-    grid = torch.stack([(xs - dx + 0.5) / w * 2 - 1, (ys - dy + 0.5) / h * 2 - 1], -1)
-    return nnf.grid_sample(logits, grid[None].expand(n, h, w, 2), mode='bilinear',
-                           padding_mode='border', align_corners=False)
 
 
 def measure(name: str, path: str, clips) -> dict:
@@ -49,6 +38,9 @@ def measure(name: str, path: str, clips) -> dict:
     segmenter = Segmenter(path)
     classes = list(segmenter.classes)
     matrices = {(dx, dy): ConfusionMatrix(len(classes)) for dx in MOVES for dy in MOVES}
+    # Moving the map by d is warping it along the constant flow -d.
+    flows = {(dx, dy): torch.tensor([-dx, -dy]).view(1, 2, 1, 1).expand(
+        1, 2, *segmenter.input_size) for dx, dy in matrices}
     for i in range(len(clips)):
         clip = clips[i]
         if clip.frames.shape[1:3] != tuple(segmenter.input_size):
@@ -57,8 +49,9 @@ def measure(name: str, path: str, clips) -> dict:
         x = np.concatenate([segmenter.preprocess(f) for f in clip.frames[:2]])
         logits = torch.from_numpy(segmenter.logits(x))
         labels = torch.from_numpy(clip.labels[:2].astype(np.int64))
-        for (dx, dy), matrix in matrices.items():
-            matrix.update(moved(logits, dx, dy).argmax(1), labels)
+        for move, matrix in matrices.items():
+            matrix.update(warp(logits, flows[move].expand(len(logits), -1, -1, -1)).argmax(1),
+                          labels)
     miou = {move: m.summary(classes)['miou'] for move, m in matrices.items()}
     best = max(miou, key=miou.get)
     return {'model': name, 'miou': round(miou[0.0, 0.0], 4), 'best dx': best[0],
