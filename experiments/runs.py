@@ -20,6 +20,7 @@ def run(cmd, log, threads=None):
     """Run ``cmd``, appending its output to ``log``; ``threads`` caps its torch threads."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     # Append: a killed run resumes from its checkpoint and its log keeps the first part.
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, 'a') as f:
         child = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
         _running.add(child)

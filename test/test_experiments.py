@@ -216,6 +216,15 @@ def test_sigterm_to_an_experiment_stops_the_run_it_started(tmp_path):
             os.kill(run_pid, signal.SIGKILL)
 
 
+def test_a_run_logs_into_a_folder_it_makes(tmp_path):
+    # On a fresh machine runs/ is empty: the first store's log has no folder yet.
+    from experiments.runs import run
+    log = tmp_path / 'runs' / 'stores' / 'teacher.0.log'
+    run([sys.executable, '-c', 'print("labeled")'], log)
+    run([sys.executable, '-c', 'print("resumed")'], log)
+    assert log.read_text().split() == ['labeled', 'resumed']
+
+
 def test_the_table_is_remade_from_the_recorded_json_alone(tmp_path):
     from experiments.unlabeled_ablation import RESULTS
     res = subprocess.run([sys.executable, '-m', 'experiments.unlabeled_ablation', '--table',
