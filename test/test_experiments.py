@@ -63,6 +63,39 @@ def test_a_row_with_one_paired_seed_gets_its_difference_and_no_interval():
     assert by_name['E']['miou - A (95% CI)'] == 'no seed shared with A'
 
 
+def _runs(miou, flicker, seeds=3, spread=0.001):
+    classes = dict.fromkeys(('pole', 'sign', 'fence', 'pedestrian'), 0.5)
+    return {str(s): {'miou': miou + spread * s, 'flicker': flicker - spread * s / 10, 'tc': 0.7,
+                     'per_class_iou': classes} for s in range(seeds)}
+
+
+def test_protocol_v2_reads_its_recommended_recipe_as_the_row_the_pilot_picked():
+    from experiments import best_student
+    assert best_student.RECIPE == 'L' and best_student.R == 'L'
+    assert 'R' not in best_student.ROWS   # L's runs are not trained again under R's name
+    scores = {'A': _runs(0.50, 0.040), 'B': _runs(0.53, 0.036), 'O': _runs(0.60, 0.038),
+              'L': _runs(0.545, 0.036), 'D': _runs(0.51, 0.030)}
+    verdicts = {t['target']: t for t in best_student.targets(scores)}
+    assert verdicts['R (L) - B mIoU >= +0.010, interval above 0']['verdict'] == 'met'
+    assert verdicts['R (L) - D flicker < 0, interval below 0']['verdict'] == 'missed'
+    assert verdicts["R (L) captures >= 0.5 of the oracle's gain (means)"]['difference'] == '0.45'
+
+
+def test_the_default_recipe_is_picked_by_the_rule_written_before_the_runs():
+    from experiments.best_student import default_recipe
+    a = _runs(0.50, 0.040)
+    # The oracle is no recipe; D beats A on both; L is more accurate but no steadier.
+    scores = {'A': a, 'O': _runs(0.60, 0.030), 'D': _runs(0.51, 0.032),
+              'L': _runs(0.55, 0.040)}
+    assert default_recipe(scores) == 'D'
+    # Within 0.005 of the most accurate, the steadier one.
+    scores['B'] = _runs(0.554, 0.038)
+    scores['L'] = _runs(0.550, 0.035)
+    assert default_recipe(scores) == 'L'
+    # One seed gives no interval, so it cannot qualify.
+    assert default_recipe({'A': a, 'L': _runs(0.55, 0.035, seeds=1)}) == 'none beats A on both'
+
+
 def _recorded(tmp_path, args, rows, teacher_sha='t1'):
     from experiments.unlabeled_ablation import ledger
     path = tmp_path / 'protocol.json'
