@@ -267,8 +267,10 @@ def targets(scores: dict) -> list:
 
 def default_recipe(scores: dict) -> str:
     """
-    The protocol's rule for the default: among the recipes beating A on both mIoU and flicker
-    (intervals excluding 0), the highest mean mIoU; within 0.005 of it, the lower flicker.
+    Return the default recipe the protocol's rule picks.
+
+    Among the recipes beating A on both mIoU and flicker (intervals excluding 0), the highest
+    mean mIoU; within 0.005 of it, the lower flicker.
 
     The oracle is no recipe (it needs every frame's truth). A row whose intervals are not all
     there yet (fewer than 2 seeds paired with A) cannot qualify.
