@@ -233,8 +233,10 @@ def summarize(scores: dict) -> list:
 
 def targets(scores: dict) -> list:
     """
-    Each target of the protocol, met or missed, with its paired interval, and the default the
-    rule picks; every verdict says "interim" while a row lacks some of its seeds.
+    Return each target of the protocol, met or missed, with its paired interval.
+
+    The last entry is the default the rule picks. Every verdict says "interim" while a row
+    lacks some of its seeds.
     """
     r = scores.get(R, {})
     out = []
