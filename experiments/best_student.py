@@ -216,19 +216,29 @@ def make_stores(args, needed):
 
 def summarize(scores: dict) -> list:
     """Table rows: mean ± sd, paired difference to A, share of the oracle's gain, thin IoU."""
-    means = {row: {k: statistics.mean(r[k] for r in seeds.values()) for k in ('miou',)}
-             for row, seeds in scores.items() if seeds}
-    gain = (means['O']['miou'] - means['A']['miou']) if {'O', 'A'} <= set(means) else None
     rows = []
     for name, seeds in scores.items():
         if not seeds:
             continue
         row = summary_row(name, seeds, scores.get('A'), ('miou', 'flicker', 'tc'), THIN)
-        if gain and name != 'A':
-            share = (means[name]['miou'] - means['A']['miou']) / gain
+        share = oracle_share(scores, name)
+        if share is not None and name != 'A':
             row['share of oracle gain'] = f'{share:.2f}'
         rows.append(row)
     return rows
+
+
+def mean_of(seeds: dict, key: str) -> float:
+    """Return the mean of ``key`` over a row's runs."""
+    return statistics.mean(r[key] for r in seeds.values())
+
+
+def oracle_share(scores: dict, row: str):
+    """Return (row - A) / (O - A) on the mean mIoU; None until A, O and the row have runs."""
+    if not all(scores.get(r) for r in (row, 'A', 'O')):
+        return None
+    a = mean_of(scores['A'], 'miou')
+    return (mean_of(scores[row], 'miou') - a) / (mean_of(scores['O'], 'miou') - a)
 
 
 def targets(scores: dict) -> list:
@@ -255,10 +265,8 @@ def targets(scores: dict) -> list:
           lambda m, lo, hi: m >= 0.010 and lo > 0)
     check(f'{name} - D flicker < 0, interval below 0', 'D', 'flicker', lambda m, lo, hi: hi < 0)
     check(f'{name} - D TC >= 0', 'D', 'tc', lambda m, lo, hi: m >= 0)
-    runs = {row: scores.get(row, {}) for row in (R, 'O', 'A')}
-    if all(runs.values()):
-        mean = {row: statistics.mean(x['miou'] for x in v.values()) for row, v in runs.items()}
-        share = (mean[R] - mean['A']) / (mean['O'] - mean['A'])
+    share = oracle_share(scores, R)
+    if share is not None:
         out.append({'target': f"{name} captures >= 0.5 of the oracle's gain (means)",
                     'difference': f'{share:.2f}',
                     'verdict': ('met' if share >= 0.5 else 'missed') + interim})
@@ -285,8 +293,7 @@ def default_recipe(scores: dict) -> str:
         _, miou_low, _, n = paired_difference(seeds, base, 'miou')
         _, _, flicker_high, _ = paired_difference(seeds, base, 'flicker')
         if n > 1 and miou_low > 0 and flicker_high < 0:
-            qualified[row] = {k: statistics.mean(r[k] for r in seeds.values())
-                              for k in ('miou', 'flicker')}
+            qualified[row] = {k: mean_of(seeds, k) for k in ('miou', 'flicker')}
     if not qualified:
         return 'none beats A on both'
     best = max(m['miou'] for m in qualified.values())
