@@ -105,7 +105,7 @@ def train(cfg: Config, out_dir, model_cfg, make_task, role: str) -> dict:
                 log_step(book, step, losses, schedule.get_last_lr()[0], rate)
                 if bar.disable and rt.is_main:
                     log.info('%s step %d/%d loss %.4f (%.2f steps/s)', role, step, t.steps,
-                             float(losses['loss']), rate)
+                             float(losses['loss'].detach()), rate)
             if rt.is_main and (step % t.eval_every == 0 or step == t.steps):
                 metrics = validate(model, meta, val, flow, e.max_clips, rt.device, book, step)
             if rt.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
