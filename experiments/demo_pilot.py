@@ -1,0 +1,74 @@
+"""
+Demo-scale pilot: whether label -> distill beats labels only at `make demo`'s size and schedule.
+
+`make demo` must show the distilled student above the baseline on mIoU and below it on
+flicker in minutes (issue 33). This runs the demo's models with its settings (`stkd demo
+--quick`'s `_plan`: 96x192, 120 unlabeled streets, students 200 steps) on the 32 tuning
+streets, never the demo's held-out ones, for a teacher schedule and the label store's scales
+given on the command line, one seed, one torch thread. Each run appends its figures, the
+store's label mIoU and the seconds of each step to experiments/results/demo_pilot.json.
+
+  python -m experiments.demo_pilot --out runs/demo_pilot/t400 --teacher-steps 400
+"""
+
+import argparse
+import json
+from pathlib import Path
+import subprocess
+import time
+
+from stkd_ros.commands.demo import _plan, CONFIG, RECIPE
+from stkd_ros.commands.label import label
+from stkd_ros.training import commands
+import torch
+
+RESULTS = Path(__file__).resolve().parent / 'results' / 'demo_pilot.json'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', required=True)
+    parser.add_argument('--teacher-steps', type=int, default=400)
+    parser.add_argument('--student-steps', type=int, default=200)
+    parser.add_argument('--scales', default='[1.0]', help="the store's label.scales")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out, plan = Path(args.out), _plan(True)
+    sets = plan['overrides'] + [f'data.synthetic.render_cache={out.parent / "render_cache"}',
+                                'data.synthetic.tune_clips=32', 'evaluation.split=tune']
+    start, seconds = time.perf_counter(), {}
+
+    def timed(name, make, done):
+        if not done.exists():
+            make()
+        seconds[name] = round(time.perf_counter() - start)
+        return done
+
+    teacher = timed('teacher', lambda: commands.train_teacher(
+        CONFIG, out / 'teacher', args.teacher_steps, sets), out / 'teacher/model.safetensors')
+    baseline = timed('baseline', lambda: commands.train_student(
+        CONFIG, out / 'baseline', args.student_steps, sets), out / 'baseline/model.safetensors')
+    store = out / 'labels'
+    quality = label(CONFIG, teacher, store, overrides=sets + [f'label.scales={args.scales}'],
+                    progress=False)['quality']
+    seconds['label'] = round(time.perf_counter() - start)
+    distilled = timed('distilled', lambda: commands.distill(
+        CONFIG, teacher, out / 'distilled', args.student_steps,
+        sets + [f'data.labels={store}'] + RECIPE), out / 'distilled/model.safetensors')
+    scores = {name: {k: round(v[k], 4) for k in ('miou', 'flicker', 'tc')}
+              for name, v in ((n, commands.evaluate_model(p, CONFIG, None, sets))
+                              for n, p in (('teacher', teacher), ('baseline', baseline),
+                                           ('distilled', distilled)))}
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                            text=True).stdout.strip()
+    record = {'teacher_steps': args.teacher_steps, 'student_steps': args.student_steps,
+              'scales': args.scales, 'split': 'tune', 'seed': 0, 'commit': commit,
+              'label_miou': round(quality['miou'], 4), 'seconds': seconds, **scores}
+    runs = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    RESULTS.write_text(json.dumps(runs + [record], indent=1) + '\n')
+    print(json.dumps(record))
+
+
+if __name__ == '__main__':
+    main()
