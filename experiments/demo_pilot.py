@@ -2,8 +2,8 @@
 Demo-scale pilot: whether label -> distill beats labels only at `make demo`'s size and schedule.
 
 `make demo` must show the distilled student above the baseline on mIoU and below it on
-flicker in minutes (issue 33). This runs the demo's models with its settings (`stkd demo
---quick`'s `_plan`: 96x192, 120 unlabeled streets, students 200 steps) on the 32 tuning
+flicker in minutes (issue 33). This runs the demo's models with its settings (`demo_plan(True)`
+of `stkd demo`: 96x192, 120 unlabeled streets, students 200 steps) on the 32 tuning
 streets, never the demo's held-out ones, for a teacher schedule and the label store's scales
 given on the command line, one seed, one torch thread. Each run appends its figures, the
 store's label mIoU and the seconds of each step to experiments/results/demo_pilot.json.
@@ -17,7 +17,7 @@ from pathlib import Path
 import subprocess
 import time
 
-from stkd_ros.commands.demo import _plan, CONFIG, RECIPE
+from stkd_ros.commands.demo import CONFIG, demo_plan, RECIPE
 from stkd_ros.commands.label import label
 from stkd_ros.training import commands
 import torch
@@ -34,7 +34,7 @@ def main():
     parser.add_argument('--scales', default='[1.0]', help="the store's label.scales")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    out, plan = Path(args.out), _plan(True)
+    out, plan = Path(args.out), demo_plan(True)
     sets = plan['overrides'] + [f'data.synthetic.render_cache={out.parent / "render_cache"}',
                                 'data.synthetic.tune_clips=32', 'evaluation.split=tune']
     start, seconds = time.perf_counter(), {}

@@ -3,11 +3,12 @@
 
 Train the teacher and the baseline student (labels only); have the teacher label 120 streets
 of unlabeled video once (`stkd label`); distill the student from the labeled streets plus
-that label store (the recipe protocol v2 recommends: the store's classes teach the unlabeled
-frames); evaluate all three on 32 held-out streets; export the distilled student to ONNX;
-record a synthetic drive to a bag; evaluate both students on it with eval-bag; replay it
-through segment_node and flicker_monitor as real ROS 2 processes; print one table, and put it
-on the eval-bag report's page (report.html, with the drive as video), whose path comes last.
+that label store (the store's classes teach the unlabeled frames: the recipe protocol v2's
+rule picks on its runs so far); evaluate all three on 32 held-out streets; export the
+distilled student to ONNX; record a synthetic drive to a bag; evaluate both students on it
+with eval-bag; replay it through segment_node and flicker_monitor as real ROS 2 processes;
+print one table, and put it on the eval-bag report's page (report.html, with the drive as
+video), whose path comes last.
 Steps already done (their model file or complete store exists) are reused.
 """
 
@@ -45,7 +46,8 @@ def preview(world: SyntheticWorld, clips: int, path: Path, gap: int = 3) -> Path
     return path
 
 
-def _plan(quick: bool) -> dict:
+def demo_plan(quick: bool) -> dict:
+    """Return the demo's size, schedules and `--set`s (quick: what `make demo` runs)."""
     h, w = (96, 192) if quick else (128, 256)
     # The teacher gets twice the students' steps: the store can teach no more than the
     # teacher knows (experiments/demo_pilot.py, tuning streets: at 200 steps it was 0.023
@@ -77,7 +79,7 @@ def run_demo(out='runs/demo', quick: bool = False) -> dict:
     from stkd_ros.commands.replay import replay
     from stkd_ros.commands.synth import synth
     from stkd_ros.training import commands
-    out, plan = Path(out), _plan(quick)
+    out, plan = Path(out), demo_plan(quick)
     sets = plan['overrides'] + [f'data.synthetic.render_cache={out / "render_cache"}']
     world = SyntheticWorld(SyntheticConfig(height=plan['size'][0], width=plan['size'][1]))
     shown = preview(world, 3, out / 'preview.png')
