@@ -6,7 +6,8 @@ flicker in minutes (issue 33). This runs the demo's models with its settings (`d
 of `stkd demo`: 96x192, 120 unlabeled streets, students 200 steps) on the 32 tuning
 streets, never the demo's held-out ones, for a teacher schedule and the label store's scales
 given on the command line, one seed, one torch thread. Each run appends its figures, the
-store's label mIoU and the seconds of each step to experiments/results/demo_pilot.json.
+store's label mIoU and the seconds of the training and labeling (`train_models` of `stkd demo`,
+so the pilot trains exactly as the demo does) to experiments/results/demo_pilot.json.
 
   python -m experiments.demo_pilot --out runs/demo_pilot/t400 --teacher-steps 400
 """
@@ -17,8 +18,7 @@ from pathlib import Path
 import subprocess
 import time
 
-from stkd_ros.commands.demo import CONFIG, demo_plan, RECIPE
-from stkd_ros.commands.label import label
+from stkd_ros.commands.demo import CONFIG, demo_plan, train_models
 from stkd_ros.training import commands
 import torch
 
@@ -37,34 +37,19 @@ def main():
     out, plan = Path(args.out), demo_plan(True)
     sets = plan['overrides'] + [f'data.synthetic.render_cache={out.parent / "render_cache"}',
                                 'data.synthetic.tune_clips=32', 'evaluation.split=tune']
-    start, seconds = time.perf_counter(), {}
-
-    def timed(name, make, done):
-        if not done.exists():
-            make()
-        seconds[name] = round(time.perf_counter() - start)
-        return done
-
-    teacher = timed('teacher', lambda: commands.train_teacher(
-        CONFIG, out / 'teacher', args.teacher_steps, sets), out / 'teacher/model.safetensors')
-    baseline = timed('baseline', lambda: commands.train_student(
-        CONFIG, out / 'baseline', args.student_steps, sets), out / 'baseline/model.safetensors')
-    store = out / 'labels'
-    quality = label(CONFIG, teacher, store, overrides=sets + [f'label.scales={args.scales}'],
-                    progress=False)['quality']
-    seconds['label'] = round(time.perf_counter() - start)
-    distilled = timed('distilled', lambda: commands.distill(
-        CONFIG, teacher, out / 'distilled', args.student_steps,
-        sets + [f'data.labels={store}'] + RECIPE), out / 'distilled/model.safetensors')
+    plan['teacher_steps'], plan['student_steps'] = args.teacher_steps, args.student_steps
+    plan['label'] = [f'label.scales={args.scales}']
+    start = time.perf_counter()
+    models, labels = train_models(out, plan, sets)
+    seconds = round(time.perf_counter() - start)
     scores = {name: {k: round(v[k], 4) for k in ('miou', 'flicker', 'tc')}
               for name, v in ((n, commands.evaluate_model(p, CONFIG, None, sets))
-                              for n, p in (('teacher', teacher), ('baseline', baseline),
-                                           ('distilled', distilled)))}
+                              for n, p in models.items())}
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
                             text=True).stdout.strip()
     record = {'teacher_steps': args.teacher_steps, 'student_steps': args.student_steps,
               'scales': args.scales, 'split': 'tune', 'seed': 0, 'commit': commit,
-              'label_miou': round(quality['miou'], 4), 'seconds': seconds, **scores}
+              'label_miou': round(labels['quality']['miou'], 4), 'seconds': seconds, **scores}
     runs = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     RESULTS.write_text(json.dumps(runs + [record], indent=1) + '\n')
     print(json.dumps(record))

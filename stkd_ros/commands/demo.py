@@ -72,19 +72,14 @@ def _once(model_dir: Path, train):
     return model_dir / 'model.safetensors'
 
 
-def run_demo(out='runs/demo', quick: bool = False) -> dict:
-    from stkd_ros.commands.eval_bag import eval_bag
-    from stkd_ros.commands.export import export_onnx
-    from stkd_ros.commands.label import label
-    from stkd_ros.commands.replay import replay
-    from stkd_ros.commands.synth import synth
-    from stkd_ros.training import commands
-    out, plan = Path(out), demo_plan(quick)
-    sets = plan['overrides'] + [f'data.synthetic.render_cache={out / "render_cache"}']
-    world = SyntheticWorld(SyntheticConfig(height=plan['size'][0], width=plan['size'][1]))
-    shown = preview(world, 3, out / 'preview.png')
-    log.info('1/7 synthetic world: preview %s', shown)
+def train_models(out: Path, plan: dict, sets: list):
+    """
+    Train the teacher and the baseline, label the unlabeled streets, distill from the store.
 
+    Returns the three model files by name and `stkd label`'s summary of the store.
+    """
+    from stkd_ros.commands.label import label
+    from stkd_ros.training import commands
     log.info('2/7 training the teacher and the baseline student')
     teacher = _once(out / 'teacher', lambda: commands.train_teacher(
         CONFIG, out / 'teacher', plan['teacher_steps'], sets))
@@ -96,7 +91,23 @@ def run_demo(out='runs/demo', quick: bool = False) -> dict:
     distilled = _once(out / 'distilled', lambda: commands.distill(
         CONFIG, teacher, out / 'distilled', plan['student_steps'],
         sets + [f'data.labels={store}'] + RECIPE))
-    models = {'teacher': teacher, 'baseline': baseline, 'distilled': distilled}
+    return {'teacher': teacher, 'baseline': baseline, 'distilled': distilled}, labels
+
+
+def run_demo(out='runs/demo', quick: bool = False) -> dict:
+    from stkd_ros.commands.eval_bag import eval_bag
+    from stkd_ros.commands.export import export_onnx
+    from stkd_ros.commands.replay import replay
+    from stkd_ros.commands.synth import synth
+    from stkd_ros.training import commands
+    out, plan = Path(out), demo_plan(quick)
+    sets = plan['overrides'] + [f'data.synthetic.render_cache={out / "render_cache"}']
+    world = SyntheticWorld(SyntheticConfig(height=plan['size'][0], width=plan['size'][1]))
+    shown = preview(world, 3, out / 'preview.png')
+    log.info('1/7 synthetic world: preview %s', shown)
+
+    models, labels = train_models(out, plan, sets)
+    baseline, distilled = models['baseline'], models['distilled']
 
     log.info('4/7 evaluating on held-out clips')
     table = {name: commands.evaluate_model(path, CONFIG, out / f'eval_{name}.json', sets)
@@ -122,7 +133,7 @@ def run_demo(out='runs/demo', quick: bool = False) -> dict:
                'bag': {n: {k: m[k] for k in ('miou', 'flicker', 'tc')}
                        for n, m in bag_summary['models'].items()},
                'bag_flow': bag_summary['stability_flow'],
-               'labels': {'store': str(store), 'frames': labels['frames'],
+               'labels': {'store': labels['store'], 'frames': labels['frames'],
                           'miou': labels['quality']['miou']},
                'live': live, 'report': bag_summary['report'], 'onnx': str(onnx),
                'preview': str(shown)}
