@@ -28,21 +28,20 @@ from stkd_ros.training.distill_task import DistillationTask
 from stkd_ros.training.tasks import SupervisedTask
 import torch
 
-PIXEL_ONLY = DistillWeights(pairwise=0, temporal=0, temporal_kd=0, adversarial=0)
-STORE_ONLY = DistillWeights(pixel=0, pairwise=0, temporal=0, temporal_kd=0, adversarial=0,
-                            pseudo_label=1)
+PIXEL_ONLY = DistillWeights(pseudo_label=0, pixel=1)
+FULL_METHOD = DistillWeights(**DistillWeights.FULL_METHOD)
+STORE_ONLY = DistillWeights()       # the default recipe: pseudo-labels alone
 #: row: (distill settings or None for a plain step, clips per step x the batch's labeled
 #: ones, whether the targets come from the label store)
 ROWS = {
     'plain student step (CE)': (None, 1, False),
     'plain student step (CE), as many clips': (None, 2, False),
     'pixel-wise KD': (DistillConfig(weights=PIXEL_ONLY), 2, False),
-    'full method': (DistillConfig(), 2, False),
+    'full method': (DistillConfig(weights=FULL_METHOD), 2, False),
     'label store (pseudo-labels)': (DistillConfig(weights=STORE_ONLY), 2, True),
     # LTc, what protocol v2's pilot picked before the label-alignment fix (docs/history.md).
     'label store + temporal, confidence-gated': (
-        DistillConfig(weights=DistillWeights(pixel=0, pairwise=0, temporal=3, temporal_kd=0,
-                                             adversarial=0, pseudo_label=1),
+        DistillConfig(weights=DistillWeights(temporal=3),
                       temporal_gate='confidence', gate_confidence=0.9), 2, True),
 }
 

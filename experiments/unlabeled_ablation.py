@@ -53,7 +53,7 @@ from experiments.ledger import Ledger, same_run
 from experiments.paired import summary_row
 from experiments.runs import score, shown, STKD, stop_runs_on_sigterm, train_and_score
 from experiments.runs import train_missing
-from stkd_ros.config import load_config
+from stkd_ros.config import DistillWeights, load_config
 from stkd_ros.labeling.identity import file_sha256
 from stkd_ros.training.data import warm_render_cache
 
@@ -73,13 +73,18 @@ CONFIG = 'config/distill/synthetic_video.yaml'
 ONLY_CE = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0,
            'adversarial': 0, 'pseudo_label': 0}
 NO_UNLABELED = {'data.synthetic.unlabeled_clips': 0}
+#: D and E ran when the full method was `stkd distill`'s default, so their recorded commands
+#: name no weights; they are kept as the same runs as the commands naming FULL_METHOD.
+FULL = DistillWeights.FULL_METHOD
+WEIGHTS_WERE_DEFAULT = ('D', 'E')
+FULL_SETS = {f'--set=distill.weights.{k}={v}' for k, v in FULL.items()}
 #: row: (what it is, distill.weights, other settings, seeds); A runs `stkd train-student`.
 ROWS = {
     'A': ('CE on the labeled streets', None, NO_UNLABELED, 5),
     'B': ('A + pseudo-labels on unlabeled streets', {**ONLY_CE, 'pseudo_label': 1}, {}, 3),
     'C': ('A + pixel KD, unlabeled streets', {**ONLY_CE, 'pixel': 1}, {}, 3),
-    'D': ('full method, labeled + unlabeled', {}, {}, 5),
-    'E': ('full method, labeled only', {}, NO_UNLABELED, 3),
+    'D': ('full method, labeled + unlabeled', FULL, {}, 5),
+    'E': ('full method, labeled only', FULL, NO_UNLABELED, 3),
 }
 KEEP = ('miou', 'tc', 'tc_etc', 'flicker', 'per_class_iou')
 THIN = ('pole', 'sign', 'fence', 'pedestrian')
@@ -97,7 +102,10 @@ def command(row, seed, args, out):
         cmd = STKD + ['train-student']
     else:
         cmd = STKD + ['distill', '--teacher', args.teacher]
-        sets += [f'distill.weights.{k}={v}' for k, v in weights.items()]
+        # A weight the shared --set names is left to it (the temporal weight's tuning runs).
+        named = {s.split('=', 1)[0] for s in args.set}
+        sets += [f'distill.weights.{k}={v}' for k, v in weights.items()
+                 if f'distill.weights.{k}' not in named]
     cmd += ['--config', args.config, '--out', str(run_dir)]
     if args.steps:
         cmd += ['--steps', str(args.steps)]
@@ -119,7 +127,9 @@ def ledger(path: Path, args, out: Path, teacher_sha: str) -> Ledger:
         if row not in ROWS:
             return False
         _, cmd = command(row, int(seed), args, out)
-        return same_run(run['command'], shown(cmd)) and (
+        forms = [cmd] + ([[w for w in cmd if w not in FULL_SETS]]
+                         if row in WEIGHTS_WERE_DEFAULT else [])
+        return any(same_run(run['command'], shown(c)) for c in forms) and (
             ROWS[row][1] is None or run.get('teacher_sha256') == teacher_sha)
 
     header = {'protocol': __doc__.split('Run from')[0].strip(), 'config': args.config,

@@ -9,7 +9,8 @@ CONFIG = str(ROOT / 'config' / 'distill' / 'synthetic.yaml')
 TINY = ['data.crop_size=[64,128]', 'data.eval_size=[64,128]', 'data.scale_range=[0.8,1.2]',
         'data.synthetic.height=64', 'data.synthetic.width=128', 'data.synthetic.frames=6',
         'data.synthetic.train_clips=4', 'data.synthetic.val_clips=2',
-        'data.synthetic.keys_per_clip=2', 'train.batch_size=2', 'train.workers=0',
+        'data.synthetic.keys_per_clip=2', 'data.synthetic.unlabeled_clips=2',
+        'train.batch_size=2', 'train.workers=0',
         'train.warmup_steps=2', 'train.log_every=2', 'student.arch=bisenet_lite']
 
 

@@ -3,13 +3,15 @@
 import csv
 import subprocess
 
-from cli_helpers import _cmd
+from cli_helpers import _cmd, CONFIG
 import numpy as np
 import pytest
 from stkd_ros.config import ConfigError, DistillConfig, DistillWeights, load_config
+from stkd_ros.errors import InputError
 from stkd_ros.flow import build_flow
 from stkd_ros.flow.cache import FlowCache
 from stkd_ros.models import build_model
+from stkd_ros.training.commands import distill
 from stkd_ros.training.distill_task import DistillationTask
 import torch
 
@@ -22,12 +24,16 @@ def _batch(n=2, k=5, h=64, w=128):
             'flows': torch.randn(n, 1, 2, h, w), 'visible': torch.rand(n, h, w) > 0.2}
 
 
+FULL = DistillWeights(**DistillWeights.FULL_METHOD)
+
+
 def _task(**weights):
-    """Build a task with the default weights but those given."""
+    """Build a task with the full method's weights but those given."""
     torch.manual_seed(0)
     student = build_model('bisenet_lite', 5)
     teacher = build_model('teacher', 5, size='tiny')
-    return DistillationTask(student, teacher, 5, DistillConfig(weights=DistillWeights(**weights)))
+    weights = DistillWeights(**{**DistillWeights.FULL_METHOD, **weights})
+    return DistillationTask(student, teacher, 5, DistillConfig(weights=weights))
 
 
 @pytest.fixture
@@ -56,9 +62,9 @@ def test_doubling_a_weight_doubles_its_share_and_leaves_the_logged_term(term):
     batch = _batch()
     with torch.no_grad():
         base = _task()(batch)
-        doubled = _task(**{weight: 2 * getattr(DistillWeights(), weight)})(batch)
+        doubled = _task(**{weight: 2 * getattr(FULL, weight)})(batch)
     assert doubled[term] == base[term]                        # logged unweighted
-    share = getattr(DistillWeights(), weight) * base[term]
+    share = getattr(FULL, weight) * base[term]
     torch.testing.assert_close(doubled['loss'], base['loss'] + share)
 
 
@@ -206,6 +212,21 @@ def test_flow_cache_returns_what_was_computed(tmp_path, small_world):
     assert cache.misses == 2
 
 
+def test_the_default_recipe_is_pseudo_labels_and_needs_unlabeled_video(tmp_path):
+    w = DistillWeights()
+    assert (w.ce, w.pseudo_label) == (1, 1)
+    assert not any((w.pixel, w.pairwise, w.temporal, w.temporal_kd, w.adversarial))
+    # Before the teacher is read: the config alone says there is nothing to learn from.
+    with pytest.raises(InputError, match='^distill.weights.pseudo_label: no unlabeled video'):
+        distill(CONFIG, tmp_path / 'none.safetensors', tmp_path / 'd',
+                overrides=['data.synthetic.unlabeled_clips=0'])
+    # The full method learns from the labeled clips' unlabeled frames too: no such stop.
+    with pytest.raises(FileNotFoundError, match='model file not found'):
+        distill(CONFIG, tmp_path / 'none.safetensors', tmp_path / 'd', overrides=[
+            'data.synthetic.unlabeled_clips=0',
+            *(f'distill.weights.{k}={v}' for k, v in DistillWeights.FULL_METHOD.items())])
+
+
 @pytest.mark.slow
 def test_stkd_distill_runs_the_full_method(tmp_path):
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
@@ -213,7 +234,8 @@ def test_stkd_distill_runs_the_full_method(tmp_path):
     # Warm-up longer than the run: the discriminator's rate must follow the student's factor.
     args = _cmd('distill', tmp_path / 'd', 2, [
         'train.eval_every=2', 'distill.flow.method=dis', 'distill.flow.args={preset: fast}',
-        f'distill.flow.cache={tmp_path / "flows"}', 'train.warmup_steps=4'])
+        f'distill.flow.cache={tmp_path / "flows"}', 'train.warmup_steps=4',
+        *(f'distill.weights.{k}={v}' for k, v in DistillWeights.FULL_METHOD.items())])
     args += ['--teacher', str(tmp_path / 't' / 'model.safetensors')]
     res = subprocess.run(args, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]

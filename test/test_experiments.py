@@ -126,14 +126,20 @@ def test_recorded_runs_are_kept_only_with_the_same_command_and_teacher(tmp_path)
         entry = {'miou': 0.5, 'command': shown(cmd)}
         return entry | ({'teacher_sha256': teacher_sha} if teacher_sha else {})
 
+    # D's seed 2 ran when the full method was the default: its command named no weights.
+    old_form = run('D', 2, 't1')
+    old_form['command'] = ' '.join(w for w in old_form['command'].split()
+                                   if not w.startswith('--set=distill.weights.'))
     path = _recorded(tmp_path, args, {
         'A': {'0': run('A', 0), '1': run('A', 1, steps=10)},
-        'D': {'0': run('D', 0, 't1', teacher='elsewhere/t.safetensors'), '1': run('D', 1, 't0')},
+        'D': {'0': run('D', 0, 't1', teacher='elsewhere/t.safetensors'), '1': run('D', 1, 't0'),
+              '2': old_form},
         'teacher': {'0': {'miou': 0.6}}})
     kept = recorded_runs(path, args, out, 't1')
     # --out and the teacher's path do not matter; steps and the teacher's weights do.
     assert kept == {'A': {'0': run('A', 0)},
-                    'D': {'0': run('D', 0, 't1', teacher='elsewhere/t.safetensors')},
+                    'D': {'0': run('D', 0, 't1', teacher='elsewhere/t.safetensors'),
+                          '2': old_form},
                     'teacher': {'0': {'miou': 0.6}}}
     assert 'teacher' not in recorded_runs(path, args, out, 't2')
     assert 'teacher' not in recorded_runs(path, _args(split='tune'), out, 't1')

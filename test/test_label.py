@@ -42,6 +42,8 @@ ONE_PASS = ['label.scales=[1.0]']
 WORLD = ['data.synthetic.height=32', 'data.synthetic.width=64', 'data.synthetic.frames=6',
          'data.synthetic.unlabeled_clips=2', 'data.synthetic.train_clips=1'] + ONE_PASS
 FUSED = ['label.fusion_radius=1', 'label.flip=true']
+#: A recorded drive alone: the config's own never-labeled streets left out.
+DRIVE_ONLY = ['data.synthetic.unlabeled_clips=0'] + ONE_PASS
 TOPIC = '/camera/image_raw'
 
 
@@ -416,14 +418,14 @@ def test_review_writes_the_first_sequences_as_video_to_scrub_through(tmp_path, f
 
 def test_a_recorded_drive_is_labeled(tmp_path, teacher, drive):
     out = tmp_path / 'drive'
-    summary = label(CONFIG, teacher, out, bags=[drive], topic=TOPIC, overrides=ONE_PASS,
+    summary = label(CONFIG, teacher, out, bags=[drive], topic=TOPIC, overrides=DRIVE_ONLY,
                     progress=False)
     assert summary['frames_labeled'] == 5 and summary['missing'] == 0
     assert summary['quality'] is None                       # a drive has no ground truth
     store = LabelStore.open(out)
     assert list(store.sequences) == ['bag_camera_image_raw']
     assert store.source == f'bag(name=bag,topic={TOPIC},frames=5)'
-    assert store.source == source_identity(load_config(CONFIG).data, [drive], TOPIC)
+    assert store.source == source_identity(load_config(CONFIG, DRIVE_ONLY).data, [drive], TOPIC)
     assert (out / 'frame_cache').is_dir()
     from stkd_ros.bag.video import BagVideo
     video = BagVideo(drive, TOPIC, cache_dir=out / 'frame_cache')
@@ -482,12 +484,12 @@ def test_bad_input_stops_with_one_line(tmp_path, teacher, drive, fused_store):
     cases = [
         ({'teacher': tmp_path / 'none.safetensors'}, FileNotFoundError,
          'teacher model file not found'),
-        ({'bags': [tmp_path / 'nobag'], 'topic': TOPIC, 'overrides': ONE_PASS},
+        ({'bags': [tmp_path / 'nobag'], 'topic': TOPIC, 'overrides': DRIVE_ONLY},
          FileNotFoundError, 'bag not found'),
-        ({'bags': [drive], 'topic': '/camera/nothing', 'overrides': ONE_PASS}, BagError,
+        ({'bags': [drive], 'topic': '/camera/nothing', 'overrides': DRIVE_ONLY}, BagError,
          'topic /camera/nothing is not in the bag'),
-        ({'bags': [drive], 'overrides': ONE_PASS}, InputError, '--bag needs --topic'),
-        ({'overrides': ONE_PASS}, InputError, 'has no unlabeled video to label'),
+        ({'bags': [drive], 'overrides': DRIVE_ONLY}, InputError, '--bag needs --topic'),
+        ({'overrides': DRIVE_ONLY}, InputError, 'has no unlabeled video to label'),
         ({'teacher': wrong}, InputError, 'predicts 11 classes .bicyclist'),
         ({'out': done, 'teacher': other}, StoreError, 'another teacher'),
         ({'out': done, 'overrides': WORLD + ['label.flip=true', 'label.fusion_radius=2']},
@@ -499,7 +501,7 @@ def test_bad_input_stops_with_one_line(tmp_path, teacher, drive, fused_store):
          'label.scales: the teacher cannot run at scale 0.25 .8x16'),
         ({'shard': '2/2'}, InputError, 'expected I/N with 0 <= I < N'),
         ({'shard': 'one'}, InputError, "got 'one'"),
-        ({'bags': [drive], 'topic': TOPIC, 'overrides': ONE_PASS + FUSED + [
+        ({'bags': [drive], 'topic': TOPIC, 'overrides': DRIVE_ONLY + FUSED + [
             'label.fusion_flow=ground_truth']}, InputError, 'recorded video has none'),
     ]
     for change, error, message in cases:

@@ -97,7 +97,7 @@ def test_stkd_distill_learns_from_a_recorded_drive(drive, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(list((tmp_path / 'd' / 'frame_cache').glob('*.npy'))) == 1
     with open(tmp_path / 'd' / 'metrics.csv', newline='') as f:
-        assert 'train/kd_pixel' in {r['tag'] for r in csv.DictReader(f)}
+        assert 'train/pseudo_label' in {r['tag'] for r in csv.DictReader(f)}
     config = (tmp_path / 'd' / 'config.yaml').read_text()
     assert str(drive) in config and '/camera/image_raw' in config
     for extra, message in (

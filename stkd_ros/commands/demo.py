@@ -3,8 +3,8 @@
 
 Train the teacher and the baseline student (labels only); have the teacher label 120 streets
 of unlabeled video once (`stkd label`); distill the student from the labeled streets plus
-that label store (the store's classes teach the unlabeled frames: the recipe protocol v2's
-rule picks on its runs so far); evaluate all three on 32 held-out streets; export the
+that label store with `stkd distill`'s default recipe (the store's classes teach the
+unlabeled frames); evaluate all three on 32 held-out streets; export the
 distilled student to ONNX; record a synthetic drive to a bag; evaluate both students on it
 with eval-bag; replay it through segment_node and flicker_monitor as real ROS 2 processes;
 print one table, and put it on the eval-bag report's page (report.html, with the drive as
@@ -28,11 +28,6 @@ from stkd_ros.report.html_page import Section
 log = logging.getLogger(__name__)
 CONFIG = Path(__file__).resolve().parents[2] / 'config' / 'distill' / 'synthetic.yaml'
 IMAGE_TOPIC, LABEL_TOPIC = '/camera/image_raw', '/camera/labels'
-#: How the distilled student learns from the store: its classes are the unlabeled frames'
-#: targets, and no other term (protocol v2's row L, docs/results.md).
-RECIPE = ['distill.weights.pseudo_label=1', 'distill.weights.pixel=0',
-          'distill.weights.pairwise=0', 'distill.weights.temporal=0',
-          'distill.weights.temporal_kd=0', 'distill.weights.adversarial=0']
 
 
 def preview(world: SyntheticWorld, clips: int, path: Path, gap: int = 3) -> Path:
@@ -59,10 +54,7 @@ def demo_plan(quick: bool) -> dict:
             'overrides': [f'data.synthetic.height={h}', f'data.synthetic.width={w}',
                           f'data.crop_size=[{h},{w}]', f'data.eval_size=[{h},{w}]',
                           'train.eval_every=1000', 'data.synthetic.val_clips=32',
-                          'data.synthetic.keys_per_clip=2',
-                          # Only the distilled student reads these: a labels-only run has
-                          # nothing to learn from a frame without labels.
-                          'data.synthetic.unlabeled_clips=120']}
+                          'data.synthetic.keys_per_clip=2']}
 
 
 def _once(model_dir: Path, train):
@@ -90,7 +82,7 @@ def train_models(out: Path, plan: dict, sets: list):
     labels = label(CONFIG, teacher, store, overrides=sets + plan['label'])
     distilled = _once(out / 'distilled', lambda: commands.distill(
         CONFIG, teacher, out / 'distilled', plan['student_steps'],
-        sets + [f'data.labels={store}'] + RECIPE))
+        sets + [f'data.labels={store}']))
     return {'teacher': teacher, 'baseline': baseline, 'distilled': distilled}, labels
 
 

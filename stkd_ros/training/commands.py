@@ -9,7 +9,7 @@ from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.errors import InputError
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import load_model_file
-from stkd_ros.training.data import build_clips, build_unlabeled
+from stkd_ros.training.data import build_clips, build_unlabeled, has_unlabeled_video
 from stkd_ros.training.evaluate import evaluate, evaluation_flow
 from stkd_ros.training.run import resolve_device
 from stkd_ros.training.tasks import SupervisedTask
@@ -42,6 +42,11 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     """Distill the config's student from a trained teacher model file."""
     from stkd_ros.training.distill_task import DistillationTask
     cfg = _config(config_path, steps, overrides)
+    if cfg.distill.weights.pseudo_label and not has_unlabeled_video(cfg.data):
+        # Labeled frames teach with their own labels: pseudo-labels have nothing to teach.
+        raise InputError('distill.weights.pseudo_label: no unlabeled video to learn from; give '
+                         '--unlabeled-bag with --unlabeled-topic, data.unlabeled_video=true '
+                         '(Cityscapes, CamVid) or data.synthetic.unlabeled_clips')
     teacher, meta = load_model_file(teacher_path)
     for key in ('mean', 'std'):
         if meta[key] != list(IMAGENET_MEAN if key == 'mean' else IMAGENET_STD):
@@ -54,6 +59,9 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
                          f'{cfg.data.dataset} has {len(classes)}')
     if cfg.data.labels:
         check_label_store(cfg, teacher_path, out)
+    elif cfg.distill.weights.pseudo_label:
+        log.info('the teacher labels every unlabeled view online; `stkd label` once and '
+                 '--labels make each step cost about a plain one')
     return train(cfg, out, cfg.student,
                  lambda student: DistillationTask(student, teacher, len(classes), cfg.distill,
                                                   store_targets=bool(cfg.data.labels)),

@@ -55,6 +55,13 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
     return CityscapesClips(cfg.root, split=split, gap=gap, clip_length=clip_length)
 
 
+def has_unlabeled_video(cfg: DataConfig) -> bool:
+    """Whether ``cfg`` names unlabeled video (what :func:`build_unlabeled` builds)."""
+    return bool(cfg.dataset == 'synthetic' and cfg.synthetic.unlabeled_clips
+                or cfg.unlabeled_video and cfg.dataset in ('camvid', 'cityscapes')
+                or cfg.unlabeled_bags)
+
+
 def build_unlabeled(cfg: DataConfig, *, clip_length: int, gap, cache_dir):
     """
     Build the unlabeled video of ``cfg``.
@@ -64,6 +71,8 @@ def build_unlabeled(cfg: DataConfig, *, clip_length: int, gap, cache_dir):
 
     Returns a dataset of Clips whose labels are all 255, or None when there is none.
     """
+    if not has_unlabeled_video(cfg):
+        return None
     parts = []
     if cfg.dataset == 'synthetic' and cfg.synthetic.unlabeled_clips:
         from stkd_ros.data.synthetic import SyntheticClips
@@ -83,8 +92,6 @@ def build_unlabeled(cfg: DataConfig, *, clip_length: int, gap, cache_dir):
         cache = cfg.frame_cache or cache_dir
         parts += [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, gap=gap,
                            clip_length=clip_length) for bag in cfg.unlabeled_bags]
-    if not parts:
-        return None
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
 
@@ -148,9 +155,15 @@ def training_flow(cfg: Config, out_dir):
 
 
 class FlowClips:
-    """Attach the flow from frame 0 to frame 1 to every clip, from any flow source."""
+    """
+    Attach the flow from frame 0 to frame 1 to every clip, from any flow source.
 
-    def __init__(self, clips, source):
+    With no source (a task that reads no flow) every clip's own flow is dropped: the
+    synthetic world's clips bring theirs and a bag's none, and the samples of one batch
+    must have the same entries.
+    """
+
+    def __init__(self, clips, source=None):
         self.clips, self.source = clips, source
 
     def __len__(self):
@@ -158,7 +171,7 @@ class FlowClips:
 
     def __getitem__(self, index):
         clip = self.clips[index]
-        clip.flows = self.source.between(clip, 0, 1)[None]
+        clip.flows = None if self.source is None else self.source.between(clip, 0, 1)[None]
         return clip
 
 
@@ -262,9 +275,8 @@ def train_loader(cfg: DataConfig, *, clip_length: int, batch_size: int, seed: in
     if cfg.labels and extra is not None:
         # The unlabeled clips' classes, labeled once offline (stkd label).
         clips, extra = StoreTargets(clips), StoreTargets(extra, LabelStore.open(cfg.labels))
-    if flow is not None:
-        clips = FlowClips(clips, flow)
-        extra = FlowClips(extra, flow) if extra is not None else None
+    clips = FlowClips(clips, flow)
+    extra = FlowClips(extra, flow) if extra is not None else None
     sampler = MixedBatches(ResumableBatchSampler(len(clips), batch_size, seed, start_step,
                                                  rank, world_size))
     streams = {'labeled': SeededClips(clips, transform, seed)}
