@@ -1,15 +1,15 @@
 """
 `stkd demo`: the main job on the built-in synthetic world, end to end.
 
-Train the teacher and the baseline student (labels only); have the teacher label 120 streets
-of unlabeled video once (`stkd label`); distill the student from the labeled streets plus
-that label store with `stkd distill`'s default recipe (the store's classes teach the
-unlabeled frames); evaluate all three on 32 held-out streets; export the
+Train the teacher and the baseline student (labels only); distill the student from the
+labeled streets plus 120 streets of unlabeled video with `stkd distill`'s default recipe (the
+teacher's classes of each unlabeled view are its targets); evaluate all three on 32 held-out
+streets; export the
 distilled student to ONNX; record a synthetic drive to a bag; evaluate both students on it
 with eval-bag; replay it through segment_node and flicker_monitor as real ROS 2 processes;
 print one table, and put it on the eval-bag report's page (report.html, with the drive as
 video), whose path comes last.
-Steps already done (their model file or complete store exists) are reused.
+Steps already done (their model file exists) are reused.
 """
 
 import json
@@ -44,13 +44,12 @@ def preview(world: SyntheticWorld, clips: int, path: Path, gap: int = 3) -> Path
 def demo_plan(quick: bool) -> dict:
     """Return the demo's size, schedules and `--set`s (quick: what `make demo` runs)."""
     h, w = (96, 192) if quick else (128, 256)
-    # The teacher gets twice the students' steps: the store can teach no more than the
-    # teacher knows (experiments/demo_pilot.py, tuning streets: at 200 steps it was 0.023
-    # mIoU above the baseline and the distilled student gained 0.003; at 400, 0.048 and 0.005).
+    # The teacher gets twice the students' steps: its labels teach no more than it knows
+    # (experiments/demo_pilot.py, tuning streets, distilling from a store of its labels: at
+    # 200 steps it was 0.023 mIoU above the baseline and the distilled student gained 0.003;
+    # at 400, 0.048 and 0.005).
     return {'size': (h, w), 'teacher_steps': 400 if quick else 1600,
             'student_steps': 200 if quick else 800, 'drive_frames': 60 if quick else 150,
-            # One pass per frame: the label section's four scales cost four passes.
-            'label': ['label.scales=[1.0]'] if quick else [],
             'overrides': [f'data.synthetic.height={h}', f'data.synthetic.width={w}',
                           f'data.crop_size=[{h},{w}]', f'data.eval_size=[{h},{w}]',
                           'train.eval_every=1000', 'data.synthetic.val_clips=32',
@@ -65,25 +64,17 @@ def _once(model_dir: Path, train):
 
 
 def train_models(out: Path, plan: dict, sets: list):
-    """
-    Train the teacher and the baseline, label the unlabeled streets, distill from the store.
-
-    Returns the three model files by name and `stkd label`'s summary of the store.
-    """
-    from stkd_ros.commands.label import label
+    """Train the teacher and the baseline, then distill; return the model files by name."""
     from stkd_ros.training import commands
     log.info('2/7 training the teacher and the baseline student')
     teacher = _once(out / 'teacher', lambda: commands.train_teacher(
         CONFIG, out / 'teacher', plan['teacher_steps'], sets))
     baseline = _once(out / 'baseline', lambda: commands.train_student(
         CONFIG, out / 'baseline', plan['student_steps'], sets))
-    log.info('3/7 the teacher labels the unlabeled streets once; distilling from its labels')
-    store = out / 'labels'
-    labels = label(CONFIG, teacher, store, overrides=sets + plan['label'])
+    log.info('3/7 distilling the student (the teacher labels each unlabeled view)')
     distilled = _once(out / 'distilled', lambda: commands.distill(
-        CONFIG, teacher, out / 'distilled', plan['student_steps'],
-        sets + [f'data.labels={store}']))
-    return {'teacher': teacher, 'baseline': baseline, 'distilled': distilled}, labels
+        CONFIG, teacher, out / 'distilled', plan['student_steps'], sets))
+    return {'teacher': teacher, 'baseline': baseline, 'distilled': distilled}
 
 
 def run_demo(out='runs/demo', quick: bool = False) -> dict:
@@ -98,7 +89,7 @@ def run_demo(out='runs/demo', quick: bool = False) -> dict:
     shown = preview(world, 3, out / 'preview.png')
     log.info('1/7 synthetic world: preview %s', shown)
 
-    models, labels = train_models(out, plan, sets)
+    models = train_models(out, plan, sets)
     baseline, distilled = models['baseline'], models['distilled']
 
     log.info('4/7 evaluating on held-out clips')
@@ -125,8 +116,6 @@ def run_demo(out='runs/demo', quick: bool = False) -> dict:
                'bag': {n: {k: m[k] for k in ('miou', 'flicker', 'tc')}
                        for n, m in bag_summary['models'].items()},
                'bag_flow': bag_summary['stability_flow'],
-               'labels': {'store': labels['store'], 'frames': labels['frames'],
-                          'miou': labels['quality']['miou']},
                'live': live, 'report': bag_summary['report'], 'onnx': str(onnx),
                'preview': str(shown)}
     summary['report_html'] = str(_page(report_dir, summary))
@@ -138,14 +127,13 @@ def run_demo(out='runs/demo', quick: bool = False) -> dict:
 def _page(report_dir: Path, summary: dict) -> Path:
     """Render eval-bag's report.html again with the demo's held-out and live tables."""
     flow = next(iter(summary['held_out'].values()))['stability_flow']
-    lab = summary['labels']
     held_out = Section(
         '32 held-out synthetic streets (stkd evaluate)',
         f'Teacher, baseline and distilled student on streets none was trained on, along '
-        f'{flow}. The distilled student learned the unlabeled streets from the label store '
-        f'of the teacher ({lab["frames"]} frames, their classes {lab["miou"]:.4f} mIoU '
-        f'against the true ones). Read flicker first (the share of pixels whose class changes '
-        f'from frame to frame, lower is steadier); TC is the mIoU of the same pixels.',
+        f"{flow}. The distilled student learned the unlabeled streets from the teacher's "
+        f"classes of each view (stkd distill's default recipe). Read flicker first (the "
+        f'share of pixels whose class changes from frame to frame, lower is steadier); TC is '
+        f'the mIoU of the same pixels.',
         ('model', 'flicker', 'TC', 'mIoU', 'ms/frame'),
         [[name, f'{r["flicker"]:.4f}', f'{r["tc"]:.4f}', f'{r["miou"]:.4f}',
           f'{r["ms_per_frame"]:.1f}'] for name, r in summary['held_out'].items()])
@@ -167,9 +155,6 @@ def _print(summary, bag_summary, live):
     for name, r in summary['held_out'].items():
         print(f'  {name:<10} {r["miou"]:7.4f} {r["flicker"]:8.4f} {r["tc"]:7.4f} '
               f'{r["ms_per_frame"]:9.1f}')
-    lab = summary['labels']
-    print(f'  The store the distilled student learned from: {lab["frames"]} frames, their '
-          f'classes {lab["miou"]:.4f} mIoU against the true ones.')
     print('  Read flicker first (share of pixels whose class changes from frame to frame, '
           'lower is steadier):\n  TC is the mIoU of the same pixels, averaged over classes, '
           'so a class predicted in a few pixels moves it.')
