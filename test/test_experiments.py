@@ -36,7 +36,10 @@ def test_the_protocol_pairs_seeds_and_writes_every_row(tmp_path):
         for scores in result['rows'][row]['seeds'].values():
             assert {'miou', 'tc', 'flicker'} <= set(scores)
     assert 'train-student' in result['rows']['A']['seeds']['0']['command']
-    assert 'distill.weights' not in result['rows']['D']['seeds']['1']['command']
+    from stkd_ros.config import DistillWeights
+    d_command = result['rows']['D']['seeds']['1']['command']
+    assert all(f'--set=distill.weights.{k}={v}' in d_command     # the full method, named
+               for k, v in DistillWeights.FULL_METHOD.items())
     assert 'A, seed 1: stkd train-student' in res.stdout
     assert '| D ' in res.stdout and 'n=2' in res.stdout
 

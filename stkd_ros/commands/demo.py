@@ -4,11 +4,10 @@
 Train the teacher and the baseline student (labels only); distill the student from the
 labeled streets plus 120 streets of unlabeled video with `stkd distill`'s default recipe (the
 teacher's classes of each unlabeled view are its targets); evaluate all three on 32 held-out
-streets; export the
-distilled student to ONNX; record a synthetic drive to a bag; evaluate both students on it
-with eval-bag; replay it through segment_node and flicker_monitor as real ROS 2 processes;
-print one table, and put it on the eval-bag report's page (report.html, with the drive as
-video), whose path comes last.
+streets; export the distilled student to ONNX; record a synthetic drive to a bag; evaluate
+both students on it with eval-bag; replay it through segment_node and flicker_monitor as
+real ROS 2 processes; print one table, and put it on the eval-bag report's page
+(report.html, with the drive as video), whose path comes last.
 Steps already done (their model file exists) are reused.
 """
 
