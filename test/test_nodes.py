@@ -1,5 +1,6 @@
 """segment_node, flicker_monitor and bag_player as real processes over real DDS."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -326,6 +327,69 @@ def test_a_node_ends_with_status_0_even_when_the_interpreter_exit_would_stall():
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=30)   # 60 s if the interpreter's exit ran
     assert proc.returncode == 0 and 'up' in proc.stdout, proc.stdout
+
+
+CLEANS_UP_AFTER_CTRL_C = """
+import time
+import rclpy
+from rclpy.node import Node
+from stkd_ros.nodes.lifecycle import run
+
+def work(node):
+    node.get_logger().info('up')
+    while rclpy.ok():
+        time.sleep(0.01)
+    end = time.monotonic() + 1.0   # the node's own Python cleanup, where a second SIGINT lands
+    while time.monotonic() < end:
+        pass
+    print('cleaned up', flush=True)
+
+run(lambda: Node('cleans_up'), 'cleans_up', work=work)
+"""
+
+
+def _wait_for_output(log, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_ctrl_c_ends_work_through_the_context_and_a_second_one_interrupts_nothing(tmp_path):
+    """Ctrl-C under launch is two SIGINTs; neither may throw into the node's Python code."""
+    log = tmp_path / 'node.log'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen([sys.executable, '-c', CLEANS_UP_AFTER_CTRL_C], env=ros_env(),
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert _wait_for_output(log, 'up', 30), log.read_text()
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0, log.read_text()
+    finally:
+        proc.kill()
+    assert 'cleaned up' in log.read_text() and 'Traceback' not in log.read_text()
+
+
+def test_ctrl_c_stops_the_bag_player_inside_a_gap_of_the_recording(ros, tmp_path):
+    from stkd_ros.bag.writer import ImageBagWriter
+    bag = tmp_path / 'gap'
+    with ImageBagWriter(bag, ['/gcam/image']) as writer:
+        for stamp in (1_000_000_000, 601_000_000_000):   # ten minutes apart
+            writer.write('/gcam/image', np.zeros((48, 64, 3), np.uint8), stamp)
+    got, sub = _collect(ros, '/gcam/image')
+    proc = start_node('bag_player_node', '-p', f'bag:={bag}', '-p', 'wait_for_subscribers:=1')
+    try:
+        assert spin_until(ros, lambda: got, 30), 'the first frame did not arrive'
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=5)
+        assert proc.returncode == 0 and 'Traceback' not in out, out
+    finally:
+        stop_node(proc)
+        ros.destroy_subscription(sub)
 
 
 def test_outputs_reach_reliable_and_best_effort_subscribers(ros, segment_node, frames):

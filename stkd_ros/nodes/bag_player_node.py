@@ -102,6 +102,13 @@ class BagPlayer(Node):
         while rclpy.ok() and busy():
             rclpy.spin_once(self, timeout_sec=0.05)
 
+    @staticmethod
+    def _sleep_until(due: float):
+        # In short naps: Ctrl-C ends the node by shutting the context down, not by interrupting
+        # a sleep, and a bag can hold a gap of minutes.
+        while rclpy.ok() and (left := due - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+
     def play(self):
         """Publish every message once (or forever with loop), sleeping to the bag's clock."""
         self.wait_for_subscribers()
@@ -110,10 +117,7 @@ class BagPlayer(Node):
             with open_bag(self.bag) as reader:
                 for topic, msgtype, stamp, msg in iter_messages(reader, self.topics):
                     start_bag = stamp if start_bag is None else start_bag
-                    due = start_wall + (stamp - start_bag) / 1e9 / self.rate
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+                    self._sleep_until(start_wall + (stamp - start_bag) / 1e9 / self.rate)
                     if not rclpy.ok():
                         return
                     self.pubs[topic].publish(to_ros(msgtype, msg))

@@ -10,7 +10,6 @@ import sys
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from stkd_ros.errors import InputError
 
 # What a user gets wrong at start: a missing file, a bad value, a parameter of the wrong type.
@@ -29,12 +28,21 @@ def run(make_node, name: str, args=None, work=None):
     Create the node, spin it (or call ``work(node)``), and shut down cleanly.
 
     Works on Humble, Jazzy and Kilted. A startup error (missing file, bad parameter) prints
-    one line on stderr and exits with status 1; Ctrl-C exits 0 without a traceback. From the
-    start of the teardown, the node has ``TEARDOWN_DEADLINE_S`` to release what it holds: past
-    it, every thread's stack is printed and the process exits 1. Then the process ends at once
+    one line on stderr and exits with status 1. Ctrl-C ends the node the way rclcpp does: the
+    context shuts down, so ``spin`` returns and ``rclpy.ok()`` turns false in ``work``'s loop,
+    and no exception is thrown into the node's code; the node exits 0. From the start of the
+    teardown, the node has ``TEARDOWN_DEADLINE_S`` to release what it holds: past it, every
+    thread's stack is printed and the process exits 1. Then the process ends at once
     (:func:`exit_now`), so ``run`` is the last call of a node's main(). A bug's exception
     leaves ``run`` with its traceback, and the deadline still covers the interpreter's exit.
     """
+    # rclpy's SIGINT handler shuts the context down, then calls the handler that was installed
+    # before rclpy.init. Python's default one would raise KeyboardInterrupt wherever the main
+    # thread stands: once in CI (2026-12-06) the second SIGINT of a Ctrl-C (launch's and the
+    # process group's) landed in the warning about an executor coroutine that the first one had
+    # dropped, and printed a traceback. The shutdown alone ends the node, so Python's part of
+    # the signal does nothing.
+    signal.signal(signal.SIGINT, _context_shutdown_ends_the_node)
     rclpy.init(args=args)
     node, error = None, None
     try:
@@ -47,18 +55,15 @@ def run(make_node, name: str, args=None, work=None):
                 rclpy.spin(node)
             else:
                 work(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        # Seen once in CI: after Ctrl-C shut the context down, the executor still took a
-        # message from a subscription being torn down and rclpy raised a pybind11 conversion
-        # error. During shutdown that is not a failure; while the context is up it is.
+    except Exception:
+        # Once Ctrl-C has shut the context down, whatever the node was doing ends the way
+        # rclpy ends on a dead context: spin raises ExternalShutdownException, making the node
+        # raises NotInitializedException, and (seen once in CI) taking a message from a
+        # subscription being torn down raised a pybind11 conversion error. That is the stop
+        # that was asked for; while the context is up, an exception is a bug.
         if rclpy.ok():
             raise
     finally:
-        # rclpy's SIGINT handler wakes spin() and then Python raises KeyboardInterrupt a
-        # moment later: ignore further SIGINTs so that it cannot interrupt the cleanup.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         # Never cancelled: after a bug's exception it covers the interpreter's exit too.
         faulthandler.dump_traceback_later(TEARDOWN_DEADLINE_S, exit=True)
         if node is not None:
@@ -67,6 +72,10 @@ def run(make_node, name: str, args=None, work=None):
     if error is not None:
         print(f'{name}: error: {error}', file=sys.stderr)
     exit_now(0 if error is None else 1)
+
+
+def _context_shutdown_ends_the_node(signum, frame):
+    """Python's part of SIGINT: nothing, since rclpy's handler has shut the context down."""
 
 
 def exit_now(status: int):
