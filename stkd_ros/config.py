@@ -7,6 +7,7 @@ Unknown keys and wrong types stop with one line naming the key, e.g.
 
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
+from types import MappingProxyType
 import typing
 from typing import Any, Dict, List, Optional
 
@@ -142,8 +143,8 @@ class DistillWeights:
 
     #: The full method (SKD's and CIRKD's terms, the temporal ones, no pseudo-labels): the
     #: steadiest recipe measured, and less accurate than the default (docs/results.md).
-    FULL_METHOD = {'pseudo_label': 0.0, 'pixel': 1.0, 'pairwise': 1.0, 'temporal': 3.0,
-                   'temporal_kd': 1.0, 'adversarial': 0.1}
+    FULL_METHOD = MappingProxyType({'pseudo_label': 0.0, 'pixel': 1.0, 'pairwise': 1.0,
+                                    'temporal': 3.0, 'temporal_kd': 1.0, 'adversarial': 0.1})
 
     ce: float = 1.0                         # cross-entropy on labeled frames
     pseudo_label: float = 1.0               # cross-entropy to the teacher's classes on

@@ -55,11 +55,48 @@ def build_clips(cfg: DataConfig, split: str, *, clip_length: int, gap):
     return CityscapesClips(cfg.root, split=split, gap=gap, clip_length=clip_length)
 
 
+# The builders of unlabeled video; each returns a list of Clips datasets. cache_dir is where
+# decoded bag frames go unless data.frame_cache says otherwise; the other sources need none.
+
+def _unlabeled_streets(cfg: DataConfig, clip_length: int, gap, cache_dir):
+    from stkd_ros.data.synthetic import SyntheticClips
+    s = cfg.synthetic
+    return [SyntheticClips(_world(s), split='unlabeled', clips=s.unlabeled_clips, gap=gap,
+                           clip_length=clip_length, keys_per_clip=s.keys_per_clip,
+                           cache_dir=s.render_cache)]
+
+
+def _camvid_video(cfg: DataConfig, clip_length: int, gap, cache_dir):
+    from stkd_ros.data.camvid import camvid_video
+    return [camvid_video(cfg.root, gap=gap, clip_length=clip_length)]
+
+
+def _cityscapes_video(cfg: DataConfig, clip_length: int, gap, cache_dir):
+    from stkd_ros.data.cityscapes import cityscapes_video
+    return [cityscapes_video(cfg.root, gap=gap, clip_length=clip_length)]
+
+
+def _recorded_drives(cfg: DataConfig, clip_length: int, gap, cache_dir):
+    from stkd_ros.bag.video import BagVideo
+    cache = cfg.frame_cache or cache_dir
+    return [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, gap=gap,
+                     clip_length=clip_length) for bag in cfg.unlabeled_bags]
+
+
+#: Each source of unlabeled video: whether a config names it, and what builds its datasets.
+#: One table, so that asking whether there is any video and building it cannot disagree.
+UNLABELED_SOURCES = (
+    (lambda cfg: cfg.dataset == 'synthetic' and cfg.synthetic.unlabeled_clips,
+     _unlabeled_streets),
+    (lambda cfg: cfg.dataset == 'camvid' and cfg.unlabeled_video, _camvid_video),
+    (lambda cfg: cfg.dataset == 'cityscapes' and cfg.unlabeled_video, _cityscapes_video),
+    (lambda cfg: cfg.unlabeled_bags, _recorded_drives),
+)
+
+
 def has_unlabeled_video(cfg: DataConfig) -> bool:
     """Whether ``cfg`` names unlabeled video (what :func:`build_unlabeled` builds)."""
-    return bool(cfg.dataset == 'synthetic' and cfg.synthetic.unlabeled_clips
-                or cfg.unlabeled_video and cfg.dataset in ('camvid', 'cityscapes')
-                or cfg.unlabeled_bags)
+    return any(names(cfg) for names, _ in UNLABELED_SOURCES)
 
 
 def build_unlabeled(cfg: DataConfig, *, clip_length: int, gap, cache_dir):
@@ -71,27 +108,10 @@ def build_unlabeled(cfg: DataConfig, *, clip_length: int, gap, cache_dir):
 
     Returns a dataset of Clips whose labels are all 255, or None when there is none.
     """
-    if not has_unlabeled_video(cfg):
+    parts = [part for names, build in UNLABELED_SOURCES if names(cfg)
+             for part in build(cfg, clip_length, gap, cache_dir)]
+    if not parts:
         return None
-    parts = []
-    if cfg.dataset == 'synthetic' and cfg.synthetic.unlabeled_clips:
-        from stkd_ros.data.synthetic import SyntheticClips
-        s = cfg.synthetic
-        world = _world(s)
-        parts.append(SyntheticClips(world, split='unlabeled', clips=s.unlabeled_clips,
-                                    gap=gap, clip_length=clip_length,
-                                    keys_per_clip=s.keys_per_clip, cache_dir=s.render_cache))
-    if cfg.unlabeled_video and cfg.dataset == 'camvid':
-        from stkd_ros.data.camvid import camvid_video
-        parts.append(camvid_video(cfg.root, gap=gap, clip_length=clip_length))
-    if cfg.unlabeled_video and cfg.dataset == 'cityscapes':
-        from stkd_ros.data.cityscapes import cityscapes_video
-        parts.append(cityscapes_video(cfg.root, gap=gap, clip_length=clip_length))
-    if cfg.unlabeled_bags:
-        from stkd_ros.bag.video import BagVideo
-        cache = cfg.frame_cache or cache_dir
-        parts += [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, gap=gap,
-                           clip_length=clip_length) for bag in cfg.unlabeled_bags]
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
 
