@@ -19,6 +19,7 @@ from launch.actions import Shutdown
 from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from stkd_ros.nodes import replay_settings
 
 
 def _shutdown_if_failed(event, context):
@@ -38,7 +39,7 @@ def generate_launch_description():
                   parameters=[{'bag': LaunchConfiguration('bag'), 'topics': [[image]],
                                'rate': LaunchConfiguration('rate'),
                                'loop': LaunchConfiguration('loop'),
-                               'wait_for_subscribers': 2}])   # segment_node, flicker_monitor
+                               'wait_for_subscribers': replay_settings.PLAYER_WAITS_FOR}])
     return LaunchDescription([
         DeclareLaunchArgument('bag', description='bag directory or file (MCAP or sqlite3)'),
         DeclareLaunchArgument('model', description='model file: .safetensors (backend torch) '
@@ -61,15 +62,12 @@ def generate_launch_description():
                                            on_exit=_shutdown_if_failed)),
         Node(package='stkd_ros', executable='segment_node', name='segment_node',
              output='screen', remappings=[('image', image)], arguments=log,
-             # A queue instead of the latest frame only, and masks only once flicker_monitor
-             # has matched: a replay wants every frame.
              parameters=[params_file, {'model_path': LaunchConfiguration('model'),
                                        'backend': LaunchConfiguration('backend'),
-                                       'frame_buffer': 100, 'qos_depth': 10,
-                                       'wait_for_mask_subscribers': 1}],
+                                       **replay_settings.SEGMENT_NODE}],
              on_exit=Shutdown(reason='segment_node exited')),
         Node(package='stkd_ros', executable='flicker_monitor', name='flicker_monitor',
              output='screen', remappings=[('image', image)],
-             parameters=[params_file, {'qos_depth': 100}],   # no step lost when behind
+             parameters=[params_file, replay_settings.FLICKER_MONITOR],
              arguments=log, on_exit=Shutdown(reason='flicker_monitor exited')),
     ])

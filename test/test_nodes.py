@@ -439,6 +439,18 @@ def test_flicker_monitor_measures_consistent_and_flickering_masks(ros):
         ros.destroy_subscription(sub)
 
 
+def test_the_demos_replay_gives_every_frame_a_flicker_step(model_path, frames, tmp_path):
+    """Frames 10 ms apart outrun the model: a live node would drop some, a replay may not."""
+    from stkd_ros.bag.writer import ImageBagWriter
+    from stkd_ros.commands.replay import replay
+    bag = tmp_path / 'fast'
+    with ImageBagWriter(bag, ['/camera/image_raw']) as writer:
+        for i, frame in enumerate(frames):
+            writer.write('/camera/image_raw', frame, 1_000_000_000 + i * 10_000_000)
+    result = replay(bag, model_path, '/camera/image_raw', tmp_path / 'replay', timeout=120)
+    assert result['steps'] == len(frames) - 1, result
+
+
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_bag_player_replays_with_recorded_stamps(ros, tmp_path, storage):
     from stkd_ros.bag.writer import ImageBagWriter

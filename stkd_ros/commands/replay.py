@@ -8,17 +8,25 @@ import subprocess
 import sys
 import time
 
+from stkd_ros.nodes import replay_settings
+
 PROFILE = Path(__file__).resolve().parents[2] / 'config' / 'fastdds_profile.xml'
 
 
-def _node(module, *ros_args, env):
+def _node(module, params: dict, *ros_args, env):
+    values = [a for k, v in params.items() for a in ('-p', f'{k}:={v}')]
     return subprocess.Popen([sys.executable, '-m', f'stkd_ros.nodes.{module}', '--ros-args',
-                             *ros_args], env=env, stdout=subprocess.PIPE,
+                             *values, *ros_args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
 def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
-    """Play ``bag``'s ``topic`` into segment_node + flicker_monitor; live flicker figures."""
+    """
+    Play ``bag``'s ``topic`` into segment_node + flicker_monitor; live flicker figures.
+
+    The nodes queue every frame as replay.launch.py has them do, so every frame of the bag
+    gets a mask and every pair a flicker step.
+    """
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     csv_path = log_dir / 'flicker_live.csv'
@@ -27,12 +35,15 @@ def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
     if PROFILE.is_file():
         env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(PROFILE)
     remap = ['-r', f'image:={topic}']
-    segment = _node('segment_node', '-p', f'model_path:={model}', '-p',
-                    'publish_color:=false', '-p', 'publish_overlay:=false', *remap, env=env)
-    monitor = _node('flicker_node', '-p', f'log_path:={csv_path}', *remap, env=env)
+    segment = _node('segment_node', {'model_path': model, 'publish_color': 'false',
+                                     'publish_overlay': 'false',
+                                     **replay_settings.SEGMENT_NODE}, *remap, env=env)
+    monitor = _node('flicker_node', {'log_path': csv_path, **replay_settings.FLICKER_MONITOR},
+                    *remap, env=env)
     time.sleep(8.0)   # both load (torch, the model) and subscribe before playback starts
-    player = _node('bag_player_node', '-p', f'bag:={bag}', '-p', f'topics:=[{topic}]', '-p',
-                   'wait_for_subscribers:=2', env=env)
+    player = _node('bag_player_node', {'bag': bag, 'topics': f'[{topic}]',
+                                       'wait_for_subscribers': replay_settings.PLAYER_WAITS_FOR},
+                   env=env)
     try:
         player.wait(timeout=timeout)
         time.sleep(2.0)   # the last masks reach the monitor
