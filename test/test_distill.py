@@ -25,6 +25,7 @@ def _batch(n=2, k=5, h=64, w=128):
 
 
 FULL = DistillWeights(**DistillWeights.FULL_METHOD)
+FULL_SETS = [f'distill.weights.{k}={v}' for k, v in DistillWeights.FULL_METHOD.items()]
 
 
 def _task(**weights):
@@ -224,7 +225,7 @@ def test_the_default_recipe_is_pseudo_labels_and_needs_unlabeled_video(tmp_path)
     with pytest.raises(FileNotFoundError, match='model file not found'):
         distill(CONFIG, tmp_path / 'none.safetensors', tmp_path / 'd', overrides=[
             'data.synthetic.unlabeled_clips=0',
-            *(f'distill.weights.{k}={v}' for k, v in DistillWeights.FULL_METHOD.items())])
+            *FULL_SETS])
 
 
 @pytest.mark.slow
@@ -235,7 +236,7 @@ def test_stkd_distill_runs_the_full_method(tmp_path):
     args = _cmd('distill', tmp_path / 'd', 2, [
         'train.eval_every=2', 'distill.flow.method=dis', 'distill.flow.args={preset: fast}',
         f'distill.flow.cache={tmp_path / "flows"}', 'train.warmup_steps=4',
-        *(f'distill.weights.{k}={v}' for k, v in DistillWeights.FULL_METHOD.items())])
+        *FULL_SETS])
     args += ['--teacher', str(tmp_path / 't' / 'model.safetensors')]
     res = subprocess.run(args, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]

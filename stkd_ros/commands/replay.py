@@ -40,7 +40,6 @@ def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
                                      **replay_settings.SEGMENT_NODE}, *remap, env=env)
     monitor = _node('flicker_node', {'log_path': csv_path, **replay_settings.FLICKER_MONITOR},
                     *remap, env=env)
-    time.sleep(8.0)   # both load (torch, the model) and subscribe before playback starts
     player = _node('bag_player_node', {'bag': bag, 'topics': f'[{topic}]',
                                        'wait_for_subscribers': replay_settings.PLAYER_WAITS_FOR},
                    env=env)
