@@ -39,11 +39,6 @@ def model_input(frames: np.ndarray, size, mean, std) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def class_map(logits: np.ndarray, size) -> np.ndarray:
-    """(C, h, w) logits -> (H, W) uint8 classes: the argmax, resized by nearest neighbour."""
-    return resize_classes(logits.argmax(0).astype(np.uint8), size)
-
-
 class Segmenter:
     """
     A model ready to segment frames of any size (PyTorch or ONNX Runtime backend).
@@ -52,7 +47,7 @@ class Segmenter:
     from a module in memory (:meth:`from_module`: validation during training); both take the
     same path from frame to mask. ``segment(frame)`` takes an HxWx3 uint8 RGB frame and
     returns the HxW uint8 class map at the frame's size, with :func:`model_input` and
-    :func:`class_map`; ``segment_batch`` does the same for frames of several cameras in one
+    ``resize_classes``; ``segment_batch`` does the same for frames of several cameras in one
     forward pass. ``colorize`` and ``overlay`` draw a map with the model's palette. ``meta``
     is the model file's metadata. ``input_size`` overrides the model's (height, width).
     """
