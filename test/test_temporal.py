@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from stkd_ros.bag.evaluate import decode, evaluate_bag
+from stkd_ros.bag.evaluate import evaluate_bag
+from stkd_ros.bag.messages import decode
 from stkd_ros.bag.reader import iter_messages, open_bag
 from stkd_ros.bag.report import summarize
 from stkd_ros.commands.synth import IMAGE_TOPIC, synth

@@ -4,8 +4,7 @@ from pathlib import Path
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from stkd_ros.bag.evaluate import decode
-from stkd_ros.bag.messages import IMAGE, image_message, TYPESTORE
+from stkd_ros.bag.messages import decode, IMAGE, image_message, TYPESTORE
 from stkd_ros.bag.reader import BagError, open_bag
 from stkd_ros.image_msgs import ImageError, stamp_ns
 

@@ -17,10 +17,11 @@ import time
 from typing import Callable, List
 
 import numpy as np
+from stkd_ros.bag.messages import decode
 from stkd_ros.bag.reader import BagError, iter_messages, open_bag
 from stkd_ros.errors import InputError
 from stkd_ros.flow.pairs import StreamFlow
-from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError
+from stkd_ros.image_msgs import ImageError
 from stkd_ros.image_msgs import mask_to_array, stamp_ns
 from stkd_ros.inference import Segmenter
 from stkd_ros.metrics import ConfusionMatrix
@@ -29,14 +30,6 @@ import torch
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
-
-
-def decode(msgtype: str, msg) -> np.ndarray:
-    """Decode a rosbags Image or CompressedImage message into HxWx3 uint8 RGB."""
-    if msgtype.endswith('CompressedImage'):
-        return compressed_to_rgb(msg.format, msg.data)
-    return image_to_rgb(int(msg.height), int(msg.width), msg.encoding, int(msg.step),
-                        np.asarray(msg.data), int(msg.is_bigendian))
 
 
 @dataclass

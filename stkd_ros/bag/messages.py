@@ -1,8 +1,9 @@
-"""Build and decode sensor_msgs/Image with the `rosbags` type store (no ROS needed)."""
+"""Build and decode sensor_msgs/Image and CompressedImage with the `rosbags` type store."""
 
 import numpy as np
 from rosbags.typesys import get_typestore, Stores
 from stkd_ros.errors import InputError
+from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE = 'sensor_msgs/msg/Image'
@@ -25,3 +26,11 @@ def image_message(array: np.ndarray, stamp_ns: int, frame_id: str):
         frame_id=frame_id)
     return types[IMAGE](header=header, height=h, width=w, encoding=encoding, is_bigendian=0,
                         step=w * channels, data=np.ascontiguousarray(array).reshape(-1))
+
+
+def decode(msgtype: str, msg) -> np.ndarray:
+    """Decode a rosbags Image or CompressedImage message into HxWx3 uint8 RGB."""
+    if msgtype.endswith('CompressedImage'):
+        return compressed_to_rgb(msg.format, msg.data)
+    return image_to_rgb(int(msg.height), int(msg.width), msg.encoding, int(msg.step),
+                        np.asarray(msg.data), int(msg.is_bigendian))

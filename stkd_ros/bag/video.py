@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from stkd_ros.bag.evaluate import decode
+from stkd_ros.bag.messages import decode
 from stkd_ros.bag.reader import BagError, connections_for, IMAGE_TYPES, iter_messages, open_bag
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.clip import Clip, FrameGap
