@@ -5,7 +5,7 @@ import pytest
 from stkd_ros.commands.export import export_onnx
 from stkd_ros.data.clip import Clip
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
-from stkd_ros.data.transforms import eval_transforms
+from stkd_ros.data.transforms import train_transforms
 from stkd_ros.inference import resize_classes, Segmenter
 from stkd_ros.model_file import load_model_file, save_model_file
 from stkd_ros.models import build_model
@@ -86,10 +86,12 @@ def test_masks_are_the_argmax_resized_by_nearest_neighbour(tmp_path):
 
 def test_segmenter_preprocesses_as_training_does(tmp_path):
     seg = Segmenter(_model_file(tmp_path, 'bisenet_lite'))
-    frames = np.random.default_rng(2).integers(0, 255, (1, 90, 170, 3), dtype=np.uint8)
+    # A 48x96 frame that training's random scale draws at 4/3 to the model's 64x128, no flip.
+    frames = np.random.default_rng(2).integers(0, 255, (1, 48, 96, 3), dtype=np.uint8)
     clip = Clip(frames, np.zeros(frames.shape[:3], np.uint8), None)
-    trained_on = eval_transforms(size=seg.input_size, mean=seg.meta['mean'],
-                                 std=seg.meta['std'])(clip)['frames']
+    trained_on = train_transforms(crop_size=seg.input_size, scale_range=(4 / 3, 4 / 3),
+                                  flip=False, mean=seg.meta['mean'],
+                                  std=seg.meta['std'])(clip)['frames']
     np.testing.assert_array_equal(seg.preprocess(frames[0]), trained_on.numpy())
 
 

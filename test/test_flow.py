@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from stkd_ros.flow import build_flow
 from stkd_ros.flow.occlusion import forward_backward_valid, photometric_valid
-from stkd_ros.flow.warp import in_bounds, warp, warp_labels, warp_numpy
+from stkd_ros.flow.warp import in_bounds, warp, warp_labels
 import torch
 
 
@@ -19,8 +19,6 @@ def test_zero_flow_is_the_identity():
     torch.testing.assert_close(warp(x, torch.zeros(2, 2, 7, 9)), x)
     labels = torch.randint(0, 11, (2, 7, 9))
     torch.testing.assert_close(warp_labels(labels, torch.zeros(2, 2, 7, 9)), labels)
-    img = np.random.default_rng(0).integers(0, 255, (7, 9, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(warp_numpy(img, np.zeros((7, 9, 2), np.float32)), img)
 
 
 def test_integer_shift_warps_exactly_and_marks_the_border_invalid():

@@ -2,7 +2,7 @@
 
 import pytest
 from stkd_ros.losses.adversarial import discriminator_loss, generator_loss
-from stkd_ros.losses.pairwise import affinity, pairwise_kd
+from stkd_ros.losses.pairwise import pairwise_kd, pooled_nodes
 from stkd_ros.losses.pixel import pixel_kd
 from stkd_ros.losses.temporal import motion_consistency, temporal_kd
 from stkd_ros.models.discriminator import PairDiscriminator
@@ -31,9 +31,9 @@ def test_pairwise_kd_compares_structure_not_channels():
     other_width = torch.cat([feat, feat], dim=1) * 3.0   # same directions, twice the channels
     assert pairwise_kd(feat, other_width, grid=(4, 8)) < 1e-10
     assert pairwise_kd(feat, torch.randn(2, 32, 8, 16), grid=(4, 8)) > 1e-3
-    a = affinity(feat, (4, 8))
-    assert a.shape == (2, 32, 32)
-    torch.testing.assert_close(a.diagonal(dim1=1, dim2=2), torch.ones(2, 32))
+    nodes, weight = pooled_nodes(feat, (4, 8))   # unit vectors: a node's self-affinity is 1
+    assert nodes.shape == (2, 8, 32) and (weight == 1).all()
+    torch.testing.assert_close(nodes.norm(dim=1), torch.ones(2, 32))
 
 
 def test_pair_kd_grid_is_never_finer_than_the_features():

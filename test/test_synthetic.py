@@ -13,8 +13,9 @@ from stkd_ros.data.render_cache import RENDER_VERSION
 from stkd_ros.data.render_warm import frames, warm
 from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig, SyntheticWorld
 from stkd_ros.data.world.render import render
-from stkd_ros.flow.warp import warp_numpy
+from stkd_ros.flow.warp import warp_labels
 from stkd_ros.training.data import build_clips
+import torch
 
 
 def test_same_seed_and_index_give_the_same_pixels(small_world):
@@ -58,7 +59,10 @@ def test_exact_flow_aligns_the_rendered_albedo(small_world):
     r0, r1 = render(scene, 0, cam), render(scene, 1, cam)
     from stkd_ros.data.world.render import exact_flow
     flow = exact_flow(scene, r0, 0, 1, cam)
-    warped_labels = warp_numpy(r1.label, flow, nearest=True, border_value=254)
+    # As training warps labels (nearest); 254, no class, marks targets outside the frame.
+    warped_labels = warp_labels(torch.from_numpy(r1.label.astype(np.int64))[None],
+                                torch.from_numpy(flow).permute(2, 0, 1)[None],
+                                ignore_index=254)[0].numpy()
     inside = warped_labels != 254
     agree = (warped_labels == r0.label)[inside].mean()
     assert agree > 0.97, agree

@@ -70,16 +70,6 @@ class RandomScale:
         return _resize_clip(clip, max(1, round(h * s)), max(1, round(w * s)))
 
 
-class Resize:
-    """Resize the clip to a fixed (height, width)."""
-
-    def __init__(self, size: Tuple[int, int]):
-        self.size = tuple(size)
-
-    def __call__(self, clip: Clip) -> Clip:
-        return _resize_clip(clip, *self.size)
-
-
 class RandomCrop:
     """Crop one random (height, width) window from every frame; pad first where too small."""
 
@@ -175,9 +165,3 @@ def train_transforms(*, crop_size: Tuple[int, int], scale_range=(0.5, 2.0), flip
     if flip:
         steps.append(RandomHorizontalFlip())
     return Compose(steps + list(extra) + [ToTensor(mean, std)])
-
-
-def eval_transforms(*, size: Tuple[int, int] = None, mean=IMAGENET_MEAN,
-                    std=IMAGENET_STD) -> Compose:
-    """Optionally a fixed resize, then tensors."""
-    return Compose(([Resize(size)] if size else []) + [ToTensor(mean, std)])

@@ -1,13 +1,11 @@
 """
-Backward warping along flow, for images, logits and label maps (torch and numpy).
+Backward warping along flow, for images, logits and label maps.
 
 ``warp(x1, flow)`` samples ``x1`` at ``p + flow[p]``: with flow from frame 0 to frame 1, the
 result is frame 1 brought into frame 0's pixel grid. Samples that fall outside the image are
 marked invalid rather than clamped.
 """
 
-import cv2
-import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.errors import InputError
 import torch
@@ -46,12 +44,3 @@ def warp_labels(labels: torch.Tensor, flow: torch.Tensor,
     warped = warp(labels[:, None].float(), flow.float(), mode='nearest')[:, 0].round().long()
     return torch.where(in_bounds(flow), warped, torch.full_like(warped, ignore_index))
 
-
-def warp_numpy(img: np.ndarray, flow: np.ndarray, nearest: bool = False,
-               border_value=0) -> np.ndarray:
-    """Warp a single HxW[xC] array backward with OpenCV (the online path)."""
-    h, w = flow.shape[:2]
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img, xs + flow[..., 0], ys + flow[..., 1],
-                     cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)

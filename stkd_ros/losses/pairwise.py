@@ -40,12 +40,6 @@ def pooled_nodes(features: torch.Tensor, grid, mask: Optional[torch.Tensor] = No
     return nnf.normalize(nodes.flatten(2), dim=1), (weight > 0).flatten(1).to(features.dtype)
 
 
-def affinity(features: torch.Tensor, grid) -> torch.Tensor:
-    """(N, C, H, W) -> (N, M, M) cosine similarities between the M = gh * gw pooled nodes."""
-    nodes, _ = pooled_nodes(features, grid)
-    return nodes.transpose(1, 2) @ nodes
-
-
 def weighted_square_error(a: torch.Tensor, b: torch.Tensor, w_rows: torch.Tensor,
                           w_cols: torch.Tensor) -> torch.Tensor:
     """Mean of (a - b)^2 over (N, M, M) entries whose row and column nodes both count."""
