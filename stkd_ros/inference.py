@@ -12,6 +12,11 @@ that evaluation scores (test/test_export_inference.py checks it).
   nearest-neighbour interpolation at pixel centres (the masks' contract, shared/DESIGN.md;
   ``resize_classes``): class ids are never mixed, the mask lies on the frame's pixels, and
   at 1080p it costs about 1 ms where bilinear logits cost 20 ms or more.
+
+A model file whose network raises while it runs (its forward, the ONNX session) raises
+:class:`ModelRunError`, an input error that the command line states in one line; an error
+anywhere else on the path (preprocessing, postprocessing) is this package's bug and keeps its
+traceback.
 """
 
 import json
@@ -25,6 +30,19 @@ from stkd_ros.model_file import load_model_file, ModelFileError
 import torch
 
 BACKENDS = ('torch', 'onnxruntime')
+
+
+class ModelRunError(InputError):
+    """
+    A model file's network that raised on an input: the model's fault, not this package's.
+
+    ``reason`` is what the network said (exception type and first line), for callers that
+    add where it happened (eval-bag names the frame).
+    """
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def model_input(frames: np.ndarray, size, mean, std) -> np.ndarray:
@@ -59,6 +77,7 @@ class Segmenter:
         if threads:
             torch.set_num_threads(threads)
         self.model = self._session = None
+        self.source = str(model_path if backend == 'torch' else onnx_path or model_path)
         if backend == 'torch':
             self.model, meta = load_model_file(model_path, device)
         else:
@@ -75,6 +94,7 @@ class Segmenter:
         """
         segmenter = cls.__new__(cls)
         segmenter.model, segmenter._session = model, None
+        segmenter.source = None   # built by the package: whatever it raises is a bug
         segmenter._setup('torch', device, meta, input_size)
         return segmenter
 
@@ -83,6 +103,11 @@ class Segmenter:
         self.input_size = tuple(input_size or meta['input_size'])
         if len(self.input_size) != 2 or min(self.input_size) < 16:
             raise InputError(f'input size must be (height, width) >= 16, got {input_size}')
+        # Checked here, once, so that a bad file is named at load and never fails per frame.
+        if any(np.shape(meta[k]) != (3,) for k in ('mean', 'std')):
+            raise InputError(f'{self.source or "model"}: normalization mean and std need one '
+                             f'value per channel (R, G, B), got {meta["mean"]} and '
+                             f'{meta["std"]}')
         self.lut = palette_lut(np.array(meta['palette'], np.uint8))
 
     @property
@@ -96,15 +121,35 @@ class Segmenter:
                              f'{frame.shape}')
         return model_input(frame[None], self.input_size, self.meta['mean'], self.meta['std'])
 
+    def _network(self, x):
+        """
+        Run the network itself on ``x``, a torch tensor or (ONNX) an array; return its logits.
+
+        Only this call is the model's own doing: a model file whose network raises here gets
+        :class:`ModelRunError`. A module built in memory (:meth:`from_module`) is the
+        package's: what it raises propagates unchanged.
+        """
+        try:
+            if self.backend == 'torch':
+                with torch.inference_mode():
+                    return self.model(x)['logits']
+            return self._session.run(None, {'image': x})[0]
+        except Exception as exc:
+            if self.source is None:
+                raise
+            said = str(exc).strip()
+            reason = type(exc).__name__ + (f': {said.splitlines()[0]}' if said else '')
+            raise ModelRunError(f'model {self.source} failed on a {x.shape[2]}x{x.shape[3]} '
+                                f'input: {reason}', reason) from exc
+
     def _torch_logits(self, x: np.ndarray) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(x).to(self.device))['logits']
+        return self._network(torch.from_numpy(x).to(self.device))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, h, w) model input -> (N, K, h, w) float32 logits."""
         if self.backend == 'torch':
             return self._torch_logits(x).float().cpu().numpy()
-        return self._session.run(None, {'image': x})[0]
+        return self._network(x)
 
     def argmax(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, h, w) model input -> (N, h, w) uint8 class ids at the model's size."""

@@ -10,11 +10,16 @@ from model_helpers import tiny_model_file
 import numpy as np
 import pytest
 from rosbags.typesys import get_typestore, Stores
-from stkd_ros.bag.evaluate import ModelRunError
+from stkd_ros import inference
 from stkd_ros.bag.reader import BagError
+from stkd_ros.cli import main
 from stkd_ros.commands.eval_bag import eval_bag
 from stkd_ros.commands.synth import synth
-from stkd_ros.inference import Segmenter
+from stkd_ros.inference import ModelRunError, Segmenter
+from stkd_ros.model_file import read_metadata, save_model_file
+from stkd_ros.models import build_model
+from stkd_ros.models.lraspp import LRASPPMobileNetV3
+import torch
 
 STORE = get_typestore(Stores.ROS2_KILTED)
 
@@ -210,20 +215,70 @@ def test_an_empty_drive_is_a_one_line_error(models, tmp_path):
     _assert_nothing_written(tmp_path / 'report')
 
 
-def test_a_model_that_fails_on_a_frame_is_named_in_one_line(models, tmp_path):
-    # A real model file whose normalization has two values for three channels: it loads,
-    # and raises on the first frame it is given.
+def _lraspp_model_file(path, like):
+    """A second architecture with ``like``'s metadata, so that one model's forward can fail."""
+    meta = {**read_metadata(like), 'arch': 'lraspp_mobilenetv3'}
+    save_model_file(path, build_model('lraspp_mobilenetv3', 11).eval(), meta)
+    return path
+
+
+def test_a_model_whose_network_raises_is_named_in_one_line(models, tmp_path, monkeypatch,
+                                                            capsys):
+    # The model file's network fails on the second frame (as a GPU out of memory does): the
+    # user's problem, said in one line that names the model and the frame.
+    broken = _lraspp_model_file(tmp_path / 'broken.safetensors', models[0])
+    bag = _image_bag(tmp_path / 'drive', 3)
+    real_forward, calls = LRASPPMobileNetV3.forward, []
+
+    def forward(self, x):
+        calls.append(x.shape)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB\nmore')
+        return real_forward(self, x)
+
+    monkeypatch.setattr(LRASPPMobileNetV3, 'forward', forward)
+    with pytest.raises(ModelRunError, match=r'^model broken failed on frame 2 of /cam/image '
+                                            r'\(stamp 200000000\): OutOfMemoryError: CUDA '
+                                            r'out of memory. Tried to allocate 2.00 GiB$'):
+        eval_bag(bag, [models[0], broken], '/cam/image', report=tmp_path / 'report',
+                 write_bag=tmp_path / 'annotated')
+    _assert_nothing_written(tmp_path / 'report')
+    assert not (tmp_path / 'annotated').exists()
+    calls.clear()
+    assert main(['eval-bag', '--bag', str(bag), '--model', str(models[0]), '--model',
+                 str(broken), '--topic', '/cam/image', '--report', str(tmp_path / 'report')]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        'stkd eval-bag: error: model broken failed on frame 2 of /cam/image (stamp 200000000): '
+        'OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB'], err
+    _assert_nothing_written(tmp_path / 'report')
+
+
+def test_a_model_file_that_cannot_run_any_frame_is_named_at_load(models, tmp_path):
+    # Normalization with two values for three channels: the file is refused before the pass.
     broken = tiny_model_file(tmp_path / 'broken.safetensors', 2, mean=[0.5, 0.5])
     bag = _image_bag(tmp_path / 'drive', 3)
-    with pytest.raises(ModelRunError, match=r'^model broken failed on frame 1 of /cam/image '
-                                            r'\(stamp 100000000\): ValueError: '):
-        eval_bag(bag, [models[0], broken], '/cam/image', report=tmp_path / 'report')
-    _assert_nothing_written(tmp_path / 'report')
     res = _cli('--bag', str(bag), '--model', str(models[0]), '--model', str(broken),
                '--topic', '/cam/image', '--report', str(tmp_path / 'report'))
     assert res.returncode == 2 and 'Traceback' not in res.stderr
-    assert res.stderr.strip().splitlines()[-1].startswith(
-        'stkd eval-bag: error: model broken failed on frame 1'), res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        f'stkd eval-bag: error: {broken}: normalization mean and std need one value per '
+        f'channel (R, G, B), got [0.5, 0.5] and [0.229, 0.224, 0.225]'), res.stderr
+    _assert_nothing_written(tmp_path / 'report')
+
+
+@pytest.mark.parametrize('step', ['model_input', 'resize_classes'])
+def test_a_bug_on_the_frame_path_keeps_its_traceback(models, tmp_path, monkeypatch, step):
+    # The package's own preprocessing or postprocessing raising is a bug, not the model's
+    # fault: it reaches the command line unchanged (which shows its traceback).
+    def bug(*args, **kwargs):
+        raise IndexError(f'a bug in {step}')
+
+    monkeypatch.setattr(inference, step, bug)
+    bag = _image_bag(tmp_path / 'drive', 3)
+    with pytest.raises(IndexError, match=f'^a bug in {step}$'):
+        main(['eval-bag', '--bag', str(bag), '--model', str(models[0]), '--topic',
+              '/cam/image', '--report', str(tmp_path / 'report')])
     _assert_nothing_written(tmp_path / 'report')
 
 

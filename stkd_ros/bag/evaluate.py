@@ -19,11 +19,10 @@ from typing import Callable, List
 import numpy as np
 from stkd_ros.bag.messages import decode
 from stkd_ros.bag.reader import BagError, iter_messages, open_bag
-from stkd_ros.errors import InputError
 from stkd_ros.flow.pairs import StreamFlow
 from stkd_ros.image_msgs import ImageError
 from stkd_ros.image_msgs import mask_to_array, stamp_ns
-from stkd_ros.inference import Segmenter
+from stkd_ros.inference import ModelRunError, Segmenter
 from stkd_ros.metrics import ConfusionMatrix
 from stkd_ros.temporal import pair_figures, StabilityMeter
 import torch
@@ -86,10 +85,6 @@ class ModelTrack:
         self.confusion.update(torch.from_numpy(mask), torch.from_numpy(label))
 
 
-class ModelRunError(InputError):
-    """A model that raised on a frame of the drive: which model, which frame, what it said."""
-
-
 def _names(models) -> List[str]:
     stems = [Path(m).stem for m in models]
     return [s if stems.count(s) == 1 else f'{Path(m).parent.name}/{s}'
@@ -99,13 +94,13 @@ def _names(models) -> List[str]:
 def _segment(track: ModelTrack, frame: np.ndarray, index: int, stamp: int, topic: str):
     try:
         return track.segmenter.segment(frame)
-    except Exception as exc:
-        # The bag is fine and the other models may be: say which model broke where, in one
+    except ModelRunError as exc:
+        # The model's network raised (any other error is a bug and keeps its traceback): the
+        # bag is fine and the other models may be, so say which model broke where, in one
         # line; the traceback stays in the debug log.
         log.debug('model %s failed', track.name, exc_info=True)
-        reason = str(exc).splitlines()[0] if str(exc) else ''
         raise ModelRunError(f'model {track.name} failed on frame {index + 1} of {topic} '
-                            f'(stamp {stamp}): {type(exc).__name__}: {reason}') from exc
+                            f'(stamp {stamp}): {exc.reason}', exc.reason) from exc
 
 
 def evaluate_bag(bag, models, topic: str, label_topic: str = None,
