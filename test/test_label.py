@@ -427,7 +427,7 @@ def test_a_recorded_drive_is_labeled(tmp_path, teacher, drive):
     assert store.source == f'bag(name=bag,topic={TOPIC},frames=5)'
     assert store.source == source_identity(load_config(CONFIG, DRIVE_ONLY).data, [drive], TOPIC)
     assert (out / 'frame_cache').is_dir()
-    from stkd_ros.bag.video import BagVideo
+    from stkd_ros.data.bag_video import BagVideo
     video = BagVideo(drive, TOPIC, cache_dir=out / 'frame_cache')
     clip = video[2]
     assert clip.sequence == 'bag_camera_image_raw' and clip.times == (2, 3)

@@ -7,8 +7,8 @@ from cli_helpers import _cmd, synth_bag
 import numpy as np
 import pytest
 from stkd_ros.bag.reader import BagError
-from stkd_ros.bag.video import BagVideo
 from stkd_ros.config import DataConfig, SyntheticDataConfig
+from stkd_ros.data.bag_video import BagVideo
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.training.data import train_loader
 

@@ -77,7 +77,7 @@ def _cityscapes_video(cfg: DataConfig, clip_length: int, gap, cache_dir):
 
 
 def _recorded_drives(cfg: DataConfig, clip_length: int, gap, cache_dir):
-    from stkd_ros.bag.video import BagVideo
+    from stkd_ros.data.bag_video import BagVideo
     cache = cfg.frame_cache or cache_dir
     return [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, gap=gap,
                      clip_length=clip_length) for bag in cfg.unlabeled_bags]
