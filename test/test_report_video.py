@@ -18,8 +18,7 @@ import cv2
 from model_helpers import tiny_model_file
 import numpy as np
 import pytest
-from stkd_ros.bag.drive_video import DriveVideo
-from stkd_ros.bag.evaluate import ModelTrack
+from stkd_ros.commands.bag_evaluation import ModelTrack
 from stkd_ros.commands.eval_bag import eval_bag
 from stkd_ros.commands.synth import IMAGE_TOPIC, synth
 from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, palette_lut
@@ -28,6 +27,7 @@ from stkd_ros.flow.pairs import StreamFlow
 from stkd_ros.inference import Segmenter
 from stkd_ros.labeling.store import labeled_frames, StoreError
 from stkd_ros.report import panels
+from stkd_ros.report.drive_video import DriveVideo
 from stkd_ros.report.label_review import write_label_review
 from stkd_ros.report.video import VideoWriter
 

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-from stkd_ros.bag.evaluate import evaluate_bag
 from stkd_ros.bag.messages import decode
 from stkd_ros.bag.reader import iter_messages, open_bag
-from stkd_ros.bag.report import summarize
+from stkd_ros.commands.bag_evaluation import evaluate_bag
 from stkd_ros.commands.synth import IMAGE_TOPIC, synth
 from stkd_ros.data.clip import Clip
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
@@ -15,6 +14,7 @@ from stkd_ros.flow.warp import in_bounds, warp_labels
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
+from stkd_ros.report.drive_report import summarize
 from stkd_ros.temporal import (compare_masks, flicker, mean_iou, pair_figures, StabilityMeter,
                                warp_mask)
 from stkd_ros.training.evaluate import evaluate

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stkd_ros.bag.report_page import write_page
 from stkd_ros.data.classes import colorize
 from stkd_ros.data.image_io import write_rgb
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.flow.visualize import flow_to_color
+from stkd_ros.report.drive_page import write_page
 from stkd_ros.report.html_page import Section
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ import logging
 from pathlib import Path
 
 from stkd_ros.bag.annotate import write_annotated_bag
-from stkd_ros.bag.drive_video import DriveVideo, VIDEO_NAME
-from stkd_ros.bag.evaluate import evaluate_bag, fetch_frames
-from stkd_ros.bag.report import is_report, summarize, write_report
-from stkd_ros.bag.report_page import PAGE
-from stkd_ros.bag.staging import check_destination, staged
+from stkd_ros.commands.bag_evaluation import evaluate_bag, fetch_frames
+from stkd_ros.commands.staging import check_destination, staged
 from stkd_ros.errors import InputError
+from stkd_ros.report.drive_page import PAGE
+from stkd_ros.report.drive_report import is_report, summarize, write_report
+from stkd_ros.report.drive_video import DriveVideo, VIDEO_NAME
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global state
 import numpy as np
 
-from stkd_ros.bag.report_page import write_page
-from stkd_ros.bag.report_table import (drive_line, drive_notes, STABILITY_NOTE,
+from stkd_ros.report.drive_page import write_page
+from stkd_ros.report.drive_table import (drive_line, drive_notes, STABILITY_NOTE,
                                        SUMMARY_HEADERS, summary_rows)
 from stkd_ros.data.image_io import write_rgb
 
@@ -29,7 +29,7 @@ def is_report(folder: Path) -> bool:
 
 
 def summarize(result: dict) -> dict:
-    """Per-model figures of an :func:`~stkd_ros.bag.evaluate.evaluate_bag` result."""
+    """Per-model figures of an :func:`~stkd_ros.commands.bag_evaluation.evaluate_bag` result."""
     models = {}
     for t in result['tracks']:
         classes = t.segmenter.classes

@@ -1,5 +1,5 @@
 """
-`stkd eval-bag`: run one or more models over every frame of a recorded drive.
+`stkd eval-bag`'s evaluation pass: run one or more models over every frame of a recorded drive.
 
 One pass over the bag: each frame is decoded once, the flow from the previous frame and its
 occlusion check are computed once (:class:`~stkd_ros.flow.pairs.StreamFlow`, as the flicker

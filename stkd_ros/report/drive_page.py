@@ -8,7 +8,7 @@ demo adds its held-out table). Everything it shows is a file in the report's fol
 
 from pathlib import Path
 
-from stkd_ros.bag.report_table import (drive_line, drive_notes, number, STABILITY_NOTE,
+from stkd_ros.report.drive_table import (drive_line, drive_notes, number, STABILITY_NOTE,
                                        SUMMARY_HEADERS, summary_rows)
 from stkd_ros.report import html_page as html
 
@@ -59,7 +59,7 @@ def write_page(out, summary: dict, extra=()) -> Path:
     """
     Write ``out``/report.html from ``summary``; returns its path.
 
-    ``extra``: :class:`stkd_ros.report.html.Section` s shown after the summary table.
+    ``extra``: :class:`stkd_ros.report.html_page.Section` s shown after the summary table.
     """
     title = f'eval-bag: {Path(summary["bag"]).name}'
     body = [f'<h1>{html.esc(title)}</h1>\n',
