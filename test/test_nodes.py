@@ -283,7 +283,7 @@ def test_startup_errors_print_one_line_and_exit_1(tmp_path, model_path, node, ar
 STALLED_TEARDOWN = """
 import time
 from rclpy.node import Node
-from stkd_ros.nodes.lifecycle import run
+from stkd_ros.nodes.process import run
 
 class Stalls(Node):
     def __init__(self):
@@ -309,7 +309,7 @@ LEFTOVER_THREAD = """
 import threading
 import time
 from rclpy.node import Node
-from stkd_ros.nodes.lifecycle import run
+from stkd_ros.nodes.process import run
 
 class LeavesAThread(Node):
     def __init__(self):
@@ -333,7 +333,7 @@ CLEANS_UP_AFTER_CTRL_C = """
 import time
 import rclpy
 from rclpy.node import Node
-from stkd_ros.nodes.lifecycle import run
+from stkd_ros.nodes.process import run
 
 def work(node):
     node.get_logger().info('up')

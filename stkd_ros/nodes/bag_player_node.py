@@ -16,8 +16,8 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from stkd_ros.bag.reader import image_topics, iter_messages, open_bag
 from stkd_ros.errors import InputError
-from stkd_ros.nodes.lifecycle import run
 from stkd_ros.nodes.parameters import declare, describe, int_range
+from stkd_ros.nodes.process import run
 
 
 def to_ros(msgtype: str, msg):

@@ -18,8 +18,9 @@ from stkd_ros.flicker import FlickerMeter, StampPairer
 from stkd_ros.flow.pairs import PairFlow, StreamFlow
 from stkd_ros.image_msgs import ImageError, mask_to_array, message_to_rgb, stamp_ns
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
-from stkd_ros.nodes.lifecycle import diagnostics, run
+from stkd_ros.nodes.diagnostics import diagnostics
 from stkd_ros.nodes.parameters import declare, describe, int_range
+from stkd_ros.nodes.process import run
 
 
 class FlickerMonitor(Node):

@@ -1,4 +1,4 @@
-"""What every stkd_ros node shares: the main() loop and the /diagnostics message."""
+"""The node process: main()'s create-spin-teardown loop, its exit status, its deadline."""
 
 import ctypes
 import faulthandler
@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
 from rclpy.exceptions import ParameterException
 from stkd_ros.errors import InputError
@@ -94,27 +93,3 @@ def exit_now(status: int):
     if os.name == 'posix':
         ctypes.CDLL(None).fflush(None)   # rcutils logs through C stdio
     os._exit(status)
-
-
-def diagnostics(node, name: str, hardware_id: str, message: str, values: dict,
-                level=DiagnosticStatus.OK) -> DiagnosticArray:
-    """One DiagnosticArray with a single status; floats are printed with 4 decimals."""
-    return diagnostic_array(node, [diagnostic_status(node, name, hardware_id, message, values,
-                                                     level)])
-
-
-def diagnostic_status(node, name: str, hardware_id: str, message: str, values: dict,
-                      level=DiagnosticStatus.OK) -> DiagnosticStatus:
-    """Return a status named ``<node>: <name>``; floats printed with 4 decimals."""
-    status = DiagnosticStatus(name=f'{node.get_name()}: {name}', hardware_id=hardware_id,
-                              level=level, message=message)
-    status.values = [KeyValue(key=k, value=f'{v:.4f}' if isinstance(v, float) else str(v))
-                     for k, v in values.items()]
-    return status
-
-
-def diagnostic_array(node, statuses) -> DiagnosticArray:
-    """Return the statuses in one DiagnosticArray stamped now."""
-    msg = DiagnosticArray(status=list(statuses))
-    msg.header.stamp = node.get_clock().now().to_msg()
-    return msg

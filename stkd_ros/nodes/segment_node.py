@@ -30,10 +30,10 @@ from stkd_ros.errors import InputError
 from stkd_ros.image_msgs import fill_image, ImageError, message_to_rgb
 from stkd_ros.inference import Segmenter
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
+from stkd_ros.nodes.diagnostics import diagnostic_array, diagnostic_status
 from stkd_ros.nodes.frame_slot import FrameSlots
-from stkd_ros.nodes.lifecycle import (diagnostic_array, diagnostic_status, run,
-                                      TEARDOWN_DEADLINE_S)
 from stkd_ros.nodes.parameters import declare, describe, int_range
+from stkd_ros.nodes.process import run, TEARDOWN_DEADLINE_S
 from stkd_ros.nodes.stats import RollingStats
 
 # Outputs: reliable, keep last 10 (the default QoS). A reliable publisher serves both
