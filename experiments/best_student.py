@@ -76,8 +76,8 @@ import statistics
 from bench.report import emit
 from experiments.ledger import Ledger, same_run
 from experiments.paired import difference_text, paired_difference, summary_row
-from experiments.runs import provenance, run, shown, STKD, stop_runs_on_sigterm
-from experiments.runs import train_and_score, train_missing
+from experiments.runs import evaluate_command, provenance, run, shown, STKD
+from experiments.runs import stop_runs_on_sigterm, train_and_score, train_missing
 from experiments.unlabeled_ablation import CONFIG
 from stkd_ros.labeling.identity import file_sha256
 
@@ -199,8 +199,7 @@ def make_stores(args, needed):
             raise SystemExit(f'{teacher}: labeled by another teacher than {args.teacher} '
                              f'(SHA-256 {made_by[:8]}...); move it aside to label again')
         if not (teacher / 'quality.json').is_file():
-            label = STKD + ['label', '--config', args.config, '--teacher', args.teacher,
-                            '--out', str(teacher), '--device', 'cpu']
+            label = label_command(args)
             threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
             with ThreadPoolExecutor(args.jobs) as pool:
                 list(pool.map(lambda i: run(label + ['--shard', f'{i}/{args.jobs}'],
@@ -212,6 +211,12 @@ def make_stores(args, needed):
         from stkd_ros.config import load_config
         from stkd_ros.labeling.store import write_truth_store
         write_truth_store(truth, load_config(args.config).data, progress=True)
+
+
+def label_command(args) -> list:
+    """Return the `stkd label` command of the teacher's store (a shard adds ``--shard I/N``)."""
+    return STKD + ['label', '--config', args.config, '--teacher', args.teacher, '--out',
+                   STORES['teacher'], '--device', 'cpu']
 
 
 def summarize(scores: dict) -> list:
@@ -301,7 +306,8 @@ def default_recipe(scores: dict) -> str:
     return min(close, key=lambda row: qualified[row]['flicker'])
 
 
-def main():
+def parser() -> argparse.ArgumentParser:
+    """Return the protocol's command line."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--teacher', default=TEACHER)
@@ -318,14 +324,63 @@ def main():
                         '(default: the cores shared among the jobs)')
     parser.add_argument('--table', action='store_true', help='only remake the table')
     parser.add_argument('--results', default=str(RESULTS))
-    args = parser.parse_args()
+    return parser
+
+
+def protocol(args):
+    """
+    Return the rows and the ledger's name that ``args`` asks for.
+
+    ``--pilot`` sets the pilot's split, steps and seeds in ``args``: the candidates for R.
+    """
     if args.pilot:
         args.split, args.steps, args.seeds = 'tune', args.steps or 1000, 1
         rows = {name: (name, store, weights, distill, {}, 1)
                 for name, (store, weights, distill) in CANDIDATES.items()}
-        name = 'best_student_pilot'
-    else:
-        args.split, rows, name = 'val', ROWS, 'best_student'
+        return rows, 'best_student_pilot'
+    args.split = 'val'
+    return ROWS, 'best_student'
+
+
+def plan(args, out: Path, rows: dict, chosen) -> list:
+    """
+    Return (row, seed, run directory, command) of every run of the ``chosen`` rows.
+
+    Seed by seed, so that a session that ends early leaves complete pairs behind.
+    """
+    return [(row, str(seed)) + command(row, seed, args, out, rows)
+            for seed in range(max(args.seeds or rows[r][5] for r in chosen))
+            for row in chosen if seed < (args.seeds or rows[row][5])]
+
+
+def scoring_sets(args) -> list:
+    """Return the `--set`s of every score: the split."""
+    return [f'--set=evaluation.split={args.split}']
+
+
+def commands() -> list:
+    """
+    Return every `stkd` command the protocol runs, as shown, with its default arguments.
+
+    The teacher's training, its store's labeling (in shards, then whole), and for the rows
+    and for the pilot's candidates each run and its score.
+    """
+    out = [TEACHER_COMMAND]
+    for argv in ([], ['--pilot']):
+        args = parser().parse_args(argv)
+        rows, _ = protocol(args)
+        runs = Path(args.out) / args.split
+        for _, _, run_dir, cmd in plan(args, runs, rows, list(rows)):
+            out += [shown(cmd), shown(evaluate_command(
+                run_dir / 'model.safetensors', run_dir / 'eval.json', args.config,
+                scoring_sets(args)))]
+    label = label_command(parser().parse_args([]))
+    return out + [shown(label + ['--shard', '0/2']), shown(label)]
+
+
+def main():
+    args = parser().parse_args()
+    rows, name = protocol(args)
     path = Path(args.results) / f'{name}.json'
     if args.table:
         recorded = {row: e['seeds'] for row, e in json.loads(path.read_text())['rows'].items()}
@@ -351,11 +406,8 @@ def main():
     known = {row: identity(row, rows, args.teacher) for row in chosen}
     book = ledger(path, args, out, rows, known)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    shared = [f'--set=evaluation.split={args.split}']
-    # Seed by seed, so that a session that ends early leaves complete pairs behind.
-    planned = [(row, str(seed)) + command(row, seed, args, out, rows)
-               for seed in range(max(args.seeds or rows[r][5] for r in chosen))
-               for row in chosen if seed < (args.seeds or rows[row][5])]
+    shared = scoring_sets(args)
+    planned = plan(args, out, rows, chosen)
     scores = {row: {} for row in rows}
     for row, seeds in book.kept().items():
         scores[row].update(seeds)

@@ -48,8 +48,8 @@ import time
 from bench.report import machine
 from stkd_ros.commands.label import label
 from stkd_ros.config import load_config
+from stkd_ros.data.unlabeled import unlabeled_streets
 from stkd_ros.labeling.identity import file_sha256
-from stkd_ros.labeling.sources import synthetic_unlabeled
 import torch
 
 CONFIG = 'config/distill/synthetic_video.yaml'
@@ -97,7 +97,7 @@ def command(args, key: str, settings: dict) -> list:
 
 def warm(cfg, streets: int):
     """Render every frame and the exact flow to t+-1, t+-2 into the render cache."""
-    source = synthetic_unlabeled(cfg.data)
+    source = unlabeled_streets(cfg.data)
     frames = cfg.data.synthetic.frames
     start = time.perf_counter()
     for index in range(streets):
@@ -114,7 +114,7 @@ def warm_teacher(args, cfg):
     from stkd_ros.labeling.passes import TeacherPasses
     from stkd_ros.model_file import load_model_file
     model, meta = load_model_file(args.teacher, args.device)
-    source = synthetic_unlabeled(cfg.data)
+    source = unlabeled_streets(cfg.data)
     frame = source.sequence_frame(source.list_sequences()[0][0], 0)[0]
     TeacherPasses(model, meta, scales=SCALES4, flip=True, device=args.device).probabilities(frame)
 
@@ -159,7 +159,19 @@ def table(rows: dict, chosen: str):
               + f' | {r["seconds_per_frame"]:.3f} | {r["passes"]} |')
 
 
-def main():
+def commands() -> list:
+    """
+    Return the `stkd label` command of every row, as shown, with the default arguments.
+
+    The combined row, made after the others are measured, takes its settings from two of
+    them; every command spells out all of BASE's keys, so its keys are covered here.
+    """
+    args = parser().parse_args([])
+    return [shlex.join(command(args, key, settings)) for key, _, settings in ROWS]
+
+
+def parser() -> argparse.ArgumentParser:
+    """Return the experiment's command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument('--teacher', default=TEACHER)
     parser.add_argument('--config', default=CONFIG)
@@ -170,7 +182,11 @@ def main():
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads (1: two threads on a shared 2-core machine ran '
                         'the teacher 5-10x slower than one)')
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     if not Path(args.teacher).is_file():
         raise SystemExit(f'teacher not found: {args.teacher}; restore it with: mkdir -p '

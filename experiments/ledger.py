@@ -20,12 +20,18 @@ import shlex
 PATH_OPTIONS = ('--out', '--teacher', '--labels')
 
 
-def same_run(recorded: str, planned: str) -> bool:
-    """Whether two shown commands train the same run: equal but for the path options."""
+def same_run(recorded: str, planned: str, retired=()) -> bool:
+    """
+    Whether two shown commands train the same run: equal but for the path options.
+
+    ``retired``: words of a recorded command that name a setting removed since, with the
+    value that trained as its absence does; they are left out of the comparison.
+    """
     def essential(text):
         words = shlex.split(text)
         return [w for i, w in enumerate(words)
-                if w not in PATH_OPTIONS and (i == 0 or words[i - 1] not in PATH_OPTIONS)]
+                if w not in PATH_OPTIONS and (i == 0 or words[i - 1] not in PATH_OPTIONS)
+                and w not in retired]
     return essential(recorded) == essential(planned)
 
 

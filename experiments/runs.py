@@ -60,9 +60,15 @@ def train_and_score(cmd, run_dir, config, shared, threads=None) -> dict:
 def score(model, evaluation, config, shared, threads=None) -> dict:
     """Evaluate ``model`` into the JSON file ``evaluation`` unless it exists; return it."""
     if not evaluation.is_file():
-        run(STKD + ['evaluate', '--model', str(model), '--config', config, '--json',
-                    str(evaluation)] + shared, evaluation.with_suffix('.log'), threads)
+        run(evaluate_command(model, evaluation, config, shared), evaluation.with_suffix('.log'),
+            threads)
     return json.loads(evaluation.read_text())
+
+
+def evaluate_command(model, evaluation, config, shared) -> list:
+    """Return the `stkd evaluate` command that scores ``model`` into ``evaluation``."""
+    return STKD + ['evaluate', '--model', str(model), '--config', config, '--json',
+                   str(evaluation)] + shared
 
 
 def shown(cmd) -> str:

@@ -51,11 +51,11 @@ import time
 from bench.report import emit
 from experiments.ledger import Ledger, same_run
 from experiments.paired import summary_row
-from experiments.runs import score, shown, STKD, stop_runs_on_sigterm, train_and_score
-from experiments.runs import train_missing
+from experiments.runs import evaluate_command, score, shown, STKD, stop_runs_on_sigterm
+from experiments.runs import train_and_score, train_missing
 from stkd_ros.config import DistillWeights, load_config
+from stkd_ros.data.render_warm import warm_render_cache
 from stkd_ros.labeling.identity import file_sha256
-from stkd_ros.training.data import warm_render_cache
 
 RESULTS = Path(__file__).resolve().parent / 'results'
 TEACHER_DIR = 'runs/teacher4k'
@@ -68,10 +68,13 @@ TEACHER_COMMAND = ('stkd train-teacher --config config/distill/synthetic_video.y
 TEACHER_HISTORY = 'c94640f:experiments/teachers/synthetic_video.safetensors'
 TEACHER_RESTORE = f'mkdir -p {TEACHER_DIR} && git show {TEACHER_HISTORY} > {TEACHER}'
 CONFIG = 'config/distill/synthetic_video.yaml'
-#: Every term but cross-entropy off. 'channel' (channel-wise KD) was a term when the rows ran;
-#: it stays in their commands so that they are recognized, and is removed as a setting.
-ONLY_CE = {'pixel': 0, 'channel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0,
-           'adversarial': 0, 'pseudo_label': 0}
+#: Every term but cross-entropy off.
+ONLY_CE = {'pixel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0,
+           'pseudo_label': 0}
+#: Settings the recorded runs name that are gone since, each where its value equals its
+#: absence: channel-wise KD was a term when rows B and C ran, switched off (weight 0) there;
+#: a term of weight 0 is not computed, so those runs trained as today's commands, without it.
+RETIRED = ('--set=distill.weights.channel=0',)
 NO_UNLABELED = {'data.synthetic.unlabeled_clips': 0}
 #: D and E ran when the full method was `stkd distill`'s default, so their recorded commands
 #: name no weights; they are kept as the same runs as the commands naming FULL_METHOD.
@@ -86,6 +89,8 @@ ROWS = {
     'D': ('full method, labeled + unlabeled', FULL, {}, 5),
     'E': ('full method, labeled only', FULL, NO_UNLABELED, 3),
 }
+#: The temporal weights tuned on the tuning streets (row D, seed 0); the docstring's rule.
+TUNED_TEMPORAL = (1, 3, 10)
 KEEP = ('miou', 'tc', 'tc_etc', 'flicker', 'per_class_iou')
 THIN = ('pole', 'sign', 'fence', 'pedestrian')
 COLUMNS = ['row', 'seeds', 'miou', 'miou - A (95% CI)', 'tc', 'tc - A (95% CI)', 'flicker',
@@ -112,6 +117,39 @@ def command(row, seed, args, out):
     return run_dir, cmd + [f'--set={s}' for s in sets]
 
 
+def plan(args, out: Path) -> list:
+    """Return (row, seed, run directory, command) of every run of ``args.rows``."""
+    return [(row, str(seed)) + command(row, seed, args, out) for row in args.rows.split(',')
+            for seed in range(args.seeds or ROWS[row][3])]
+
+
+def scoring_sets(args) -> list:
+    """Return the `--set`s every score shares: the shared overrides and the split."""
+    return [f'--set={s}' for s in args.set + [f'evaluation.split={args.split}']]
+
+
+def commands() -> list:
+    """
+    Return every `stkd` command the protocol runs, as shown, with its default arguments.
+
+    The teacher's training; on the held-out and on the tuning streets, each row's runs and
+    the scores of them and of the teacher; the temporal weight's tuning runs.
+    """
+    tuning = [['--split', 'tune', '--rows', 'D', '--seeds', '1', '--set',
+               f'distill.weights.temporal={w}'] for w in TUNED_TEMPORAL]
+    out = [TEACHER_COMMAND]
+    for argv in ([], ['--split', 'tune'], *tuning):
+        args = parser().parse_args(argv)
+        runs = Path(args.out) / args.split
+        scored = [(args.teacher, runs / 'teacher.json')]
+        for _, _, run_dir, cmd in plan(args, runs):
+            out.append(shown(cmd))
+            scored.append((run_dir / 'model.safetensors', run_dir / 'eval.json'))
+        out += [shown(evaluate_command(model, evaluation, args.config, scoring_sets(args)))
+                for model, evaluation in scored]
+    return out
+
+
 def ledger(path: Path, args, out: Path, teacher_sha: str) -> Ledger:
     """
     Return the protocol's ledger at ``path``.
@@ -129,7 +167,7 @@ def ledger(path: Path, args, out: Path, teacher_sha: str) -> Ledger:
         _, cmd = command(row, int(seed), args, out)
         forms = [cmd] + ([[w for w in cmd if w not in FULL_SETS]]
                          if row in WEIGHTS_WERE_DEFAULT else [])
-        return any(same_run(run['command'], shown(c)) for c in forms) and (
+        return any(same_run(run['command'], shown(c), RETIRED) for c in forms) and (
             ROWS[row][1] is None or run.get('teacher_sha256') == teacher_sha)
 
     header = {'protocol': __doc__.split('Run from')[0].strip(), 'config': args.config,
@@ -150,7 +188,8 @@ def summarize(scores: dict) -> list:
             for name, seeds in scores.items() if seeds]
 
 
-def main():
+def parser() -> argparse.ArgumentParser:
+    """Return the protocol's command line."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--teacher', default=TEACHER, help='teacher model file (default: '
@@ -169,7 +208,11 @@ def main():
     parser.add_argument('--results', default=str(RESULTS), help='where the JSON goes')
     parser.add_argument('--table', action='store_true', help='only remake the table from the '
                         'recorded JSON (every run it holds, whatever its teacher)')
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = parser().parse_args()
     name = args.name or ('unlabeled_ablation' + ('_tune' if args.split == 'tune' else ''))
     path = Path(args.results) / f'{name}.json'
     if args.table:
@@ -189,9 +232,8 @@ def main():
                          f'again, with: {TEACHER_COMMAND})')
     out = Path(args.out) / args.split
     out.mkdir(parents=True, exist_ok=True)
-    shared = [f'--set={s}' for s in args.set + [f'evaluation.split={args.split}']]
-    planned = [(row, str(seed)) + command(row, seed, args, out) for row in rows
-               for seed in range(args.seeds or ROWS[row][3])]
+    shared = scoring_sets(args)
+    planned = plan(args, out)
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     teacher_sha = file_sha256(args.teacher)
     book = ledger(path, args, out, teacher_sha)

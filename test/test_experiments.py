@@ -1,7 +1,9 @@
-"""The unlabeled-video protocol runs end to end on a tiny world and writes its JSON."""
+"""The experiments: their commands resolve today, and the protocol runs end to end."""
 
+import importlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -9,6 +11,47 @@ import time
 
 from cli_helpers import _cmd, ROOT, TINY
 import pytest
+from stkd_ros.cli import build_parser
+from stkd_ros.config import load_config
+
+#: Every script in experiments/ (a module that runs as one); the others are shared code.
+SCRIPTS = sorted(p.stem for p in (ROOT / 'experiments').glob('*.py')
+                 if "if __name__ == '__main__':" in p.read_text())
+
+
+def test_the_scripts_are_found():
+    assert {'unlabeled_ablation', 'best_student', 'label_quality', 'demo_pilot'} <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_every_command_an_experiment_runs_resolves_against_todays_config(script):
+    """A key or an option removed since a protocol ran fails here, not hours into its rerun."""
+    module = importlib.import_module(f'experiments.{script}')
+    assert hasattr(module, 'commands'), f'experiments/{script}.py: no commands() to check'
+    lines = module.commands()
+    assert lines, f'experiments/{script}.py: commands() returned none'
+    for line in lines:
+        words = shlex.split(line)
+        assert words[0] == 'stkd', line
+        try:
+            args = build_parser().parse_args(words[1:])
+        except SystemExit:
+            pytest.fail(f'stkd does not take: {line}')
+        config = ROOT / args.config   # an absolute path stays as it is
+        try:
+            load_config(config, args.set)
+        except Exception as exc:
+            pytest.fail(f'{exc}\nin: {line}')
+
+
+def test_the_unlabeled_protocol_lists_every_row_and_the_tuning_runs():
+    from experiments.unlabeled_ablation import commands, ROWS, TUNED_TEMPORAL
+    lines = commands()
+    for row in ROWS:
+        assert any(f'/val/{row}_s0 ' in line for line in lines), row
+    for weight in TUNED_TEMPORAL:
+        assert any(f'distill.weights.temporal={weight}' in line and '/tune/D_s0 ' in line
+                   for line in lines), weight
 
 
 @pytest.mark.slow
@@ -147,6 +190,18 @@ def test_recorded_runs_are_kept_only_with_the_same_command_and_teacher(tmp_path)
     assert 'teacher' not in recorded_runs(path, args, out, 't2')
     assert 'teacher' not in recorded_runs(path, _args(split='tune'), out, 't1')
     assert recorded_runs(tmp_path / 'none.json', args, out, 't1') == {}
+
+
+def test_the_recorded_runs_are_those_todays_commands_train():
+    # B and C ran with channel-wise KD at weight 0, a key removed since: still the same runs.
+    from experiments.unlabeled_ablation import parser, recorded_runs, RESULTS
+    path = RESULTS / 'unlabeled_ablation.json'
+    recorded = json.loads(path.read_text())
+    assert '--set=distill.weights.channel=0' in recorded['rows']['B']['seeds']['0']['command']
+    kept = recorded_runs(path, parser().parse_args([]), ROOT / 'runs', recorded['teacher_sha256'],
+                         quiet=True)
+    assert {row: sorted(seeds) for row, seeds in kept.items()} == {
+        row: sorted(entry['seeds']) for row, entry in recorded['rows'].items()}
 
 
 def test_two_processes_recording_into_one_json_keep_each_others_runs(tmp_path):

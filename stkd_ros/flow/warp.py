@@ -43,4 +43,3 @@ def warp_labels(labels: torch.Tensor, flow: torch.Tensor,
     """Warp label maps (N, H, W) with nearest sampling; targets outside get ``ignore_index``."""
     warped = warp(labels[:, None].float(), flow.float(), mode='nearest')[:, 0].round().long()
     return torch.where(in_bounds(flow), warped, torch.full_like(warped, ignore_index))
-
