@@ -11,17 +11,19 @@ import numpy as np
 import pytest
 from rosbags.typesys import get_typestore, Stores
 from stkd_ros import inference
+from stkd_ros.bag.messages import IMAGE, image_message, TYPESTORE
 from stkd_ros.bag.reader import BagError
 from stkd_ros.cli import main
+from stkd_ros.commands.bag_evaluation import evaluate_bag
 from stkd_ros.commands.eval_bag import eval_bag
 from stkd_ros.commands.synth import synth
+from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.inference import ModelRunError, Segmenter
 from stkd_ros.model_file import read_metadata, save_model_file
 from stkd_ros.models import build_model
 from stkd_ros.models.lraspp import LRASPPMobileNetV3
+from stkd_ros.report.drive_report import summarize
 import torch
-
-STORE = get_typestore(Stores.ROS2_KILTED)
 
 
 @pytest.fixture(scope='module')
@@ -101,43 +103,68 @@ def test_annotated_bag_reads_back_with_the_official_mcap_reader(evaluated, model
         np.testing.assert_array_equal(colors[name, stamp], segmenters[name].colorize(expected))
 
 
+@pytest.fixture(scope='module')
+def street(tmp_path_factory):
+    """Four frames of a synthetic street (48x64) and a model whose masks follow their pixels."""
+    world = SyntheticWorld(SyntheticConfig(height=48, width=64, frames=4, seed=8))
+    # A narrow std: an untrained model then tells the street's parts apart (and its colours).
+    model = tiny_model_file(tmp_path_factory.mktemp('street') / 'street.safetensors', 0,
+                            mean=[0.5] * 3, std=[0.05] * 3)
+    return [world.frame(0, t)[0] for t in range(4)], model
+
+
+def _pass(bag, model, topic):
+    """Evaluate ``model`` over ``topic``: the summary, and {stamp: (frame, mask)} in order."""
+    seen = {}
+
+    def record(frame, stamp, tracks, masks):
+        seen[stamp] = frame, masks[0]
+
+    summary = summarize(evaluate_bag(bag, [model], topic, on_frame=record))
+    return summary, seen
+
+
+def _figures(summary) -> str:
+    """What a summary measures, but where it read and each frame's time (JSON: NaN compares)."""
+    models = {name: {k: v for k, v in m.items() if k != 'latency_ms'}
+              for name, m in summary['models'].items()}
+    return json.dumps({**summary, 'bag': None, 'topic': None, 'models': models}, sort_keys=True)
+
+
+def _assert_the_masks_of(seen, frames, model):
+    """The pass saw ``frames`` in order, and each mask is the Segmenter's, at the frame's size."""
+    segmenter = Segmenter(model)
+    assert list(seen) == [_stamp(i) for i in range(len(frames))]
+    for (frame, mask), expected in zip(seen.values(), frames):
+        np.testing.assert_array_equal(frame, expected)
+        assert mask.shape == frame.shape[:2]
+        np.testing.assert_array_equal(mask, segmenter.segment(expected))
+
+
 @pytest.mark.slow
-def test_compressed_image_topic(models, tmp_path):
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    bag = tmp_path / 'compressed'
-    types = STORE.types
-    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        conn = writer.add_connection('/cam/compressed', 'sensor_msgs/msg/CompressedImage',
-                                     typestore=STORE)
-        for i in range(4):
-            img = np.full((48, 64, 3), 40 * i, np.uint8)
-            ok, jpg = cv2.imencode('.jpg', img)
-            msg = types['sensor_msgs/msg/CompressedImage'](
-                header=types['std_msgs/msg/Header'](
-                    stamp=types['builtin_interfaces/msg/Time'](sec=i, nanosec=0),
-                    frame_id='cam'), format='jpeg', data=jpg.reshape(-1))
-            writer.write(conn, i * 10**9,
-                         STORE.serialize_cdr(msg, 'sensor_msgs/msg/CompressedImage'))
-    summary = eval_bag(bag, models[:1], '/cam/compressed')
-    assert summary['frames'] == 4 and 'miou' not in summary['models']['a']
+@pytest.mark.parametrize('fmt', ['png', 'jpeg'])
+def test_a_compressed_topic_gives_the_masks_of_its_decoded_frames(street, tmp_path, fmt):
+    frames, model = street
+    bag = _image_bag(tmp_path / 'drive', frames, compressed=fmt)
+    raw_summary, raw = _pass(bag, model, '/cam/image')
+    summary, packed = _pass(bag, model, '/cam/image/compressed')
+    _assert_the_masks_of(raw, frames, model)
+    assert len(set(np.concatenate([m.ravel() for _, m in raw.values()]))) > 2
+    # PNG is lossless: the raw topic's very frames, masks and figures. JPEG: the masks of
+    # the frames its bytes decode to, in RGB order (a swap changes a fifth of these masks).
+    _assert_the_masks_of(packed, [_compressed(f, fmt)[2] for f in frames], model)
+    assert 'miou' not in summary['models']['street']
+    if fmt == 'png':
+        assert _figures(summary) == _figures(raw_summary)
 
 
-def test_ros1_bag(models, tmp_path):
-    from rosbags.rosbag1 import Writer
-    ros1 = get_typestore(Stores.ROS1_NOETIC)
-    types = ros1.types
-    bag = tmp_path / 'drive.bag'
-    with Writer(bag) as writer:
-        conn = writer.add_connection('/cam/image', 'sensor_msgs/msg/Image', typestore=ros1)
-        for i in range(3):
-            msg = types['sensor_msgs/msg/Image'](
-                header=types['std_msgs/msg/Header'](
-                    seq=i, stamp=types['builtin_interfaces/msg/Time'](sec=i, nanosec=0),
-                    frame_id='cam'),
-                height=48, width=64, encoding='rgb8', is_bigendian=0, step=192,
-                data=np.full(48 * 192, i, np.uint8))
-            writer.write(conn, (i + 1) * 10**9, ros1.serialize_ros1(msg, 'sensor_msgs/msg/Image'))
-    assert eval_bag(bag, models[:1], '/cam/image')['frames'] == 3
+def test_a_ros1_bag_gives_the_masks_and_figures_of_the_same_drive_in_ros2(street, tmp_path):
+    frames, model = street
+    ros2_summary, ros2 = _pass(_image_bag(tmp_path / 'ros2', frames), model, '/cam/image')
+    ros1_summary, ros1 = _pass(_ros1_bag(tmp_path / 'drive.bag', frames), model, '/cam/image')
+    _assert_the_masks_of(ros2, frames, model)
+    _assert_the_masks_of(ros1, frames, model)
+    assert _figures(ros1_summary) == _figures(ros2_summary)
 
 
 def _cli(*args):
@@ -163,23 +190,62 @@ def test_missing_bag_topic_and_corrupt_bag_are_one_line_errors(drive, models, tm
     assert Path(models[0]).is_file()
 
 
-def _image_bag(path, frames: int, corrupt_at: int = None):
-    """Write a drive of ``frames`` rgb8 frames on /cam/image at 10 Hz; one may be garbage."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    types = STORE.types
+def _stamp(i: int) -> int:
+    return (i + 1) * 10**8   # 10 Hz
+
+
+def _noise(count: int) -> list:
     rng = np.random.default_rng(1)
+    return [rng.integers(0, 255, (48, 64, 3), np.uint8) for _ in range(count)]
+
+
+def _compressed(frame, fmt: str):
+    """A frame as image_transport's compressed plugin sends it: format, bytes, decoded RGB."""
+    ok, data = cv2.imencode({'png': '.png', 'jpeg': '.jpg'}[fmt], frame[..., ::-1])
+    assert ok
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+    return f'rgb8; {fmt} compressed bgr8', data.reshape(-1), decoded
+
+
+def _image_bag(path, frames, corrupt_at: int = None, compressed: str = None):
+    """
+    Write RGB ``frames`` on /cam/image (ROS 2, MCAP) at 10 Hz; one may be garbage.
+
+    ``compressed`` ('png' or 'jpeg'): the same frames on /cam/image/compressed too.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    packed = 'sensor_msgs/msg/CompressedImage'
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        conn = writer.add_connection('/cam/image', 'sensor_msgs/msg/Image', typestore=STORE)
-        for i in range(frames):
-            stamp = (i + 1) * 10**8
-            msg = types['sensor_msgs/msg/Image'](
+        conn = writer.add_connection('/cam/image', IMAGE, typestore=TYPESTORE)
+        if compressed:
+            conn_c = writer.add_connection('/cam/image/compressed', packed, typestore=TYPESTORE)
+        for i, frame in enumerate(frames):
+            msg = image_message(frame, _stamp(i), 'cam')
+            raw = TYPESTORE.serialize_cdr(msg, IMAGE)
+            writer.write(conn, _stamp(i), b'\x00\x01garbage' if i == corrupt_at else raw)
+            if compressed:
+                fmt, data, _ = _compressed(frame, compressed)
+                msg_c = TYPESTORE.types[packed](header=msg.header, format=fmt, data=data)
+                writer.write(conn_c, _stamp(i), TYPESTORE.serialize_cdr(msg_c, packed))
+    return path
+
+
+def _ros1_bag(path, frames):
+    """Write RGB ``frames`` on /cam/image of a ROS 1 bag at 10 Hz."""
+    from rosbags.rosbag1 import Writer
+    ros1 = get_typestore(Stores.ROS1_NOETIC)
+    types = ros1.types
+    with Writer(path) as writer:
+        conn = writer.add_connection('/cam/image', IMAGE, typestore=ros1)
+        for i, frame in enumerate(frames):
+            h, w = frame.shape[:2]
+            msg = types[IMAGE](
                 header=types['std_msgs/msg/Header'](
-                    stamp=types['builtin_interfaces/msg/Time'](sec=0, nanosec=stamp),
+                    seq=i, stamp=types['builtin_interfaces/msg/Time'](sec=0, nanosec=_stamp(i)),
                     frame_id='cam'),
-                height=48, width=64, encoding='rgb8', is_bigendian=0, step=192,
-                data=rng.integers(0, 255, 48 * 192, np.uint8))
-            raw = STORE.serialize_cdr(msg, 'sensor_msgs/msg/Image')
-            writer.write(conn, stamp, b'\x00\x01garbage' if i == corrupt_at else raw)
+                height=h, width=w, encoding='rgb8', is_bigendian=0, step=3 * w,
+                data=frame.reshape(-1))
+            writer.write(conn, _stamp(i), ros1.serialize_ros1(msg, IMAGE))
     return path
 
 
@@ -191,7 +257,7 @@ def _assert_nothing_written(folder):
 
 @pytest.mark.slow
 def test_a_bag_that_breaks_mid_drive_leaves_no_report(models, tmp_path):
-    bag = _image_bag(tmp_path / 'broken', 6, corrupt_at=4)
+    bag = _image_bag(tmp_path / 'broken', _noise(6), corrupt_at=4)
     with pytest.raises(BagError, match='corrupt message on /cam/image'):
         eval_bag(bag, models[:1], '/cam/image', report=tmp_path / 'report',
                  write_bag=tmp_path / 'annotated')
@@ -206,7 +272,7 @@ def test_a_bag_that_breaks_mid_drive_leaves_no_report(models, tmp_path):
 
 
 def test_an_empty_drive_is_a_one_line_error(models, tmp_path):
-    bag = _image_bag(tmp_path / 'empty', 0)
+    bag = _image_bag(tmp_path / 'empty', _noise(0))
     res = _cli('--bag', str(bag), '--model', str(models[0]), '--topic', '/cam/image',
                '--report', str(tmp_path / 'report'))
     assert res.returncode == 2
@@ -227,7 +293,7 @@ def test_a_model_whose_network_raises_is_named_in_one_line(models, tmp_path, mon
     # The model file's network fails on the second frame (as a GPU out of memory does): the
     # user's problem, said in one line that names the model and the frame.
     broken = _lraspp_model_file(tmp_path / 'broken.safetensors', models[0])
-    bag = _image_bag(tmp_path / 'drive', 3)
+    bag = _image_bag(tmp_path / 'drive', _noise(3))
     real_forward, calls = LRASPPMobileNetV3.forward, []
 
     def forward(self, x):
@@ -257,7 +323,7 @@ def test_a_model_whose_network_raises_is_named_in_one_line(models, tmp_path, mon
 def test_a_model_file_that_cannot_run_any_frame_is_named_at_load(models, tmp_path):
     # Normalization with two values for three channels: the file is refused before the pass.
     broken = tiny_model_file(tmp_path / 'broken.safetensors', 2, mean=[0.5, 0.5])
-    bag = _image_bag(tmp_path / 'drive', 3)
+    bag = _image_bag(tmp_path / 'drive', _noise(3))
     res = _cli('--bag', str(bag), '--model', str(models[0]), '--model', str(broken),
                '--topic', '/cam/image', '--report', str(tmp_path / 'report'))
     assert res.returncode == 2 and 'Traceback' not in res.stderr
@@ -275,7 +341,7 @@ def test_a_bug_on_the_frame_path_keeps_its_traceback(models, tmp_path, monkeypat
         raise IndexError(f'a bug in {step}')
 
     monkeypatch.setattr(inference, step, bug)
-    bag = _image_bag(tmp_path / 'drive', 3)
+    bag = _image_bag(tmp_path / 'drive', _noise(3))
     with pytest.raises(IndexError, match=f'^a bug in {step}$'):
         main(['eval-bag', '--bag', str(bag), '--model', str(models[0]), '--topic',
               '/cam/image', '--report', str(tmp_path / 'report')])
@@ -284,7 +350,7 @@ def test_a_bug_on_the_frame_path_keeps_its_traceback(models, tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_a_drive_of_one_frame_gets_a_report_that_says_so(models, tmp_path):
-    bag = _image_bag(tmp_path / 'one', 1)
+    bag = _image_bag(tmp_path / 'one', _noise(1))
     summary = eval_bag(bag, models[:1], '/cam/image', report=tmp_path / 'report')
     assert summary['frames'] == 1 and np.isnan(summary['models']['a']['flicker'])
     report = tmp_path / 'report'
@@ -297,7 +363,7 @@ def test_a_drive_of_one_frame_gets_a_report_that_says_so(models, tmp_path):
 
 @pytest.mark.slow
 def test_a_report_replaces_an_earlier_one_and_nothing_else(models, tmp_path):
-    bag = _image_bag(tmp_path / 'drive', 2)
+    bag = _image_bag(tmp_path / 'drive', _noise(2))
     report = tmp_path / 'report'
     eval_bag(bag, models[:1], '/cam/image', report=report)
     (report / 'old_note.txt').write_text('from the earlier run')
