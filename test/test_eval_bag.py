@@ -105,7 +105,7 @@ def test_annotated_bag_reads_back_with_the_official_mcap_reader(evaluated, model
 
 @pytest.fixture(scope='module')
 def street(tmp_path_factory):
-    """Four frames of a synthetic street (48x64) and a model whose masks follow their pixels."""
+    """Give four 48x64 frames of a synthetic street and a model whose masks follow them."""
     world = SyntheticWorld(SyntheticConfig(height=48, width=64, frames=4, seed=8))
     # A narrow std: an untrained model then tells the street's parts apart (and its colours).
     model = tiny_model_file(tmp_path_factory.mktemp('street') / 'street.safetensors', 0,
@@ -125,14 +125,14 @@ def _pass(bag, model, topic):
 
 
 def _figures(summary) -> str:
-    """What a summary measures, but where it read and each frame's time (JSON: NaN compares)."""
+    """Return what a summary measures, but the source and the times (JSON: NaN compares)."""
     models = {name: {k: v for k, v in m.items() if k != 'latency_ms'}
               for name, m in summary['models'].items()}
     return json.dumps({**summary, 'bag': None, 'topic': None, 'models': models}, sort_keys=True)
 
 
 def _assert_the_masks_of(seen, frames, model):
-    """The pass saw ``frames`` in order, and each mask is the Segmenter's, at the frame's size."""
+    """Check that the pass saw ``frames`` in order, each mask the Segmenter's at full size."""
     segmenter = Segmenter(model)
     assert list(seen) == [_stamp(i) for i in range(len(frames))]
     for (frame, mask), expected in zip(seen.values(), frames):
@@ -200,7 +200,7 @@ def _noise(count: int) -> list:
 
 
 def _compressed(frame, fmt: str):
-    """A frame as image_transport's compressed plugin sends it: format, bytes, decoded RGB."""
+    """Encode a frame as image_transport's compressed plugin does: format, bytes, decoded."""
     ok, data = cv2.imencode({'png': '.png', 'jpeg': '.jpg'}[fmt], frame[..., ::-1])
     assert ok
     decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
@@ -282,14 +282,14 @@ def test_an_empty_drive_is_a_one_line_error(models, tmp_path):
 
 
 def _lraspp_model_file(path, like):
-    """A second architecture with ``like``'s metadata, so that one model's forward can fail."""
+    """Write another architecture with ``like``'s metadata, so that one forward can fail."""
     meta = {**read_metadata(like), 'arch': 'lraspp_mobilenetv3'}
     save_model_file(path, build_model('lraspp_mobilenetv3', 11).eval(), meta)
     return path
 
 
 def test_a_model_whose_network_raises_is_named_in_one_line(models, tmp_path, monkeypatch,
-                                                            capsys):
+                                                           capsys):
     # The model file's network fails on the second frame (as a GPU out of memory does): the
     # user's problem, said in one line that names the model and the frame.
     broken = _lraspp_model_file(tmp_path / 'broken.safetensors', models[0])

@@ -8,9 +8,9 @@ demo adds its held-out table). Everything it shows is a file in the report's fol
 
 from pathlib import Path
 
-from stkd_ros.report.drive_table import (drive_line, drive_notes, number, STABILITY_NOTE,
-                                       SUMMARY_HEADERS, summary_rows)
 from stkd_ros.report import html_page as html
+from stkd_ros.report.drive_table import (drive_line, drive_notes, number, STABILITY_NOTE,
+                                         SUMMARY_HEADERS, summary_rows)
 
 PAGE = 'report.html'
 VIDEO_ID = 'drive'

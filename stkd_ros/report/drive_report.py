@@ -13,10 +13,10 @@ from pathlib import Path
 from matplotlib.figure import Figure   # no pyplot: no GUI backend, no global state
 import numpy as np
 
+from stkd_ros.data.image_io import write_rgb
 from stkd_ros.report.drive_page import write_page
 from stkd_ros.report.drive_table import (drive_line, drive_notes, STABILITY_NOTE,
-                                       SUMMARY_HEADERS, summary_rows)
-from stkd_ros.data.image_io import write_rgb
+                                         SUMMARY_HEADERS, summary_rows)
 
 #: The files every complete report holds: what marks a folder as an earlier report.
 REPORT_FILES = ('report.md', 'report.html', 'metrics.json')
