@@ -7,7 +7,8 @@ that evaluation scores (test/test_export_inference.py checks it).
 
 - In: the frame is resized to the model's input size with OpenCV's bilinear resize on uint8
   and normalized as ``(x / 255 - mean) / std``: what ``stkd_ros.data.transforms`` does to the
-  training frames (``Resize``, ``ToTensor``), so the model sees what it was trained on.
+  training frames (``RandomScale``'s resize, ``ToTensor``), so the model sees what it was
+  trained on (test/test_export_inference.py compares them).
 - Out: the argmax of the logits at the model's size, resized to the frame's size with
   nearest-neighbour interpolation at pixel centres (the masks' contract, shared/DESIGN.md;
   ``resize_classes``): class ids are never mixed, the mask lies on the frame's pixels, and
