@@ -49,16 +49,37 @@ def spin_until(node, condition, timeout: float) -> bool:
 
 def wait_for_readers(node, pubs, count: int, timeout: float) -> bool:
     """
-    Wait until each publisher has ``count`` subscriptions, then 1 s more.
+    Wait until each publisher has ``count`` subscriptions.
 
     The count is the publisher's side of the match; each remote reader matches the publisher
-    on its own, later, and drops what was sent before (as bag_player's start_delay).
+    on its own, later, and drops what was sent before (as bag_player's start_delay). A test
+    whose first message must arrive sends it until it is answered (:func:`until_answered`).
     """
-    if not spin_until(node, lambda: all(p.get_subscription_count() >= count for p in pubs),
-                      timeout):
-        return False
-    spin_until(node, lambda: False, 1.0)
-    return True
+    return spin_until(node, lambda: all(p.get_subscription_count() >= count for p in pubs),
+                      timeout)
+
+
+def until_answered(node, send, answered, timeout: float = 60.0, every: float = 2.0) -> bool:
+    """
+    Call ``send()`` until ``answered()``, spinning ``node``; False after ``timeout``.
+
+    ``every`` only paces the resends (discovery may lose the first ones); the answer decides.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        send()
+        if spin_until(node, answered, min(every, deadline - time.monotonic())):
+            return True
+    return False
+
+
+def subscription_reliability(node, topic: str, node_name: str) -> set:
+    """Return the reliabilities ('reliable', 'best_effort') of ``node_name``'s subscriptions."""
+    from rclpy.qos import ReliabilityPolicy
+    return {'reliable' if info.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+            else 'best_effort'
+            for info in node.get_subscriptions_info_by_topic(topic)
+            if info.node_name == node_name}
 
 
 def image_msg(array: np.ndarray, stamp_ns: int, frame_id: str = 'camera',

@@ -8,9 +8,21 @@ import subprocess
 import sys
 import time
 
+from stkd_ros.bag.reader import connections_for, open_bag
 from stkd_ros.nodes import replay_settings
 
 PROFILE = Path(__file__).resolve().parents[2] / 'config' / 'fastdds_profile.xml'
+#: Domain IDs that are safe on Linux (ROS 2 "The ROS_DOMAIN_ID": 102 and up may collide with
+#: the ephemeral ports), less 0, the default domain where a user's own nodes are.
+PRIVATE_DOMAINS = range(1, 102)
+#: After the bag, at most this long for the last masks to be segmented and measured.
+SETTLE_TIMEOUT_S = 120.0
+
+
+def private_domain_id() -> int:
+    """Return a domain from PRIVATE_DOMAINS other than this environment's ROS_DOMAIN_ID."""
+    own = os.environ.get('ROS_DOMAIN_ID', '0')
+    return random.choice([d for d in PRIVATE_DOMAINS if str(d) != own])
 
 
 def _node(module, params: dict, *ros_args, env):
@@ -25,13 +37,17 @@ def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
     Play ``bag``'s ``topic`` into segment_node + flicker_monitor; live flicker figures.
 
     The nodes queue every frame as replay.launch.py has them do, so every frame of the bag
-    gets a mask and every pair a flicker step.
+    gets a mask and every pair a flicker step. The nodes run in a domain of their own; once
+    the bag is played, the replay ends when flicker_monitor reports a step for every pair of
+    frames on /diagnostics (or when a node exits, or after ``SETTLE_TIMEOUT_S``).
     """
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     csv_path = log_dir / 'flicker_live.csv'
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(100, 200)),
-           'PYTHONUNBUFFERED': '1'}
+    with open_bag(bag) as reader:
+        frames = sum(c.msgcount for c in connections_for(reader, [topic]))
+    domain = private_domain_id()
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(domain), 'PYTHONUNBUFFERED': '1'}
     if PROFILE.is_file():
         env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(PROFILE)
     remap = ['-r', f'image:={topic}']
@@ -45,7 +61,7 @@ def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
                    env=env)
     try:
         player.wait(timeout=timeout)
-        time.sleep(2.0)   # the last masks reach the monitor
+        _wait_for_steps(domain, frames - 1, (segment, monitor))
     finally:
         logs = {}
         for name, proc in (('bag_player', player), ('segment_node', segment),
@@ -65,4 +81,35 @@ def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
     # The running totals of the last step: what eval-bag reports for the same drive.
     last = rows[-1] if rows else {'flicker_total': 'nan', 'tc_total': 'nan'}
     return {'steps': len(rows), 'flicker': float(last['flicker_total']),
-            'tc': float(last['tc_total']), 'log_dir': str(log_dir)}
+            'tc': float(last['tc_total']), 'log_dir': str(log_dir), 'domain_id': domain}
+
+
+def _wait_for_steps(domain: int, steps: int, nodes):
+    """Wait until flicker_monitor's /diagnostics count ``steps``, or a node has exited."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    counted = []
+
+    def on_diagnostics(msg):
+        counted.extend(int(kv.value) for s in msg.status if s.name.startswith('flicker_monitor: ')
+                       for kv in s.values if kv.key == 'steps')
+
+    context = rclpy.Context()
+    # No signal handlers: Ctrl-C stays the calling command's (it stops the replay).
+    rclpy.init(context=context, domain_id=domain,
+               signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node('stkd_replay', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
+        executor.add_node(node)
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while (not (counted and counted[-1] >= steps) and time.monotonic() < deadline
+               and all(proc.poll() is None for proc in nodes)):
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        context.try_shutdown()
