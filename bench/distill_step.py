@@ -16,6 +16,8 @@ reading a teacher's store costs.
 """
 
 import argparse
+from dataclasses import replace
+from functools import partial
 import statistics
 import tempfile
 import time
@@ -24,9 +26,11 @@ from report import emit
 from stkd_ros.config import DistillConfig, DistillWeights, load_config
 from stkd_ros.labeling.store import write_truth_store
 from stkd_ros.models import build_model
-from stkd_ros.training.data import train_loader, training_flow
+from stkd_ros.training.data_needs import data_needs
 from stkd_ros.training.distill_task import DistillationTask
+from stkd_ros.training.loader import train_loader
 from stkd_ros.training.tasks import SupervisedTask
+from stkd_ros.training.updates import Update
 import torch
 
 PIXEL_ONLY = DistillWeights(pseudo_label=0, pixel=1)
@@ -49,35 +53,32 @@ ROWS = {
 
 
 def make_task(row, cfg):
+    """Return the row's task and what its batches need (the row's distill settings)."""
     student = build_model(cfg.student.arch, 11)
-    distill, _, from_store = ROWS[row]
+    distill, _, _ = ROWS[row]
     if distill is None:
-        return SupervisedTask(student)
+        return SupervisedTask(student), data_needs(cfg, distill=False)
+    cfg.distill = replace(distill, flow=cfg.distill.flow)   # the row's terms, the run's flow
+    needs = data_needs(cfg, distill=True)
     teacher = build_model('teacher', 11, size='tiny')
-    task = DistillationTask(student, teacher, 11, distill, store_targets=from_store)
-    task.start_training(lambda step: 1.0, amp=False)
-    return task
+    return DistillationTask(student, teacher, 11, distill, store_targets=bool(needs.store)), needs
 
 
-def step_times(task, cfg, steps, cache, out):
+def step_times(task, needs, cfg, steps, run_dir):
     """Median ms of ``steps`` steps, twice over the same batches: (cold, warm)."""
     torch.manual_seed(0)
-    opt = torch.optim.AdamW(task.trainable_parameters(), lr=1e-3)
+    make = partial(Update, lr_factor=lambda step: 1.0, amp=False, device_type='cpu')
+    updates = {'model': make(torch.optim.AdamW(task.trainable_parameters(), lr=1e-3)),
+               **task.own_updates(make)}
     task.train()
     medians = []
     for _ in ('cold', 'warm'):
-        loader = train_loader(cfg.data, clip_length=task.frames_needed,
-                              batch_size=cfg.train.batch_size, seed=0, start_step=0, workers=0,
-                              flow=training_flow(cfg, out) if task.needs_flow else None,
-                              unlabeled=task.learns_from_unlabeled, cache_dir=cache)
+        loader = train_loader(cfg.data, needs, batch_size=cfg.train.batch_size, seed=0,
+                              start_step=0, workers=0, run_dir=run_dir)
         batches, times = iter(loader), []
         for _ in range(steps):
             tic = time.perf_counter()
-            losses = task(next(batches))
-            opt.zero_grad()
-            losses['loss'].backward()
-            opt.step()
-            task.after_step()
+            task.training_step(next(batches), updates)
             times.append(time.perf_counter() - tic)
         medians.append(statistics.median(times[1:]) * 1e3)   # the first step warms up
     return medians
@@ -104,10 +105,10 @@ def main():
             if from_store:
                 sets.append(f'data.labels={store}')
             cfg = load_config(args.config, args.set + sets)
-            task = make_task(row, cfg)
-            cold, warm = step_times(task, cfg, args.steps, f'{tmp}/{len(rows)}/frames', tmp)
+            task, needs = make_task(row, cfg)
+            cold, warm = step_times(task, needs, cfg, args.steps, f'{tmp}/{len(rows)}')
             rows.append({'row': row, 'clips': cfg.train.batch_size * (clips if distill else 1),
-                         'frames_per_sample': task.frames_needed,
+                         'frames_per_sample': needs.frames,
                          'cold_ms': cold, 'warm_ms': warm})
     plain = {r['clips']: r for r in rows if ROWS[r['row']][0] is None}
     for r in rows:

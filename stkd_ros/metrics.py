@@ -1,7 +1,7 @@
 """
 Segmentation quality: mIoU from a confusion matrix built with ``torch.bincount``.
 
-The ignore label is skipped; matrices add up, so they merge across batches and processes.
+The ignore label is skipped; matrices add up, so they merge across batches.
 Temporal stability (TC, flicker) is ``stkd_ros.temporal``'s.
 """
 
@@ -10,7 +10,6 @@ from typing import Dict
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.temporal import iou, mean_iou
 import torch
-import torch.distributed as dist
 
 
 class ConfusionMatrix:
@@ -36,14 +35,6 @@ class ConfusionMatrix:
 
     def merge(self, other: 'ConfusionMatrix'):
         self.mat += other.mat
-        return self
-
-    def all_reduce(self):
-        """Sum the matrix over all processes of a torch.distributed job (no-op otherwise)."""
-        if dist.is_available() and dist.is_initialized():
-            mat = self.mat.clone()
-            dist.all_reduce(mat)
-            self.mat = mat
         return self
 
     def iou(self) -> torch.Tensor:

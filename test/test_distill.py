@@ -1,6 +1,7 @@
 """The distillation task: where gradients go, the discriminator's own step, the flow cache."""
 
 import csv
+from functools import partial
 import subprocess
 
 from cli_helpers import _cmd, CONFIG
@@ -12,7 +13,9 @@ from stkd_ros.flow import build_flow
 from stkd_ros.flow.cache import FlowCache
 from stkd_ros.models import build_model
 from stkd_ros.training.commands import distill
+from stkd_ros.training.data_needs import data_needs, DataNeeds
 from stkd_ros.training.distill_task import DistillationTask
+from stkd_ros.training.updates import Update
 import torch
 
 
@@ -24,7 +27,6 @@ def _batch(n=2, k=5, h=64, w=128):
             'flows': torch.randn(n, 1, 2, h, w), 'visible': torch.rand(n, h, w) > 0.2}
 
 
-FULL = DistillWeights(**DistillWeights.FULL_METHOD)
 FULL_SETS = [f'distill.weights.{k}={v}' for k, v in DistillWeights.FULL_METHOD.items()]
 
 
@@ -42,6 +44,21 @@ def task():
     return _task()
 
 
+def _updates(task, amp=False, device_type='cpu'):
+    """Return the student's SGD and the task's own updates, at a constant rate factor 1."""
+    make = partial(Update, lr_factor=lambda step: 1.0, amp=amp, device_type=device_type)
+    return {'model': make(torch.optim.SGD(task.trainable_parameters(), lr=0.01)),
+            **task.own_updates(make)}
+
+
+def _needs(**weights):
+    """Return what a distillation run with the full method's weights but those given needs."""
+    weights = {**DistillWeights.FULL_METHOD, **weights}
+    sets = [f'distill.weights.{k}={v}' for k, v in weights.items()]
+    return data_needs(load_config(None, sets + ['data.synthetic.unlabeled_clips=2']),
+                      distill=True)
+
+
 TERMS = ('ce', 'kd_pixel', 'kd_pairwise', 'temporal', 'temporal_kd', 'adversarial')
 
 
@@ -57,24 +74,32 @@ def test_every_term_is_logged_and_gradients_reach_only_the_student(task):
     assert set(task.trainable_parameters()) == set(task.model.parameters())
 
 
-@pytest.mark.parametrize('term', TERMS)
-def test_doubling_a_weight_doubles_its_share_and_leaves_the_logged_term(term):
-    weight = term[3:] if term.startswith('kd_') else term
-    batch = _batch()
+#: Each weight of distill.weights and the term it weighs, as the loss dict names it.
+WEIGHTED_TERMS = [('ce', 'ce'), ('pseudo_label', 'pseudo_label'), ('pixel', 'kd_pixel'),
+                  ('pairwise', 'kd_pairwise'), ('temporal', 'temporal'),
+                  ('temporal_kd', 'temporal_kd'), ('adversarial', 'adversarial')]
+
+
+@pytest.mark.parametrize('weight,term', WEIGHTED_TERMS)
+def test_a_weight_scales_its_own_term_in_the_loss_and_not_in_the_log(weight, term):
+    batch = _batch()          # frame 1 has no label: pseudo-labels teach there
     with torch.no_grad():
-        base = _task()(batch)
-        doubled = _task(**{weight: 2 * getattr(FULL, weight)})(batch)
-    assert doubled[term] == base[term]                        # logged unweighted
-    share = getattr(FULL, weight) * base[term]
-    torch.testing.assert_close(doubled['loss'], base['loss'] + share)
+        one = _task(**{'pseudo_label': 1.0, weight: 1.0})(batch)
+        three = _task(**{'pseudo_label': 1.0, weight: 3.0})(batch)
+        off = _task(**{'pseudo_label': 1.0, weight: 0.0})(batch)
+    assert term not in off and set(one) == set(off) | {term}
+    logged = [k for k in one if k not in ('loss', 'output')]
+    assert all(torch.equal(three[k], one[k]) for k in logged)            # logged unweighted
+    torch.testing.assert_close(three['loss'] - one['loss'], 2 * one[term])
+    torch.testing.assert_close(one['loss'] - off['loss'], one[term])
 
 
 def test_the_discriminator_sees_nothing_on_crop_padding(task):
     batch = _batch()
     batch['valid'] = torch.ones(2, 64, 128, dtype=torch.bool)
     batch['valid'][:, :, 100:] = False
-    task(batch)
-    for pair in task._judged:
+    _, pairs = task.losses(batch)
+    for pair in pairs:
         assert (pair[..., 100:] == 0).all() and (pair[..., :100] > 0).all()
 
 
@@ -98,51 +123,41 @@ def test_teacher_stays_in_eval_mode(task):
     assert task.model.training and not task.teacher.training
 
 
-def test_a_discriminator_step_leaves_the_student_unchanged(task):
-    task.start_training(lambda step: 1.0, amp=False)
-    task(_batch())
-    before = {k: v.clone() for k, v in task.model.state_dict().items()}
-    d_before = [p.detach().clone() for p in task.discriminator.parameters()]
-    logged = task.after_step()
-    assert set(logged) == {'d_loss', 'd_lr'} and float(logged['d_lr']) == pytest.approx(4e-4)
-    after = task.model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    assert all(p.grad is None for p in task.model.parameters())
-    assert any(not torch.equal(a, b.detach())
-               for a, b in zip(d_before, task.discriminator.parameters()))
+def test_one_step_updates_the_student_then_the_discriminator_on_detached_pairs():
+    task, alone = _task(), _task()
+    batch = _batch()
+    logged = task.training_step(batch, _updates(task))
+    assert {'loss', 'd_loss', 'd_lr'} <= set(logged)
+    assert float(logged['d_lr']) == pytest.approx(4e-4)
+    # The student's step alone, on a twin: the same student, the same gradients.
+    _updates(alone)['model'].step(alone(batch)['loss'])
+    for a, b in zip(task.model.parameters(), alone.model.parameters()):
+        assert torch.equal(a, b) and torch.equal(a.grad, b.grad)
+    # The discriminator moved, on its own loss: only its step zeroes what the student's
+    # loss gave it.
+    assert any(not torch.equal(a, b) for a, b in zip(task.discriminator.parameters(),
+                                                     alone.discriminator.parameters()))
+    assert all(p.grad is None for p in task.teacher.parameters())
 
 
-def test_the_discriminator_state_resumes_with_the_task(task):
-    task.start_training(lambda step: 0.5, amp=False)
-    task(_batch())
-    task.after_step()
-    state = task.training_state()
+def test_the_discriminators_weights_resume_with_the_task(task):
+    task.training_step(_batch(), _updates(task))
     resumed = _task()
-    with pytest.raises(RuntimeError, match='before start_training'):
-        resumed.load_training_state(state)     # would drop the optimizer's state
-    resumed.start_training(lambda step: 0.5, amp=False)
-    resumed.load_training_state(state)
-    moments = [s['exp_avg'] for s in resumed.d_optimizer.state_dict()['state'].values()]
-    expected = [s['exp_avg'] for s in task.d_optimizer.state_dict()['state'].values()]
-    assert moments and all(torch.equal(a, b) for a, b in zip(moments, expected))
-    assert resumed.d_schedule.last_epoch == 1
+    resumed.load_training_state(task.training_state())
     for a, b in zip(resumed.discriminator.parameters(), task.discriminator.parameters()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match='disagree on the discriminator'):
-        _task(adversarial=0).load_training_state(state)
+        _task(adversarial=0).load_training_state(task.training_state())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='AMP needs CUDA')
 def test_the_discriminator_step_under_amp_scales_its_gradients():
     task = _task().cuda()
-    task.start_training(lambda step: 1.0, amp=True)
-    batch = {k: v.cuda() for k, v in _batch().items()}
-    with torch.autocast('cuda'):
-        task(batch)
-    scaler = task.d_scaler
+    updates = _updates(task, amp=True, device_type='cuda')
+    scaler = updates['discriminator'].scaler
     assert scaler.is_enabled() and scaler.get_scale() > 1
     before = [p.detach().clone() for p in task.discriminator.parameters()]
-    logged = task.after_step()
+    logged = task.training_step({k: v.cuda() for k, v in _batch().items()}, updates)
     assert torch.isfinite(logged['d_loss'])
     assert any(not torch.equal(a, b.detach())
                for a, b in zip(before, task.discriminator.parameters()))
@@ -151,16 +166,15 @@ def test_the_discriminator_step_under_amp_scales_its_gradients():
 def test_terms_switch_off_one_by_one():
     off = {'pixel': 0, 'pairwise': 0, 'temporal': 0, 'temporal_kd': 0, 'adversarial': 0}
     task = _task(**off)
-    assert task.discriminator is None and not task.needs_flow
+    assert task.discriminator is None and task.own_updates(None) == {}
     # Cross-entropy alone has nothing to learn on an unlabeled frame; any other term has.
-    assert not task.learns_from_unlabeled
-    temporal = _task(**{**off, 'temporal': 3.0})
-    assert temporal.learns_from_unlabeled and temporal.needs_flow
+    assert _needs(**off) == DataNeeds(frames=1)
+    temporal = _needs(**{**off, 'temporal': 3.0})
+    assert temporal.unlabeled and temporal.frames == 2 and temporal.flow is not None
     batch = _batch()
     del batch['flows'], batch['visible']
-    out = task(batch)
-    assert set(out) == {'loss', 'ce', 'output'}
-    assert task.after_step() == {} and task.training_state() == {}
+    out = task.training_step(batch, _updates(task))
+    assert set(out) == {'loss', 'ce', 'output'} and task.training_state() == {}
 
 
 def test_the_temporal_term_counts_only_the_visible_pixels():
@@ -188,12 +202,13 @@ def test_distill_settings_are_checked_when_the_config_is_read(override):
 
 
 def test_without_a_term_that_compares_frames_a_step_takes_one_frame_per_sample():
+    one = _needs(temporal=0, temporal_kd=0, adversarial=0)
+    assert one.frames == 1 and one.unlabeled and one.flow is None
     task = _task(temporal=0, temporal_kd=0, adversarial=0)
-    assert task.frames_needed == 1 and task.learns_from_unlabeled
     batch = {k: v[:, :1] for k, v in _batch().items() if k in ('frames', 'labels')}
     out = task(batch)
     assert {'ce', 'kd_pixel', 'kd_pairwise'} <= set(out) and out['output'].shape[0] == 2
-    assert _task().frames_needed == 2
+    assert _needs().frames == 2
 
 
 def test_flow_cache_returns_what_was_computed(tmp_path, small_world):

@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 from stkd_ros.config import DistillConfig, DistillWeights, load_config
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from stkd_ros.data.unlabeled import build_unlabeled
+from stkd_ros.errors import InputError
 from stkd_ros.flow.warp import warp_labels
 from stkd_ros.labeling.store import write_truth_store
 from stkd_ros.losses.temporal import motion_consistency
 from stkd_ros.model_file import load_model_file, save_model_file
 from stkd_ros.models import build_model
-from stkd_ros.training.data import build_unlabeled, train_loader
+from stkd_ros.training.data_needs import data_needs, DataNeeds
 from stkd_ros.training.distill_task import DistillationTask
+from stkd_ros.training.loader import train_loader
 from stkd_ros.training.tasks import cross_entropy
 import torch
 
@@ -48,7 +51,7 @@ def _batch(n=2, h=32, w=64):
 
 def test_the_stores_classes_teach_and_the_teacher_never_runs():
     task = _task(HARD, pseudo_label_confidence=0.5)
-    assert not task.uses_teacher and task.learns_from_unlabeled and task.frames_needed == 1
+    assert not task.uses_teacher
     batch = {k: v[:, :1] if v.dim() > 3 and k != 'flows' else v for k, v in _batch().items()}
     out = task(batch)
     with torch.no_grad():
@@ -76,12 +79,14 @@ def test_a_gate_limits_the_temporal_term_to_the_pixels_it_keeps(gate):
     torch.testing.assert_close(out['temporal'], motion_consistency(s[:2], s[2:], flow, kept))
 
 
-def test_a_gate_needs_a_store():
-    cfg = DistillConfig(weights=DistillWeights(**{**HARD, 'temporal': 3.0}),
-                        temporal_gate='agreement')
-    with pytest.raises(ValueError, match='reads a label store'):
-        DistillationTask(build_model('bisenet_lite', 5), build_model('teacher', 5, size='tiny'),
-                         5, cfg)
+def test_a_gate_needs_a_store_and_the_store_comes_with_the_unlabeled_frames(tmp_path):
+    sets = [f'distill.weights.{k}={v}' for k, v in HARD.items()]
+    cfg = load_config(None, WORLD + sets + ['distill.temporal_gate=agreement'])
+    with pytest.raises(InputError, match='^distill.temporal_gate: agreement reads a label '):
+        data_needs(cfg, distill=True)
+    cfg.data.labels = str(tmp_path / 'store')
+    assert data_needs(cfg, distill=True) == DataNeeds(frames=1, unlabeled=True,
+                                                      store=cfg.data.labels)
 
 
 WORLD = ['data.synthetic.height=32', 'data.synthetic.width=64', 'data.synthetic.frames=6',
@@ -92,8 +97,9 @@ WORLD = ['data.synthetic.height=32', 'data.synthetic.width=64', 'data.synthetic.
 def test_the_loader_gives_each_unlabeled_clip_its_stores_classes(tmp_path):
     cfg = load_config(None, WORLD + [f'data.labels={tmp_path / "truth"}'])
     write_truth_store(tmp_path / 'truth', cfg.data)
-    batch = next(iter(train_loader(cfg.data, clip_length=2, batch_size=2, seed=3, start_step=0,
-                                   workers=0, unlabeled=True)))
+    needs = DataNeeds(frames=2, unlabeled=True, store=cfg.data.labels)
+    batch = next(iter(train_loader(cfg.data, needs, batch_size=2, seed=3, start_step=0,
+                                   workers=0)))
     labeled, unlabeled = slice(0, 2), slice(2, 4)
     assert (batch['targets'][labeled] == 255).all() and (batch['confidence'][labeled] == 0).all()
     assert (batch['labels'][unlabeled] == 255).all()           # still no label of their own

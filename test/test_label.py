@@ -19,6 +19,7 @@ from stkd_ros.commands.label import label
 from stkd_ros.config import load_config
 from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
 from stkd_ros.data.image_io import write_label, write_rgb
+from stkd_ros.data.unlabeled import build_unlabeled, unlabeled_streets
 from stkd_ros.errors import InputError
 from stkd_ros.flow import build_flow
 from stkd_ros.inference import model_input, Segmenter
@@ -27,12 +28,10 @@ from stkd_ros.labeling.identity import file_sha256, source_identity
 from stkd_ros.labeling.labeler import hard_labels, label_sequence
 from stkd_ros.labeling.passes import TeacherPasses
 from stkd_ros.labeling.quality import store_quality
-from stkd_ros.labeling.sources import (parse_shard, Sequence, synthetic_unlabeled,
-                                       video_sequences)
+from stkd_ros.labeling.sources import parse_shard, Sequence, video_sequences
 from stkd_ros.labeling.store import done_frames, LabelStore, StoreError, write_truth_store
 from stkd_ros.model_file import load_model_file, save_model_file
 from stkd_ros.models import build_model
-from stkd_ros.training.data import build_unlabeled
 import torch
 
 CONFIG = str(ROOT / 'config' / 'distill' / 'synthetic.yaml')
@@ -129,7 +128,7 @@ def test_one_pass_labels_are_the_segmenters_masks(tmp_path, teacher):
     summary = label(CONFIG, teacher, tmp_path / 's', overrides=WORLD, progress=False)
     assert summary['passes'] == 1
     store = LabelStore.open(tmp_path / 's')
-    streets = synthetic_unlabeled(_data_cfg())
+    streets = unlabeled_streets(_data_cfg())
     segmenter = Segmenter(teacher)
     for name, frames in streets.list_sequences():
         for t in (0, frames - 1):
@@ -160,7 +159,7 @@ def test_the_quality_report_scores_the_stored_labels(fused_store):
     # Independently: coverage and accuracy at a threshold the random teacher's confidence
     # straddles, counted straight from the files and the world's truth.
     store = LabelStore.open(out)
-    streets = synthetic_unlabeled(_data_cfg())
+    streets = unlabeled_streets(_data_cfg())
     conf = np.concatenate([store.read(n, t)[1].ravel() for n in store.sequences
                            for t in range(6)])
     level = float(np.median(conf)) / 255
@@ -189,12 +188,12 @@ def test_a_ground_truth_store_scores_one_and_names_itself_an_oracle(tmp_path):
     store = write_truth_store(tmp_path / 'truth', cfg)
     assert store.oracle and store.teacher_sha256 == 'ground_truth'
     assert store.source == source_identity(cfg)
-    quality = store_quality(store, video_sequences(synthetic_unlabeled(cfg)))
+    quality = store_quality(store, video_sequences(unlabeled_streets(cfg)))
     assert quality['miou'] == 1.0 and quality['pixel_accuracy'] == 1.0
     assert all(row['coverage'] == 1.0 and row['accuracy'] == 1.0
                for row in quality['coverage'])
     labels, confidence = store.read('synthetic_4000003_00000', 2)
-    truth = synthetic_unlabeled(cfg).sequence_frame('synthetic_4000003_00000', 2)[1]
+    truth = unlabeled_streets(cfg).sequence_frame('synthetic_4000003_00000', 2)[1]
     assert (labels == truth).all() and (confidence == 255).all()
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from stkd_ros.config import DataConfig, SyntheticDataConfig
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.render_cache import RENDER_VERSION
 from stkd_ros.data.render_warm import frames, warm
 from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig, SyntheticWorld
 from stkd_ros.data.world.render import render
 from stkd_ros.flow.warp import warp_labels
-from stkd_ros.training.data import build_clips
 import torch
 
 

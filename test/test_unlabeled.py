@@ -10,7 +10,8 @@ from stkd_ros.bag.reader import BagError
 from stkd_ros.config import DataConfig, SyntheticDataConfig
 from stkd_ros.data.bag_video import BagVideo
 from stkd_ros.data.classes import IGNORE_INDEX
-from stkd_ros.training.data import train_loader
+from stkd_ros.training.data_needs import DataNeeds
+from stkd_ros.training.loader import train_loader
 
 
 def _data(**synthetic):
@@ -25,8 +26,8 @@ def torch_equal(a, b):
 
 
 def _batches(cfg, unlabeled, count=3, start_step=0):
-    loader = train_loader(cfg, clip_length=2, batch_size=2, seed=5, start_step=start_step,
-                          workers=0, unlabeled=unlabeled)
+    loader = train_loader(cfg, DataNeeds(frames=2, unlabeled=unlabeled), batch_size=2, seed=5,
+                          start_step=start_step, workers=0)
     it = iter(loader)
     return [next(it) for _ in range(count)]
 

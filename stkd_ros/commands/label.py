@@ -16,6 +16,7 @@ from pathlib import Path
 import time
 
 from stkd_ros.config import load_config
+from stkd_ros.data.unlabeled import build_unlabeled
 from stkd_ros.errors import InputError
 from stkd_ros.labeling.fusion import EstimatedLinks, ExactLinks
 from stkd_ros.labeling.identity import file_sha256, source_identity
@@ -28,7 +29,6 @@ from stkd_ros.labeling.store import (check_out, clear_partial, done_frames, firs
                                      QUALITY, REVIEW, write_frame, write_json)
 from stkd_ros.model_file import load_model_file, read_metadata
 from stkd_ros.report.label_review import write_label_review
-from stkd_ros.training.data import build_unlabeled
 import torch
 from tqdm import tqdm
 

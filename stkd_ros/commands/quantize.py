@@ -53,7 +53,7 @@ def calibration_frames(model_path, frames: int = DEFAULT_FRAMES, data_root=None,
         raise InputError(f'{model_path} was trained on the synthetic world, which is rendered, '
                          f'not read: leave out --data-root')
     data.dataset = dataset
-    from stkd_ros.training.data import build_clips
+    from stkd_ros.data.datasets import build_clips
     clips = build_clips(data, 'train', clip_length=1, gap=1)
     # Evenly spread over the training set (repeats only if it has fewer frames than asked);
     # the synthetic train split draws its key frame at random: seeded, restored afterwards.

@@ -8,7 +8,9 @@ most of a core rendering). Warming renders them all up front, on every core.
 
 from concurrent.futures import ProcessPoolExecutor
 
+from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.synthetic import SyntheticClips
+from stkd_ros.data.unlabeled import build_unlabeled
 
 
 def frames(clips: SyntheticClips, start: int, gap: int):
@@ -42,3 +44,23 @@ def warm_all(datasets, workers: int) -> int:
     jobs = [(clips, shard, workers) for clips in datasets for shard in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
         return sum(pool.map(_warm_job, jobs))
+
+
+def warm_render_cache(cfg, *, eval_split: str, workers: int) -> int:
+    """
+    Render every view of the synthetic world of ``cfg`` into its render cache, in parallel.
+
+    The views are every one that training (one- and two-frame runs) and scoring on
+    ``eval_split`` can draw; ``workers`` processes share them. Returns how many frames were
+    rendered (a cached one costs a file check).
+    """
+    if cfg.dataset != 'synthetic' or not cfg.synthetic.render_cache:
+        return 0
+    gap = tuple(cfg.gap)
+    datasets = [build_clips(cfg, eval_split, clip_length=2, gap=cfg.eval_gap)]
+    for length in (1, 2):
+        datasets.append(build_clips(cfg, 'train', clip_length=length, gap=gap))
+        unlabeled = build_unlabeled(cfg, clip_length=length, gap=gap, cache_dir=None)
+        if unlabeled is not None:
+            datasets.append(unlabeled)
+    return warm_all(datasets, workers)

@@ -9,11 +9,10 @@ after these sequences, and a training Clip names its frames the same way (``Clip
 ``Clip.times``).
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 import re
 from typing import List, Tuple
 
-from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
 from stkd_ros.errors import InputError
 from torch.utils.data import ConcatDataset
 
@@ -69,11 +68,3 @@ def parse_shard(text: str) -> Tuple[int, int]:
 def shard_of(sequences: List[Sequence], index: int, count: int) -> List[Sequence]:
     """Sequences i with i % count == index: shards are disjoint and cover every sequence."""
     return [s for i, s in enumerate(sequences) if i % count == index]
-
-
-def synthetic_unlabeled(data_cfg):
-    """Return the synthetic world's never-labeled streets of a DataConfig, as one source."""
-    s = data_cfg.synthetic
-    world = SyntheticConfig(**{f.name: getattr(s, f.name) for f in fields(SyntheticConfig)})
-    return SyntheticClips(world, split='unlabeled', clips=s.unlabeled_clips, clip_length=1,
-                          gap=1, cache_dir=s.render_cache)

@@ -28,9 +28,10 @@ import cv2
 import numpy as np
 from stkd_ros.data.classes import CAMVID_CLASSES, IGNORE_INDEX
 from stkd_ros.data.image_io import read_label
+from stkd_ros.data.unlabeled import unlabeled_streets
 from stkd_ros.errors import InputError
 from stkd_ros.labeling.identity import GROUND_TRUTH, source_identity
-from stkd_ros.labeling.sources import synthetic_unlabeled, video_sequences
+from stkd_ros.labeling.sources import video_sequences
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ def write_truth_store(out, data_cfg, *, progress: bool = False) -> LabelStore:
     if data_cfg.unlabeled_bags:
         raise StoreError('a ground-truth store holds the synthetic world alone; bags have no '
                          'ground truth (leave data.unlabeled_bags empty)')
-    sequences = video_sequences(synthetic_unlabeled(data_cfg))
+    sequences = video_sequences(unlabeled_streets(data_cfg))
     manifest = prepare_store(out, new_manifest(
         teacher_sha256=GROUND_TRUTH, teacher_path=None, classes=CAMVID_CLASSES,
         source=source_identity(data_cfg), settings={'labels': GROUND_TRUTH}, oracle=True,

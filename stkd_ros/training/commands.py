@@ -5,11 +5,13 @@ import logging
 from pathlib import Path
 
 from stkd_ros.config import load_config
+from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from stkd_ros.data.unlabeled import build_unlabeled
 from stkd_ros.errors import InputError
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import load_model_file
-from stkd_ros.training.data import build_clips, build_unlabeled, has_unlabeled_video
+from stkd_ros.training.data_needs import data_needs
 from stkd_ros.training.evaluate import evaluate, evaluation_flow
 from stkd_ros.training.run import resolve_device
 from stkd_ros.training.tasks import SupervisedTask
@@ -29,24 +31,21 @@ def train_teacher(config_path, out, steps=None, overrides=()) -> dict:
     """Train the two-branch teacher with cross-entropy on the fused and both branch outputs."""
     cfg = _config(config_path, steps, overrides)
     return train(cfg, out, cfg.teacher, lambda m: SupervisedTask(m, cfg.train.aux_weight),
-                 'teacher')
+                 'teacher', data_needs(cfg, distill=False))
 
 
 def train_student(config_path, out, steps=None, overrides=()) -> dict:
     """Train the student alone with cross-entropy: the baseline distillation is compared to."""
     cfg = _config(config_path, steps, overrides)
-    return train(cfg, out, cfg.student, SupervisedTask, 'student')
+    return train(cfg, out, cfg.student, SupervisedTask, 'student',
+                 data_needs(cfg, distill=False))
 
 
 def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     """Distill the config's student from a trained teacher model file."""
     from stkd_ros.training.distill_task import DistillationTask
     cfg = _config(config_path, steps, overrides)
-    if cfg.distill.weights.pseudo_label and not has_unlabeled_video(cfg.data):
-        # Labeled frames teach with their own labels: pseudo-labels have nothing to teach.
-        raise InputError('distill.weights.pseudo_label: no unlabeled video to learn from; give '
-                         '--unlabeled-bag with --unlabeled-topic, data.unlabeled_video=true '
-                         '(Cityscapes, CamVid) or data.synthetic.unlabeled_clips')
+    needs = data_needs(cfg, distill=True)      # before the teacher is read: a config error
     teacher, meta = load_model_file(teacher_path)
     for key in ('mean', 'std'):
         if meta[key] != list(IMAGENET_MEAN if key == 'mean' else IMAGENET_STD):
@@ -57,15 +56,15 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     if meta['num_classes'] != len(classes):
         raise InputError(f'{teacher_path}: teacher predicts {meta["num_classes"]} classes, '
                          f'{cfg.data.dataset} has {len(classes)}')
-    if cfg.data.labels:
+    if needs.store:
         check_label_store(cfg, teacher_path, out)
     elif cfg.distill.weights.pseudo_label:
         log.info('the teacher labels every unlabeled view online; `stkd label` once and '
                  '--labels make each step cost about a plain one')
     return train(cfg, out, cfg.student,
                  lambda student: DistillationTask(student, teacher, len(classes), cfg.distill,
-                                                  store_targets=bool(cfg.data.labels)),
-                 'distilled')
+                                                  store_targets=needs.store is not None),
+                 'distilled', needs)
 
 
 def check_label_store(cfg, teacher_path, out):

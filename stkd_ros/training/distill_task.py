@@ -3,16 +3,16 @@ Spatial-temporal consistency distillation as a task.
 
 A frozen teacher, a student, and a discriminator that judges pairs of consecutive predictions.
 
-One forward pass runs the student on frames t and t+k together and the teacher under
-``no_grad``; the returned dict holds every term unweighted beside the weighted total, so
-``metrics.csv`` compares across weight sweeps. The task owns the discriminator, its optimizer,
-its learning rate and its step (``after_step``), which judges the pairs of the last forward,
-detached, so the discriminator's update never moves the student.
+One step (:meth:`DistillationTask.training_step`) runs the student on frames t and t+k
+together and the teacher under ``no_grad``, updates the student on the weighted sum of the
+terms, then updates the discriminator on the teacher's (real) and the student's (fake) pairs
+it just made, detached, so the discriminator's update never moves the student. The returned
+dict holds every term unweighted beside the weighted total, so ``metrics.csv`` compares
+across weight sweeps.
 """
 
 from stkd_ros.config import DistillConfig
 from stkd_ros.data.classes import IGNORE_INDEX
-from stkd_ros.errors import InputError
 from stkd_ros.flow.warp import warp_labels
 from stkd_ros.losses.adversarial import discriminator_loss, generator_loss
 from stkd_ros.losses.pairwise import pairwise_kd
@@ -22,7 +22,6 @@ from stkd_ros.models.discriminator import PairDiscriminator
 from stkd_ros.training.tasks import cross_entropy, ModelTask
 import torch
 from torch import nn
-import torch.distributed as dist
 import torch.nn.functional as nnf
 
 
@@ -32,7 +31,9 @@ class DistillationTask(ModelTask):
 
     The teacher is a registered submodule (it moves with the task), frozen and in eval mode;
     it is in no optimizer, and neither in DDP (which wraps the student alone) nor in
-    checkpoints (the trainer saves the student and :meth:`training_state`).
+    checkpoints (the trainer saves the student and :meth:`training_state`). With
+    ``store_targets`` the unlabeled frames' classes come with the batch from a label store
+    (``targets``), labeled once and offline; without, the teacher labels every view online.
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module, num_classes: int,
@@ -40,49 +41,76 @@ class DistillationTask(ModelTask):
         super().__init__(student)
         self.cfg = cfg
         w = cfg.weights
-        if cfg.temporal_gate != 'none' and not store_targets:
-            raise InputError(f'distill.temporal_gate: {cfg.temporal_gate} reads a label store; '
-                             f'give one with --labels (data.labels)')
-        # With a label store the unlabeled frames' classes come with the batch (``targets``),
-        # labeled once and offline; without one the teacher labels every view online.
         self.store_targets = store_targets
-        # Every term but cross-entropy has a target on unlabeled frames; all but the
-        # student's own consistency and the store's classes need the teacher.
+        # All terms but cross-entropy, the student's own consistency and the store's classes
+        # need the teacher.
         self.uses_teacher = any((w.pixel, w.pairwise, w.temporal_kd, w.adversarial,
                                  w.pseudo_label and not store_targets))
-        self.learns_from_unlabeled = any((w.pixel, w.pairwise, w.temporal_kd, w.adversarial,
-                                          w.pseudo_label, w.temporal))
-        self.needs_flow = w.temporal > 0
-        # Only the terms that compare frames t and t+k need the second frame; without them a
-        # step costs the student and the teacher one frame per sample, not two.
-        self.frames_needed = 2 if any((w.temporal, w.temporal_kd, w.adversarial)) else 1
         self.teacher = teacher.eval().requires_grad_(False)
         self.discriminator = PairDiscriminator(num_classes) if w.adversarial > 0 else None
-        self.d_optimizer = self.d_schedule = self.d_scaler = None   # start_training
-        self.amp = False
-        self._judged = None     # (real, fake) pairs of the last forward, detached
 
     def train(self, mode: bool = True):
         super().train(mode)
         self.teacher.eval()
         return self
 
-    def forward(self, batch):
+    def training_step(self, batch, updates: dict) -> dict:
         """
-        Return the total loss, each term unweighted, and the student's logits of frame t.
+        Update the student on the losses of ``batch``, then the discriminator; return the log.
+
+        ``updates['model']`` steps the student; ``updates['discriminator']`` (from
+        :meth:`own_updates`) the discriminator, on the pairs the student's losses judged.
+        """
+        student = updates['model']
+        with student.autocast():
+            losses, pairs = self.losses(batch)
+        student.step(losses['loss'])
+        if self.discriminator is None:
+            return losses
+        critic, judge = updates['discriminator'], self.discriminator
+        lr = critic.lr()
+        real, fake = (pair.detach() for pair in pairs)
+        with critic.autocast():
+            d_loss = discriminator_loss(judge(real), judge(fake))
+        # The discriminator is outside DDP: its gradients are averaged over the ranks here.
+        critic.step(d_loss, average=judge.parameters())
+        return {**losses, 'd_loss': d_loss.detach(), 'd_lr': torch.tensor(lr)}
+
+    def own_updates(self, make_update) -> dict:
+        """Return the discriminator's Adam (SKD's betas) on the student's rate factor."""
+        if self.discriminator is None:
+            return {}
+        # The discriminator follows the student's schedule (as in SKD's training script); at
+        # a constant rate it overpowers the decaying student late in training.
+        adam = torch.optim.Adam(self.discriminator.parameters(),
+                                lr=self.cfg.discriminator.lr, betas=(0.5, 0.999))
+        return {'discriminator': make_update(adam)}
+
+    def forward(self, batch):
+        """Return the losses of ``batch`` (:meth:`losses`)."""
+        return self.losses(batch)[0]
+
+    def losses(self, batch):
+        """
+        Return the losses of ``batch`` and the pairs the discriminator judged in them.
+
+        The pairs are the teacher's and the student's (frame t, frame t+k) predictions, (real,
+        fake), or None without a discriminator.
 
         batch: ``frames`` (N, T, 3, H, W) normalized frames t and t+k (T = 2), or frame t
-        alone (T = 1) when no term compares frames (``frames_needed``); ``labels``
-        (N, T, H, W), 255 where a frame has no label; ``flows`` (N, 1, 2, H, W) from t to t+k
-        and ``visible`` (N, H, W), the pixels seen in both frames by the photometric check,
-        when the temporal term is on (``needs_flow``); ``valid`` (N, H, W), False on crop
-        padding, which no term treats as image (every pixel counts without it); with a label
-        store, ``targets`` (N, T, H, W) its classes (255 on labeled clips and padding) and
-        ``confidence`` (N, T, H, W) in [0, 1].
+        alone (T = 1) when no term compares frames; ``labels`` (N, T, H, W), 255 where a
+        frame has no label; ``flows`` (N, 1, 2, H, W) from t to t+k and ``visible`` (N, H, W),
+        the pixels seen in both frames by the photometric check, when the temporal term is
+        on; ``valid`` (N, H, W), False on crop padding, which no term treats as image (every
+        pixel counts without it); with a label store, ``targets`` (N, T, H, W) its classes
+        (255 on labeled clips and padding) and ``confidence`` (N, T, H, W) in [0, 1]
+        (training/data_needs.py says which a config's batches bring).
 
-        Returns ``loss`` (the sum of each weight times its term, what is optimized), one
-        unweighted entry per term switched on (``ce``, ``pseudo_label``, ``kd_pixel``,
-        ``kd_pairwise``, ``temporal``, ``temporal_kd``, ``adversarial``) and ``output``.
+        The dict holds ``loss`` (the sum of each weight times its term, what is optimized),
+        one unweighted entry per term switched on, named after its weight in
+        ``distill.weights`` but the distillation terms: ``ce``, ``pseudo_label``,
+        ``kd_pixel`` (weight ``pixel``), ``kd_pairwise`` (weight ``pairwise``), ``temporal``,
+        ``temporal_kd``, ``adversarial``; and ``output``.
         """
         w, grid = self.cfg.weights, tuple(self.cfg.grid)
         frames, labels = batch['frames'], batch['labels']
@@ -94,37 +122,38 @@ class DistillationTask(ModelTask):
         with torch.no_grad():
             t = self.teacher(both) if self.uses_teacher else {}
         s_t, s_next = s['logits'][:n], s['logits'][n:]
-        terms = {}
+        terms, weighted, pairs = {}, [], None
+
+        def add(name, weight, term):
+            terms[name] = term
+            weighted.append(weight * term)
+
         if w.ce:
             # The key frame's label only: the labels a student trained on labels alone sees.
-            terms['ce'] = cross_entropy(s_t, labels[:, 0])
+            add('ce', w.ce, cross_entropy(s_t, labels[:, 0]))
         if w.pseudo_label:
             targets = (self._store_labels(batch) if self.store_targets
                        else self._pseudo_labels(t['logits'], labels, both_valid))
-            terms['pseudo_label'] = cross_entropy(s['logits'], targets)
+            add('pseudo_label', w.pseudo_label, cross_entropy(s['logits'], targets))
         if w.pixel:
-            terms['kd_pixel'] = pixel_kd(s['logits'], t['logits'], self.cfg.temperature,
-                                         both_valid)
+            add('kd_pixel', w.pixel, pixel_kd(s['logits'], t['logits'], self.cfg.temperature,
+                                              both_valid))
         if w.pairwise:
-            terms['kd_pairwise'] = pairwise_kd(s['features'], t['features'], grid, both_valid)
+            add('kd_pairwise', w.pairwise,
+                pairwise_kd(s['features'], t['features'], grid, both_valid))
         if w.temporal:
             flow = batch['flows'][:, 0].to(frames.dtype)       # (N, 2, H, W), t -> t+k
-            terms['temporal'] = motion_consistency(s_t, s_next, flow, self._gate(batch, flow))
+            add('temporal', w.temporal,
+                motion_consistency(s_t, s_next, flow, self._gate(batch, flow)))
         if w.temporal_kd:
             f, tf = s['features'], t['features']
-            terms['temporal_kd'] = temporal_kd(f[:n], f[n:], tf[:n], tf[n:], grid, valid)
+            add('temporal_kd', w.temporal_kd, temporal_kd(f[:n], f[n:], tf[:n], tf[n:], grid,
+                                                          valid))
         if self.discriminator is not None:
             fake = self._pair(s_t, s_next, valid)
-            terms['adversarial'] = generator_loss(self.discriminator(fake))
-            real = self._pair(t['logits'][:n], t['logits'][n:], valid)
-            self._judged = (real.detach(), fake.detach())
-        loss = sum(getattr(w, self._weight_of(name)) * term for name, term in terms.items())
-        return {'loss': loss, **terms, 'output': s_t}
-
-    @staticmethod
-    def _weight_of(term: str) -> str:
-        """Return the ``distill.weights`` field of a loss term."""
-        return term[3:] if term.startswith('kd_') else term
+            add('adversarial', w.adversarial, generator_loss(self.discriminator(fake)))
+            pairs = (self._pair(t['logits'][:n], t['logits'][n:], valid), fake)
+        return {'loss': sum(weighted), **terms, 'output': s_t}, pairs
 
     def _store_labels(self, batch):
         """Return the store's classes (T*N, H, W), frame t of every sample then t+k, if sure."""
@@ -163,61 +192,15 @@ class DistillationTask(ModelTask):
         # Padding is zero in teacher and student pairs alike: nothing there to tell them apart.
         return pair if valid is None else pair * valid[:, None].to(pair.dtype)
 
-    def start_training(self, lr_factor, amp: bool):
-        """Build the discriminator's Adam, on the student's learning-rate factor."""
-        if self.discriminator is None:
-            return
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(),
-                                            lr=self.cfg.discriminator.lr, betas=(0.5, 0.999))
-        # The discriminator follows the student's schedule (as in SKD's training script); at
-        # a constant rate it overpowers the decaying student late in training.
-        self.d_schedule = torch.optim.lr_scheduler.LambdaLR(self.d_optimizer, lr_factor)
-        device = next(self.discriminator.parameters()).device
-        self.d_scaler = torch.amp.GradScaler(device.type, enabled=amp)
-        self.amp = amp
-
-    def after_step(self) -> dict:
-        """Update the discriminator on the teacher (real) and student (fake) pairs just seen."""
-        if self.discriminator is None:
-            return {}
-        real, fake = self._judged
-        d = self.discriminator
-        lr = self.d_schedule.get_last_lr()[0]
-        with torch.autocast(real.device.type, enabled=self.amp):
-            loss = discriminator_loss(d(real), d(fake))
-        self.d_optimizer.zero_grad(set_to_none=True)
-        self.d_scaler.scale(loss).backward()
-        if dist.is_initialized() and dist.get_world_size() > 1:
-            # The discriminator is outside DDP: average its gradients by hand.
-            for p in d.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= dist.get_world_size()
-        self.d_scaler.step(self.d_optimizer)
-        self.d_scaler.update()
-        self.d_schedule.step()
-        self._judged = None
-        return {'d_loss': loss.detach(), 'd_lr': torch.tensor(lr)}
-
     def training_state(self) -> dict:
-        """Return the discriminator, its optimizer, schedule and scaler: what a resume needs."""
+        """Return the discriminator's weights (its update's state is the trainer's to keep)."""
         if self.discriminator is None:
             return {}
-        return {'discriminator': self.discriminator.state_dict(),
-                'd_optimizer': self.d_optimizer.state_dict(),
-                'd_schedule': self.d_schedule.state_dict(),
-                'd_scaler': self.d_scaler.state_dict()}
+        return {'discriminator': self.discriminator.state_dict()}
 
     def load_training_state(self, state: dict):
         if bool(state) != (self.discriminator is not None):
             raise ValueError('the checkpoint and this task disagree on the discriminator '
                              '(distill.weights.adversarial changed since the run started?)')
-        if not state:
-            return
-        if self.d_optimizer is None:
-            raise RuntimeError('load_training_state before start_training: the '
-                               "discriminator's optimizer state would be lost")
-        self.discriminator.load_state_dict(state['discriminator'])
-        self.d_optimizer.load_state_dict(state['d_optimizer'])
-        self.d_schedule.load_state_dict(state['d_schedule'])
-        self.d_scaler.load_state_dict(state['d_scaler'])
+        if state:
+            self.discriminator.load_state_dict(state['discriminator'])

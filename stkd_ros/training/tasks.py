@@ -1,10 +1,11 @@
 """
-Training tasks: modules whose ``forward(batch)`` returns a dict of losses.
+Training tasks: modules whose ``forward(batch)`` returns a dict of losses, and their step.
 
 ``loss`` is what is optimized (the weighted sum of the terms); every other scalar is a term,
-unweighted, and is logged as it is; ``output`` holds the model's output. A task with updates
-of its own beyond the model's (a discriminator) builds their optimizers in ``start_training``
-and runs them in ``after_step``.
+unweighted, and is logged as it is; ``output`` holds the model's output. A task's
+``training_step(batch, updates)`` runs one whole step: its forward, the model's update
+(``updates['model']``), and any update of its own (a discriminator's, which the task asks for
+in ``own_updates``); it returns what to log.
 """
 
 from stkd_ros.data.classes import IGNORE_INDEX
@@ -19,18 +20,11 @@ def cross_entropy(logits, labels):
 
 class ModelTask(nn.Module):
     """
-    A task around one trained model, and what it needs from the data.
+    A task around one trained model.
 
-    ``frames_needed`` (1 or 2 per clip), ``learns_from_unlabeled`` (whether clips of
-    unlabeled video join each batch) and ``needs_flow`` (whether each clip brings its flow
-    t -> t+k and the pixels it can be trusted on) tell the loader what to build.
     ``distribute`` wraps only the model in DistributedDataParallel; ``forward_model`` is the
     model or that wrapper, an alias outside the module tree.
     """
-
-    frames_needed = 1
-    learns_from_unlabeled = False
-    needs_flow = False
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -42,27 +36,32 @@ class ModelTask(nn.Module):
         object.__setattr__(self, 'forward_model',
                            nn.parallel.DistributedDataParallel(self.model, device_ids=ids))
 
-    def start_training(self, lr_factor, amp: bool):
-        """
-        Prepare the task's own updates, once, before the first step (and before a resume).
+    def trainable_parameters(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
 
-        lr_factor: step -> the model's learning-rate factor; amp: whether steps run under
-        autocast with a gradient scaler.
+    def own_updates(self, make_update) -> dict:
         """
+        Return the task's updates beyond the model's, by name.
 
-    def after_step(self) -> dict:
-        """Run the task's own updates after the model's step; return scalars to log."""
+        make_update: optimizer -> an :class:`~stkd_ros.training.updates.Update` on the run's
+        learning-rate schedule and precision.
+        """
         return {}
 
+    def training_step(self, batch, updates: dict) -> dict:
+        """Compute the losses of ``batch`` and update the model; return them."""
+        update = updates['model']
+        with update.autocast():
+            losses = self(batch)
+        update.step(losses['loss'])
+        return losses
+
     def training_state(self) -> dict:
-        """Return what a resume needs beyond the model and its optimizer (the task's own)."""
+        """Return the task's own modules' state (beyond the model) that a resume needs."""
         return {}
 
     def load_training_state(self, state: dict):
-        """Restore :meth:`training_state`; called after :meth:`start_training`."""
-
-    def trainable_parameters(self):
-        return [p for p in self.model.parameters() if p.requires_grad]
+        """Restore :meth:`training_state`."""
 
 
 class SupervisedTask(ModelTask):

@@ -1,10 +1,10 @@
 """
-The training loop shared by every command: one task, one optimizer, resumable, distributed.
+The training loop shared by every command: one task, its updates, resumable, distributed.
 
-A task is a module whose ``forward(batch)`` returns a dict of losses (``loss`` is optimized)
-and whose ``after_step`` runs its own extra updates (training/tasks.py). :func:`train` sets a
-run up and loops over :func:`train_step`, :func:`validate` and :func:`save_training_state`:
-plain functions with explicit arguments, as torchvision's references/segmentation keeps them.
+A task's ``training_step(batch, updates)`` runs a whole step and returns what to log
+(training/tasks.py). :func:`train` sets a run up and loops over the task's step,
+:func:`validate` and :func:`save_training_state`: plain functions with explicit arguments, as
+torchvision's references/segmentation keeps them.
 """
 
 from contextlib import contextmanager
@@ -18,16 +18,19 @@ import numpy as np
 from stkd_ros import __version__
 from stkd_ros.config import Config, save_config
 from stkd_ros.data.classes import colorize
+from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.errors import InputError
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import save_model_file
 from stkd_ros.models import build_model
 from stkd_ros.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from stkd_ros.training.data import build_clips, train_loader, training_flow
+from stkd_ros.training.data_needs import DataNeeds
 from stkd_ros.training.evaluate import evaluate, evaluation_flow
+from stkd_ros.training.loader import train_loader
 from stkd_ros.training.logbook import Logbook
 from stkd_ros.training.run import seed_everything, setup_runtime, teardown_runtime
+from stkd_ros.training.updates import Update
 import torch
 from tqdm import tqdm
 
@@ -49,13 +52,14 @@ def poly_with_warmup(step: int, total: int, warmup: int, power: float) -> float:
     return max(0.0, 1.0 - progress) ** power
 
 
-def train(cfg: Config, out_dir, model_cfg, make_task, role: str) -> dict:
+def train(cfg: Config, out_dir, model_cfg, make_task, role: str, needs: DataNeeds) -> dict:
     """
     Train ``model_cfg`` with ``make_task(model)`` to ``train.steps`` into ``out_dir``.
 
-    Resumes from ``out_dir/last.ckpt`` if it is there; evaluates every ``train.eval_every``
-    steps and at the end, checkpoints every ``train.checkpoint_every`` steps, writes
-    ``model.safetensors`` and returns the last held-out metrics (mIoU, TC, flicker, ...).
+    ``needs`` is what the task's batches bring (training/data_needs.py). Resumes from
+    ``out_dir/last.ckpt`` if it is there; evaluates every ``train.eval_every`` steps and at
+    the end, checkpoints every ``train.checkpoint_every`` steps, writes ``model.safetensors``
+    and returns the last held-out metrics (mIoU, TC, flicker, ...).
     """
     out_dir, t = Path(out_dir), cfg.train
     rt = setup_runtime(t.device)
@@ -68,24 +72,20 @@ def train(cfg: Config, out_dir, model_cfg, make_task, role: str) -> dict:
         meta = model_metadata(cfg, model_cfg, role, val.classes, val.palette)
         model = build_model(model_cfg.arch, len(val.classes), **model_cfg.args)
         task = make_task(model).to(rt.device)
-        optimizer = build_optimizer(task.trainable_parameters(), t)
-        lr_factor = partial(poly_with_warmup, total=t.steps, warmup=t.warmup_steps,
-                            power=t.poly_power)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-        amp = t.amp and rt.device.type == 'cuda'
-        task.start_training(lr_factor, amp)
-        step = resume(out_dir / 'last.ckpt', model, task, optimizer, schedule)
-        loader = train_loader(cfg.data, clip_length=task.frames_needed,
-                              batch_size=t.batch_size, seed=t.seed, start_step=step,
-                              workers=t.workers, rank=rt.rank, world_size=rt.world_size,
-                              flow=training_flow(cfg, out_dir) if task.needs_flow else None,
-                              photometric_threshold=cfg.distill.flow.photometric_threshold,
-                              unlabeled=task.learns_from_unlabeled,
-                              cache_dir=out_dir / 'frame_cache')
+        make_update = partial(
+            Update, amp=t.amp and rt.device.type == 'cuda', device_type=rt.device.type,
+            lr_factor=partial(poly_with_warmup, total=t.steps, warmup=t.warmup_steps,
+                              power=t.poly_power))
+        updates = {'model': make_update(build_optimizer(task.trainable_parameters(), t)),
+                   **task.own_updates(make_update)}
+        step = resume(out_dir / 'last.ckpt', model, task, updates)
+        loader = train_loader(cfg.data, needs, batch_size=t.batch_size, seed=t.seed,
+                              start_step=step, workers=t.workers, rank=rt.rank,
+                              world_size=rt.world_size, run_dir=out_dir)
+        if t.torch_compile:
+            model.compile()
         if rt.distributed:
             task.distribute(rt.device)   # DDP around the trained model only
-        runner = torch.compile(task) if t.torch_compile else task
-        scaler = torch.amp.GradScaler('cuda', enabled=amp)
         e = cfg.evaluation
         flow = evaluation_flow(e)
         book = Logbook(out_dir, step, enabled=rt.is_main)
@@ -95,22 +95,23 @@ def train(cfg: Config, out_dir, model_cfg, make_task, role: str) -> dict:
         batches, metrics, tic = iter(loader), {}, time.perf_counter()
         task.train()
         while step < t.steps:
-            losses = train_step(runner, task, next(batches), optimizer, scaler, schedule, amp,
-                                rt.device)
+            batch = {k: v.to(rt.device, non_blocking=True) for k, v in next(batches).items()}
+            losses = task.training_step(batch, updates)
             step += 1
             bar.update(1)
             if step % t.log_every == 0 or step == t.steps:
                 rate = t.log_every / (time.perf_counter() - tic)
                 tic = time.perf_counter()
-                log_step(book, step, losses, schedule.get_last_lr()[0], rate)
+                log_step(book, step, losses, updates['model'].lr(), rate)
                 if bar.disable and rt.is_main:
                     log.info('%s step %d/%d loss %.4f (%.2f steps/s)', role, step, t.steps,
                              float(losses['loss'].detach()), rate)
+            # Held-out scoring on rank 0 alone (the other ranks wait at the next step's
+            # all-reduce): its clips are few, and one process scores them as a node would.
             if rt.is_main and (step % t.eval_every == 0 or step == t.steps):
                 metrics = validate(model, meta, val, flow, e.max_clips, rt.device, book, step)
             if rt.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
-                save_training_state(out_dir / 'last.ckpt', step, model, task, optimizer,
-                                    schedule)
+                save_training_state(out_dir / 'last.ckpt', step, model, task, updates)
         bar.close()
         if rt.is_main:
             meta['provenance']['val'] = {k: v for k, v in metrics.items()
@@ -121,19 +122,6 @@ def train(cfg: Config, out_dir, model_cfg, make_task, role: str) -> dict:
         return metrics
     finally:
         teardown_runtime(rt)
-
-
-def train_step(runner, task, batch, optimizer, scaler, schedule, amp, device) -> dict:
-    """One update of the model, then the task's own updates; returns what to log."""
-    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    with torch.autocast(device.type, enabled=amp):
-        losses = runner(batch)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(losses['loss']).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    schedule.step()
-    return {**losses, **task.after_step()}
 
 
 def log_step(book, step: int, losses: dict, lr: float, steps_per_s: float):
@@ -169,25 +157,28 @@ def validate(model, meta, clips, flow, max_clips, device, book, step) -> dict:
     return metrics
 
 
-def save_training_state(path, step, model, task, optimizer, schedule):
-    """Checkpoint the model, its optimizer and schedule, the task's own state and the RNGs."""
+def save_training_state(path, step, model, task, updates: dict):
+    """Checkpoint the model, the task's own modules, every update's state and the RNGs."""
     save_checkpoint(path, step=step, model=model.state_dict(), task=task.training_state(),
-                    optimizer=optimizer.state_dict(), schedule=schedule.state_dict(),
+                    updates={name: u.state_dict() for name, u in updates.items()},
                     rng=rng_state())
 
 
-def resume(path: Path, model, task, optimizer, schedule) -> int:
-    """Load ``path`` if it exists (after ``task.start_training``); return the step reached."""
+def resume(path: Path, model, task, updates: dict) -> int:
+    """Load ``path`` if it exists; return the step reached (0 without one)."""
     if not path.is_file():
         return 0
     state = load_checkpoint(path)
-    if 'model' not in state:
+    if 'updates' not in state:
         raise InputError(f'{path} was written by an earlier stkd_ros and cannot be resumed; '
                          f'move it away to start the run again')
     model.load_state_dict(state['model'])
     task.load_training_state(state['task'])
-    optimizer.load_state_dict(state['optimizer'])
-    schedule.load_state_dict(state['schedule'])
+    if state['updates'].keys() != updates.keys():
+        raise InputError(f'{path} holds the updates of {", ".join(state["updates"])}, this '
+                         f'run has {", ".join(updates)}; move it away to start again')
+    for name, update in updates.items():
+        update.load_state_dict(state['updates'][name])
     set_rng_state(state['rng'])
     log.info('resumed from %s at step %d', path, state['step'])
     return int(state['step'])

@@ -1,0 +1,67 @@
+"""
+The unlabeled video a config names, as datasets of Clips whose labels are all 255.
+
+That is the synthetic world's never-labeled streets, the video frames of CamVid or
+Cityscapes (``data.unlabeled_video``), and recorded drives (``data.unlabeled_bags``).
+Distillation trains on it and `stkd label` labels it: both build it here.
+"""
+
+from stkd_ros.data.datasets import synthetic_world
+import torch
+
+
+def unlabeled_streets(cfg, *, clip_length: int = 1, gap=1):
+    """Return the synthetic world's never-labeled streets of ``cfg``, as one source."""
+    from stkd_ros.data.synthetic import SyntheticClips
+    s = cfg.synthetic
+    return SyntheticClips(synthetic_world(s), split='unlabeled', clips=s.unlabeled_clips,
+                          gap=gap, clip_length=clip_length, keys_per_clip=s.keys_per_clip,
+                          cache_dir=s.render_cache)
+
+
+# The builders of each source; each returns a list of Clips datasets. cache_dir is where
+# decoded bag frames go unless data.frame_cache says otherwise; the other sources need none.
+
+def _streets(cfg, clip_length: int, gap, cache_dir):
+    return [unlabeled_streets(cfg, clip_length=clip_length, gap=gap)]
+
+
+def _camvid_video(cfg, clip_length: int, gap, cache_dir):
+    from stkd_ros.data.camvid import camvid_video
+    return [camvid_video(cfg.root, gap=gap, clip_length=clip_length)]
+
+
+def _cityscapes_video(cfg, clip_length: int, gap, cache_dir):
+    from stkd_ros.data.cityscapes import cityscapes_video
+    return [cityscapes_video(cfg.root, gap=gap, clip_length=clip_length)]
+
+
+def _recorded_drives(cfg, clip_length: int, gap, cache_dir):
+    from stkd_ros.data.bag_video import BagVideo
+    cache = cfg.frame_cache or cache_dir
+    return [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, gap=gap,
+                     clip_length=clip_length) for bag in cfg.unlabeled_bags]
+
+
+#: Each source of unlabeled video: whether a config names it, and what builds its datasets.
+#: One table, so that asking whether there is any video and building it cannot disagree.
+UNLABELED_SOURCES = (
+    (lambda cfg: cfg.dataset == 'synthetic' and cfg.synthetic.unlabeled_clips, _streets),
+    (lambda cfg: cfg.dataset == 'camvid' and cfg.unlabeled_video, _camvid_video),
+    (lambda cfg: cfg.dataset == 'cityscapes' and cfg.unlabeled_video, _cityscapes_video),
+    (lambda cfg: cfg.unlabeled_bags, _recorded_drives),
+)
+
+
+def has_unlabeled_video(cfg) -> bool:
+    """Whether ``cfg`` names unlabeled video (what :func:`build_unlabeled` builds)."""
+    return any(names(cfg) for names, _ in UNLABELED_SOURCES)
+
+
+def build_unlabeled(cfg, *, clip_length: int, gap, cache_dir):
+    """Build the unlabeled video of ``cfg``: one dataset of Clips, or None when there is none."""
+    parts = [part for names, build in UNLABELED_SOURCES if names(cfg)
+             for part in build(cfg, clip_length, gap, cache_dir)]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)

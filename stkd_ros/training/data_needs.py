@@ -1,0 +1,57 @@
+"""What a run needs from the data, derived once from its config, for the loader and the task."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+from stkd_ros.config import Config, DistillFlowConfig
+from stkd_ros.data.unlabeled import has_unlabeled_video
+from stkd_ros.errors import InputError
+
+
+@dataclass(frozen=True)
+class DataNeeds:
+    """
+    What each training batch brings beyond the labeled key frame of every clip.
+
+    ``frames``: 1 (frame t) or 2 (frames t and t+k) per clip. ``unlabeled``: clips of the
+    config's unlabeled video join each batch. ``flow``: each clip brings its flow t -> t+k
+    (``flows``) and the pixels it can be trusted on (``visible``), from this source. ``store``:
+    a label store whose classes and confidence come with the clips (``targets``,
+    ``confidence``).
+    """
+
+    frames: int = 1
+    unlabeled: bool = False
+    flow: Optional[DistillFlowConfig] = None
+    store: Optional[str] = None
+
+
+def data_needs(cfg: Config, *, distill: bool) -> DataNeeds:
+    """
+    Return what a run of ``cfg`` needs: a supervised one (``distill`` False) the key frames.
+
+    A distillation run takes unlabeled video when any term but cross-entropy is on (each has
+    a target on a frame without labels), two frames when a term compares t and t+k, the flow
+    when the temporal term is on, and the label store ``data.labels``. Stops with one line
+    when the terms ask for video that the config does not name.
+    """
+    if not distill:
+        return DataNeeds()
+    w, data = cfg.distill.weights, cfg.data
+    if w.pseudo_label and not has_unlabeled_video(data):
+        # Labeled frames teach with their own labels: pseudo-labels have nothing to teach.
+        raise InputError('distill.weights.pseudo_label: no unlabeled video to learn from; give '
+                         '--unlabeled-bag with --unlabeled-topic, data.unlabeled_video=true '
+                         '(Cityscapes, CamVid) or data.synthetic.unlabeled_clips')
+    if data.labels and not has_unlabeled_video(data):
+        raise InputError(f'--labels {data.labels}: this run has no unlabeled video for the '
+                         f'store to label')
+    if cfg.distill.temporal_gate != 'none' and not data.labels:
+        raise InputError(f'distill.temporal_gate: {cfg.distill.temporal_gate} reads a label '
+                         f'store; give one with --labels (data.labels)')
+    return DataNeeds(
+        frames=2 if any((w.temporal, w.temporal_kd, w.adversarial)) else 1,
+        unlabeled=any((w.pixel, w.pairwise, w.temporal_kd, w.adversarial, w.pseudo_label,
+                       w.temporal)),
+        flow=cfg.distill.flow if w.temporal > 0 else None,
+        store=data.labels)
