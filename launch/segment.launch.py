@@ -9,7 +9,10 @@ With ``cameras`` one segment_node segments every camera in one batched forward p
 NAME's images come in on NAME/<image> (``image`` is then the topic under each camera, e.g.
 image_raw) and its masks go out on NAME/segmentation/*; the flicker monitor runs once per camera.
 
-A node that exits (a startup error: its one error line is in the log) shuts the launch down.
+A node that exits (a startup error, or segment_node giving up after max_consecutive_failures
+frames failed in a row: its error line is in the log) shuts the launch down. With
+``respawn:=true`` launch starts segment_node again instead (after ``respawn_delay`` seconds),
+and only Ctrl-C ends the launch.
 """
 
 import os
@@ -19,7 +22,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.actions import Shutdown
-from launch.conditions import IfCondition
+from launch.conditions import evaluate_condition_expression, IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -46,10 +49,14 @@ def _nodes(context):
                       'device': LaunchConfiguration('device')}
     if cameras:
         segment_params['cameras'] = cameras
+    # launch runs on_exit on every exit, respawned or not: a respawned node must not have it.
+    respawn = evaluate_condition_expression(context, [LaunchConfiguration('respawn')])
+    restart = ({'respawn': True,
+                'respawn_delay': float(LaunchConfiguration('respawn_delay').perform(context))}
+               if respawn else {'on_exit': Shutdown(reason='segment_node exited')})
     nodes = [Node(package='stkd_ros', executable='segment_node', name='segment_node',
                   namespace=namespace, output='screen', remappings=remap,
-                  parameters=[params_file, segment_params], arguments=log,
-                  on_exit=Shutdown(reason='segment_node exited'))]
+                  parameters=[params_file, segment_params], arguments=log, **restart)]
     for camera in cameras or ['']:
         # Each monitor in its camera's namespace: its image, mask and flicker topics are that
         # camera's, and it reads the flicker_monitor section of the parameters file.
@@ -87,6 +94,11 @@ def generate_launch_description():
                               description='torch or onnxruntime'),
         DeclareLaunchArgument('device', default_value='cpu',
                               description='torch device: cpu, cuda, cuda:N'),
+        DeclareLaunchArgument('respawn', default_value='false',
+                              description='start segment_node again when it exits (false: '
+                                          'its exit shuts the launch down)'),
+        DeclareLaunchArgument('respawn_delay', default_value='1.0',
+                              description='seconds before segment_node is started again'),
         # Fast DDS profile shipped with the package: large frames over shared memory.
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
                                os.path.join(share, 'config', 'fastdds_profile.xml')),

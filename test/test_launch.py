@@ -12,6 +12,7 @@ not load under pytest 9). Without the ROS 2 launch tools they skip, with the rea
 import os
 from pathlib import Path
 import shutil
+import signal
 import subprocess
 import time
 
@@ -77,6 +78,56 @@ def test_a_node_that_fails_at_start_shuts_the_launch_down(ros2_workspace, tmp_pa
     assert 'flicker_monitor-2]: process has finished cleanly' in out, out
     assert 'Traceback' not in out, out
     assert took < 60, f'the launch ran {took:.0f} s'
+
+
+def _wait_for_text(log: Path, text: str, count: int = 1, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.read_text(errors='replace').count(text) >= count:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.parametrize('respawn', [False, True], ids=['shuts_down', 'respawns'])
+def test_a_node_whose_frames_keep_failing_ends_the_launch_or_is_respawned(
+        ros2_workspace, ros2_files, tmp_path, respawn):
+    """A model that raises on every frame: segment_node exits 1; respawn:=true restarts it."""
+    from failing_model import failing_onnx
+    model = failing_onnx(tmp_path, fail_above=float('-inf'))
+    log = tmp_path / 'launch.log'
+    gave_up = 'segment_node: error: 10 frames in a row failed'
+    with open(log, 'w') as out:
+        # The flicker monitor subscribes to the masks: outputs nobody wants are not computed.
+        launch = subprocess.Popen(
+            ['ros2', 'launch', 'stkd_ros', 'segment.launch.py', f'model:={model}',
+             'backend:=onnxruntime', 'image:=/camera/image_raw', 'use_flicker_monitor:=true',
+             f'respawn:={str(respawn).lower()}', 'respawn_delay:=0.5'],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        player = subprocess.Popen(['ros2', 'run', 'stkd_ros', 'bag_player', '--ros-args', '-p',
+                                   f'bag:={ros2_files["bag"]}', '-p', 'loop:=true'],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        if respawn:
+            # Given up, started again, given up again: the launch goes on until Ctrl-C.
+            assert _wait_for_text(log, gave_up, count=2), log.read_text()
+            assert launch.poll() is None and 'flicker_monitor-2]: process has' not in \
+                log.read_text(), log.read_text()
+            os.killpg(launch.pid, signal.SIGINT)
+        assert launch.wait(timeout=120) is not None
+    finally:
+        for proc in (player, launch):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text(errors='replace')
+    assert gave_up in text and 'segment_node-1]: process has died' in text, text
+    assert 'exit code 1' in text, text
+    if not respawn:   # on_exit=Shutdown stopped flicker_monitor, which would have run on alone
+        assert text.count(gave_up) == 1, text
+        assert 'flicker_monitor-2]: process has finished cleanly' in text, text
 
 
 def test_params_file_only_sets_declared_parameters():

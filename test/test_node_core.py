@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from stkd_ros.flicker import FlickerMeter, StampPairer
 from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb, ImageError, mask_to_array
+from stkd_ros.nodes.frame_failures import FrameFailures, MAX_KINDS_LOGGED, one_line
 from stkd_ros.nodes.frame_slot import FrameSlots
 from stkd_ros.nodes.qos import choose_reliability
 from stkd_ros.nodes.stats import RollingStats
@@ -160,3 +161,34 @@ def test_a_bigger_buffer_queues_and_drops_the_oldest():
     assert slot.dropped == {'': 2}
     with pytest.raises(ValueError, match='at least 1'):
         FrameSlots(capacity=0)
+
+
+def _raised(exc):
+    """Return ``exc`` raised and caught, with its traceback (where it was raised)."""
+    try:
+        raise exc
+    except Exception as caught:
+        return caught
+
+
+def test_each_kind_of_failure_logs_its_traceback_once_and_a_run_of_them_gives_up():
+    failures = FrameFailures(max_consecutive=3)
+    first, again = (failures.failed(_raised(RuntimeError('bad frame'))) for _ in range(2))
+    assert (first.first_of_its_kind, first.give_up) == (True, False)
+    assert (again.first_of_its_kind, again.give_up) == (False, False)
+    other = failures.failed(_raised(ValueError('another bug\nsecond line')))
+    assert other.first_of_its_kind and other.give_up   # 3 in a row
+    assert (failures.total, failures.consecutive) == (3, 3)
+    assert failures.last == 'ValueError: another bug'
+    failures.served()
+    assert failures.consecutive == 0 and failures.total == 3
+    assert not failures.failed(_raised(RuntimeError('bad frame'))).give_up
+
+
+def test_zero_never_gives_up_and_the_tracebacks_logged_are_bounded():
+    failures = FrameFailures(max_consecutive=0)
+    verdicts = [failures.failed(_raised(type(f'Kind{i}', (Exception,), {})()))
+                for i in range(MAX_KINDS_LOGGED + 5)]
+    assert not any(v.give_up for v in verdicts)
+    assert sum(v.first_of_its_kind for v in verdicts) == MAX_KINDS_LOGGED
+    assert one_line(KeyError()) == 'KeyError'

@@ -1,12 +1,14 @@
 """segment_node, flicker_monitor and bag_player as real processes over real DDS."""
 
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import cv2
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from failing_model import failing_onnx
 from model_helpers import tiny_model_file
 import numpy as np
 import pytest
@@ -284,6 +286,93 @@ def test_two_workers_publish_every_mask_in_the_order_of_the_frames(ros, model_pa
         stop_node(proc)
         ros.destroy_subscription(sub)
         ros.destroy_publisher(pub)
+
+
+@pytest.fixture(scope='module')
+def failing_models(tmp_path_factory):
+    """ONNX model files whose forward pass raises: on an all-white frame, and on every frame."""
+    return {'white': failing_onnx(tmp_path_factory.mktemp('fails_on_white')),
+            'always': failing_onnx(tmp_path_factory.mktemp('always_fails'), float('-inf'))}
+
+
+def _records_with_a_traceback(out: str) -> list:
+    """The node's log records (each opens a line with [LEVEL]) that carry a traceback."""
+    return [r for r in re.split(r'\n(?=\[[A-Z]+\] )', out) if 'Traceback' in r]
+
+
+def _failing_node(model, name, *ros_args):
+    return start_node('segment_node', '-p', f'model_path:={model}', '-p',
+                      'backend:=onnxruntime', '-r', f'__node:={name}', '-r',
+                      f'image:=/{name}/image', '-r', f'/segmentation/mask:=/{name}/mask',
+                      *ros_args)
+
+
+def test_a_frame_that_fails_is_reported_and_the_frames_after_it_are_served(
+        ros, failing_models, frames):
+    """The model raises on one frame: counted, one traceback, ERROR, the next frames served."""
+    name = 'fails_once'
+    proc = _failing_node(failing_models['white'], name)
+    masks, sub = _collect(ros, f'/{name}/mask')
+    diags, dsub = _collect(ros, '/diagnostics', DiagnosticArray)
+    pub = ros.create_publisher(Image, f'/{name}/image', qos(True))
+    status = f'{name}: segmentation'
+
+    def reports():
+        return [s for d in diags for s in d.status if s.name == status]
+
+    try:
+        _wait_for_subscriber(ros, pub)
+        _warm_up(ros, [pub], [masks], frames[0])
+        pub.publish(image_msg(np.full_like(frames[0], 255), 2, frame_id='white'))
+        assert spin_until(ros, lambda: _node_counts(diags, status).get('failed') == 1,
+                          EVENT_TIMEOUT), 'the failed frame was not counted'
+        for i, frame in enumerate(frames[1:4]):
+            pub.publish(image_msg(frame, 3 + i, frame_id=f'after{i}'))
+            assert spin_until(ros, lambda: f'after{i}' in _frame_ids(masks), EVENT_TIMEOUT), \
+                f'no mask for frame {i} after the failed one'
+        # ERROR in the report of the period the frame failed in; OK again once frames pass.
+        failed = [s for s in reports() if _node_counts([DiagnosticArray(status=[s])],
+                                                       status)['failed'] == 1]
+        assert failed[0].level == DiagnosticStatus.ERROR, failed[0]
+        assert '1 frames failed, last ModelRunError' in failed[0].message, failed[0].message
+        assert spin_until(ros, lambda: reports()[-1].level == DiagnosticStatus.OK,
+                          EVENT_TIMEOUT), reports()[-1]
+        assert 'white' not in _frame_ids(masks)
+    finally:
+        out = stop_node(proc)
+        ros.destroy_subscription(sub)
+        ros.destroy_subscription(dsub)
+        ros.destroy_publisher(pub)
+    assert len(_records_with_a_traceback(out)) == 1, out
+    assert 'a frame failed (1 so far)' in _records_with_a_traceback(out)[0], out
+    assert proc.returncode == 0, out
+
+
+def test_a_node_whose_frames_keep_failing_exits_1_after_max_consecutive_failures(
+        ros, failing_models, frames):
+    """The model raises on every frame: one traceback, the count throttled, then exit 1."""
+    name = 'always_fails'
+    proc = _failing_node(failing_models['always'], name, '-p', 'max_consecutive_failures:=3')
+    masks, sub = _collect(ros, f'/{name}/mask')   # outputs nobody wants are not computed
+    pub = ros.create_publisher(Image, f'/{name}/image', qos(True))
+    try:
+        _wait_for_subscriber(ros, pub)
+        assert until_answered(ros, lambda: pub.publish(image_msg(frames[0], 1)),
+                              lambda: proc.poll() is not None, EVENT_TIMEOUT, every=0.5), \
+            'the node did not give up'
+        out, _ = proc.communicate(timeout=EVENT_TIMEOUT)
+    finally:
+        stop_node(proc)
+        ros.destroy_subscription(sub)
+        ros.destroy_publisher(pub)
+    assert proc.returncode == 1, out
+    assert len(_records_with_a_traceback(out)) == 1, out   # the first failure's
+    assert 'frames keep failing (2 so far, 2 in a row)' in out, out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith('segment_node: error: 3 frames in a row failed '
+                           '(max_consecutive_failures 3); last: ModelRunError: '), out
+    assert 'Timeout' not in out, out   # torn down within run()'s deadline
+    assert not masks
 
 
 @pytest.mark.parametrize('node,args,error', [

@@ -22,16 +22,44 @@ STARTUP_ERRORS = (FileNotFoundError, InputError, ParameterException)
 TEARDOWN_DEADLINE_S = 3.0
 
 
+class NodeGaveUp(Exception):
+    """The node cannot go on (its frames keep failing): run() prints the reason, exits 1."""
+
+
+class GiveUp:
+    """
+    End a spinning node from any thread: ``give_up(reason)`` stops ``run``'s spin.
+
+    A worker thread cannot raise into the thread that spins. A guard condition wakes the
+    executor there, and its callback raises :class:`NodeGaveUp` out of ``rclpy.spin``, so the
+    node leaves through ``run``'s teardown (the deadline included) with status 1, and a launch
+    with ``respawn`` starts it again.
+    """
+
+    def __init__(self, node):
+        self.reason = None
+        self._guard = node.create_guard_condition(self._raise)
+
+    def __call__(self, reason: str):
+        if self.reason is None:   # the first reason is the one that ended the node
+            self.reason = reason
+        self._guard.trigger()
+
+    def _raise(self):
+        raise NodeGaveUp(self.reason)
+
+
 def run(make_node, name: str, args=None, work=None):
     """
     Create the node, spin it (or call ``work(node)``), and shut down cleanly.
 
     Works on Humble, Jazzy and Kilted. A startup error (missing file, bad parameter) prints
-    one line on stderr and exits with status 1. Ctrl-C ends the node the way rclcpp does: the
-    context shuts down, so ``spin`` returns and ``rclpy.ok()`` turns false in ``work``'s loop,
-    and no exception is thrown into the node's code; the node exits 0. From the start of the
-    teardown, the node has ``TEARDOWN_DEADLINE_S`` to release what it holds: past it, every
-    thread's stack is printed and the process exits 1. Then the process ends at once
+    one line on stderr and exits with status 1, and so does a node that gives up while it
+    runs (:class:`GiveUp`; it has logged why, with the traceback). Ctrl-C ends the node the
+    way rclcpp does: the context shuts down, so ``spin`` returns and ``rclpy.ok()`` turns false
+    in ``work``'s loop, and no exception is thrown into the node's code; the node exits 0.
+    From the start of the teardown, the node has ``TEARDOWN_DEADLINE_S`` to release what it
+    holds: past it, every thread's stack is printed and the process exits 1. Then the process ends at once
     (:func:`exit_now`), so ``run`` is the last call of a node's main(). A bug's exception
     leaves ``run`` with its traceback, and the deadline still covers the interpreter's exit.
     """
@@ -54,6 +82,8 @@ def run(make_node, name: str, args=None, work=None):
                 rclpy.spin(node)
             else:
                 work(node)
+    except NodeGaveUp as exc:
+        error = exc
     except Exception:
         # Once Ctrl-C has shut the context down, whatever the node was doing ends the way
         # rclpy ends on a dead context: spin raises ExternalShutdownException, making the node

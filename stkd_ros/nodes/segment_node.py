@@ -8,12 +8,15 @@ when subscribed; and ``/diagnostics``. With ``cameras: [front, rear]`` the same 
 under each camera's name (``front/image`` -> ``front/segmentation/mask``) and one model
 segments the newest frame of every camera in one batched forward pass. Inference runs on its
 own thread behind a latest-frame slot per camera, so under overload old frames are dropped,
-not queued.
+not queued. A frame whose processing raises is counted and reported (traceback once per
+kind, ``/diagnostics`` ERROR) and the next frame is served; after ``max_consecutive_failures``
+in a row the node exits with status 1, for launch's ``respawn`` to start it again.
 """
 
 from dataclasses import dataclass, field
 import threading
 import time
+import traceback
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
@@ -31,9 +34,10 @@ from stkd_ros.image_msgs import fill_image, ImageError, message_to_rgb
 from stkd_ros.inference import Segmenter
 from stkd_ros.nodes.adaptive_qos import AdaptiveSubscription
 from stkd_ros.nodes.diagnostics import diagnostic_array, diagnostic_status
+from stkd_ros.nodes.frame_failures import FrameFailures, one_line
 from stkd_ros.nodes.frame_slot import FrameSlots
 from stkd_ros.nodes.parameters import declare, describe, int_range
-from stkd_ros.nodes.process import run, TEARDOWN_DEADLINE_S
+from stkd_ros.nodes.process import GiveUp, run, TEARDOWN_DEADLINE_S
 from stkd_ros.nodes.stats import RollingStats
 
 # Outputs: reliable, keep last 10 (the default QoS). A reliable publisher serves both
@@ -49,6 +53,7 @@ class Camera:
     name: str
     pub: dict = field(default_factory=dict)
     stats: RollingStats = field(default_factory=RollingStats)
+    failed_at_report: int = 0   # the failed count in the last /diagnostics message
 
     @property
     def prefix(self) -> str:
@@ -66,7 +71,8 @@ class SegmentNode(Node):
     ``overlay_alpha`` change live. A subscription callback only stores the frame; a worker
     thread runs the model on the newest stored frame of every camera at once, so a slow model
     drops frames instead of queueing them (``frame_buffer`` > 1 turns each slot into a queue,
-    for replaying bags).
+    for replaying bags). A frame that raises is counted and the worker goes on with the next
+    one; a worker that cannot go on ends the node (:class:`GiveUp`).
     """
 
     slot = None   # set once the parameters are valid; destroy_node may run before
@@ -92,6 +98,8 @@ class SegmentNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.slot = FrameSlots(names, p['frame_buffer'])
         self.wait_for_mask = p['wait_for_mask_subscribers']
+        self.failures = FrameFailures(p['max_consecutive_failures'])
+        self.give_up = GiveUp(self)
         self.image_subs = [AdaptiveSubscription(
             self, CompressedImage if self.compressed else Image, f'{cam.prefix}image',
             lambda msg, name=cam.name: self._on_image(name, msg), self.reliability_setting,
@@ -154,6 +162,10 @@ class SegmentNode(Node):
             ('cameras', Parameter.Type.STRING_ARRAY, describe(
                 'camera names: NAME/image in, NAME/segmentation/* out, all batched in one '
                 'forward pass; empty = one camera on image', True)),
+            ('max_consecutive_failures', 10, describe(
+                'frames failing in a row (an exception in the model or the publishing) after '
+                'which the node exits with status 1, so that launch respawn can start it '
+                'again; 0 = never', True, integer_range=int_range(0))),
         ]
         values = declare(self, specs)
         if not values['model_path']:
@@ -186,6 +198,15 @@ class SegmentNode(Node):
         self.slot.put(camera, (time.monotonic(), msg))
 
     def _run(self):
+        """Serve frames until the node ends (a worker thread); never end quietly."""
+        try:
+            self._serve()
+        except Exception as exc:   # a bug outside a frame's processing: this worker is lost
+            if rclpy.ok():
+                self.get_logger().error(f'inference worker stopped:\n{traceback.format_exc()}')
+                self.give_up(f'inference worker stopped: {one_line(exc)}')
+
+    def _serve(self):
         # Output discovery can lag the input's by seconds on a loaded machine; a mask published
         # before its subscriber matched is lost, so a replay waits for it here.
         while rclpy.ok() and not self.slot.closed and any(
@@ -200,14 +221,34 @@ class SegmentNode(Node):
                 ticket, self._tickets = self._tickets, self._tickets + 1
             try:
                 self._process(taken, ticket)
-            except Exception:
+            except Exception as exc:
                 if not rclpy.ok():   # a publish that raced Ctrl-C: the node is going away
                     return
-                raise
+                if self._failed(taken, exc):
+                    return
+            else:
+                self.failures.served()
             finally:
                 with self._turn:   # a failed batch must not hold up the next one
                     self._serving = max(self._serving, ticket + 1)
                     self._turn.notify_all()
+
+    def _failed(self, taken: dict, exc: Exception) -> bool:
+        """Count and report a frame that raised; True when the node gives up."""
+        for name in taken:
+            self.cameras[name].stats.counts['failed'] += 1
+        verdict, f = self.failures.failed(exc), self.failures
+        if verdict.first_of_its_kind:
+            self.get_logger().error(f'a frame failed ({f.total} so far); serving the next '
+                                    f'one:\n{traceback.format_exc()}')
+        else:
+            self.get_logger().error(f'frames keep failing ({f.total} so far, '
+                                    f'{f.consecutive} in a row): {f.last}',
+                                    throttle_duration_sec=5.0)
+        if verdict.give_up:
+            self.give_up(f'{f.consecutive} frames in a row failed (max_consecutive_failures '
+                         f'{f.max_consecutive}); last: {f.last}')
+        return verdict.give_up
 
     def _process(self, taken: dict, ticket: int):
         """Segment the frames taken from the cameras in one pass and publish each result."""
@@ -246,10 +287,17 @@ class SegmentNode(Node):
         for name, cam in self.cameras.items():
             cam.stats.counts['dropped'] = self.slot.dropped[name]
             s = cam.stats.summary()
-            level = DiagnosticStatus.OK if s['rejected'] == 0 else DiagnosticStatus.WARN
+            message = f'{s["rate_hz"]:.1f} Hz, p95 {s["p95_ms"]:.1f} ms'
+            # ERROR for the period in which a frame failed, and while the latest one fails.
+            if s['failed'] > cam.failed_at_report or self.failures.consecutive:
+                level = DiagnosticStatus.ERROR
+                message = f'{s["failed"]} frames failed, last {self.failures.last}; {message}'
+            else:
+                level = DiagnosticStatus.OK if s['rejected'] == 0 else DiagnosticStatus.WARN
+            cam.failed_at_report = s['failed']
             statuses.append(diagnostic_status(
-                self, f'segmentation {name}'.strip(), self.segmenter.meta['arch'],
-                f'{s["rate_hz"]:.1f} Hz, p95 {s["p95_ms"]:.1f} ms', s, level))
+                self, f'segmentation {name}'.strip(), self.segmenter.meta['arch'], message, s,
+                level))
         self.diag_pub.publish(diagnostic_array(self, statuses))
 
     def destroy_node(self):

@@ -12,7 +12,8 @@ class RollingStats:
     def __init__(self, window: int = 300):
         self.latencies = deque(maxlen=window)
         self.done_at = deque(maxlen=window)
-        self.counts = {'received': 0, 'processed': 0, 'dropped': 0, 'rejected': 0}
+        self.counts = {'received': 0, 'processed': 0, 'dropped': 0, 'rejected': 0,
+                       'failed': 0}
 
     def record(self, latency_s: float, now: float = None):
         self.latencies.append(latency_s)
