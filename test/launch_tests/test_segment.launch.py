@@ -88,8 +88,12 @@ class TestSegmentLaunch(unittest.TestCase):
             self.pub.publish(image_msg(frame, 2_000_000_000 + i * 200_000_000,
                                        frame_id=f'f{i}'))
             spin_until(self.ros, lambda: False, start + 0.2 * (i + 1) - time.monotonic())
-        spin_until(self.ros, lambda: len(masks) > len(frames), 5)
-        got = {m.header.frame_id: m for m in masks if m.header.frame_id != 'warm'}
+
+        def streamed():
+            return {m.header.frame_id: m for m in masks if m.header.frame_id != 'warm'}
+
+        spin_until(self.ros, lambda: len(streamed()) >= len(frames), 60)   # a bound, not a pace
+        got = streamed()
         # A tiny model keeps up with 5 Hz: the masks follow the camera, one per frame.
         self.assertEqual(len(got), len(frames), 'masks for 20 frames at 5 Hz')
         for i in range(len(frames)):
