@@ -296,7 +296,7 @@ def failing_models(tmp_path_factory):
 
 
 def _records_with_a_traceback(out: str) -> list:
-    """The node's log records (each opens a line with [LEVEL]) that carry a traceback."""
+    """Return the node's log records (each opens a line with [LEVEL]) with a traceback."""
     return [r for r in re.split(r'\n(?=\[[A-Z]+\] )', out) if 'Traceback' in r]
 
 

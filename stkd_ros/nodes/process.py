@@ -59,9 +59,10 @@ def run(make_node, name: str, args=None, work=None):
     way rclcpp does: the context shuts down, so ``spin`` returns and ``rclpy.ok()`` turns false
     in ``work``'s loop, and no exception is thrown into the node's code; the node exits 0.
     From the start of the teardown, the node has ``TEARDOWN_DEADLINE_S`` to release what it
-    holds: past it, every thread's stack is printed and the process exits 1. Then the process ends at once
-    (:func:`exit_now`), so ``run`` is the last call of a node's main(). A bug's exception
-    leaves ``run`` with its traceback, and the deadline still covers the interpreter's exit.
+    holds: past it, every thread's stack is printed and the process exits 1. Then the process
+    ends at once (:func:`exit_now`), so ``run`` is the last call of a node's main(). A bug's
+    exception leaves ``run`` with its traceback, and the deadline still covers the
+    interpreter's exit.
     """
     # rclpy's SIGINT handler shuts the context down, then calls the handler that was installed
     # before rclpy.init. Python's default one would raise KeyboardInterrupt wherever the main
