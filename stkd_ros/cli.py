@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.add_argument('--teacher', required=True, help='the teacher model file')
     p.add_argument('--unlabeled-bag', action='append', default=[], metavar='PATH',
-                   help='a recorded drive (ROS 2 MCAP or sqlite3, or ROS 1 bag) to learn from '
+                   help='a recorded drive (ROS 2 MCAP or sqlite3, or ROS 1 bag; or a folder or '
+                   'quoted glob of the bags or MCAP files of one split drive) to learn from '
                    'without labels; repeatable')
     p.add_argument('--unlabeled-topic', default=None, metavar='TOPIC',
                    help='the image topic (Image or CompressedImage) of the unlabeled bags')
@@ -167,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--teacher', required=True, help='the teacher model file')
     p.add_argument('--out', required=True, help='the label store (resumes if it has frames)')
     p.add_argument('--bag', action='append', default=[], metavar='PATH',
-                   help='a recorded drive to label too (ROS 2 MCAP or sqlite3, or ROS 1 bag); '
-                   'repeatable')
+                   help='a recorded drive to label too (ROS 2 MCAP or sqlite3, or ROS 1 bag; or '
+                   'a folder or quoted glob of the parts of one split drive); repeatable')
     p.add_argument('--topic', default=None, help='the image topic of the bags')
     p.add_argument('--shard', default='0/1', metavar='I/N',
                    help='label sequences i with i %% N == I (several machines, one store)')
@@ -202,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser('eval-bag', help='evaluate models on a recorded drive (rosbag)')
-    p.add_argument('--bag', required=True, help='ROS 2 bag (MCAP or sqlite3) or ROS 1 bag')
+    p.add_argument('--bag', required=True, help='ROS 2 bag (MCAP or sqlite3) or ROS 1 bag; '
+                   'or a folder or quoted glob of the parts of one split drive')
     p.add_argument('--model', action='append', required=True,
                    help='model file; repeat to compare models side by side')
     p.add_argument('--topic', required=True, help='image topic (Image or CompressedImage)')
@@ -214,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--write-bag', default=None, metavar='DIR',
                    help="write an MCAP copy of the bag with each model's mask and color "
                    'topics')
-    p.add_argument('--max-frames', type=int, default=None)
+    p.add_argument('--max-frames', type=int, default=None,
+                   help='stop after N frames (the report and --write-bag alike)')
     p.set_defaults(func=_cmd_eval_bag)
 
     p = sub.add_parser('demo', help='run the main job on the built-in synthetic world')

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from stkd_ros.bag.messages import decode
-from stkd_ros.bag.reader import BagError, connections_for, IMAGE_TYPES, iter_messages, open_bag
+from stkd_ros.bag.reader import BagError, IMAGE_TYPES, iter_messages, open_bag, topic_type
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.clip import Clip, FrameGap
 
@@ -34,9 +34,9 @@ def decode_topic(bag, topic: str, cache_dir) -> Path:
     if path.is_file():
         return path
     with open_bag(bag) as reader:
-        (conn,) = connections_for(reader, [topic])
-        if conn.msgtype not in IMAGE_TYPES:
-            raise BagError(f'{bag}: topic {topic} carries {conn.msgtype}, not images')
+        msgtype = topic_type(reader, topic)   # all its connections, of one type
+        if msgtype not in IMAGE_TYPES:
+            raise BagError(f'{bag}: topic {topic} carries {msgtype}, not images')
         count = sum(c.msgcount for c in reader.connections if c.topic == topic)
         if count < 2:
             raise BagError(f'{bag}: topic {topic} has {count} frame(s); pairs need 2 or more')
