@@ -2,14 +2,15 @@
 
 import json
 from pathlib import Path
+import shutil
 import subprocess
 import sys
 
+from bag_helpers import ros1_image_bag
 import cv2
 from model_helpers import tiny_model_file
 import numpy as np
 import pytest
-from rosbags.typesys import get_typestore, Stores
 from stkd_ros import inference
 from stkd_ros.bag.messages import IMAGE, image_message, TYPESTORE
 from stkd_ros.bag.reader import BagError
@@ -158,10 +159,15 @@ def test_a_compressed_topic_gives_the_masks_of_its_decoded_frames(street, tmp_pa
         assert _figures(summary) == _figures(raw_summary)
 
 
-def test_a_ros1_bag_gives_the_masks_and_figures_of_the_same_drive_in_ros2(street, tmp_path):
+@pytest.mark.parametrize('publishers', [1, 2])
+def test_a_ros1_bag_gives_the_masks_and_figures_of_the_same_drive_in_ros2(street, tmp_path,
+                                                                          publishers):
+    # Two publishers: the topic comes over two connections, read whole in time order.
     frames, model = street
     ros2_summary, ros2 = _pass(_image_bag(tmp_path / 'ros2', frames), model, '/cam/image')
-    ros1_summary, ros1 = _pass(_ros1_bag(tmp_path / 'drive.bag', frames), model, '/cam/image')
+    ros1_summary, ros1 = _pass(ros1_image_bag(tmp_path / 'drive.bag', frames, '/cam/image',
+                                              [_stamp(i) for i in range(len(frames))],
+                                              publishers), model, '/cam/image')
     _assert_the_masks_of(ros2, frames, model)
     _assert_the_masks_of(ros1, frames, model)
     assert _figures(ros1_summary) == _figures(ros2_summary)
@@ -207,11 +213,12 @@ def _compressed(frame, fmt: str):
     return f'rgb8; {fmt} compressed bgr8', data.reshape(-1), decoded
 
 
-def _image_bag(path, frames, corrupt_at: int = None, compressed: str = None):
+def _image_bag(path, frames, corrupt_at: int = None, compressed: str = None, first: int = 0):
     """
     Write RGB ``frames`` on /cam/image (ROS 2, MCAP) at 10 Hz; one may be garbage.
 
     ``compressed`` ('png' or 'jpeg'): the same frames on /cam/image/compressed too.
+    ``first``: the index of the first frame in the drive (a later part of a split drive).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
     packed = 'sensor_msgs/msg/CompressedImage'
@@ -219,7 +226,7 @@ def _image_bag(path, frames, corrupt_at: int = None, compressed: str = None):
         conn = writer.add_connection('/cam/image', IMAGE, typestore=TYPESTORE)
         if compressed:
             conn_c = writer.add_connection('/cam/image/compressed', packed, typestore=TYPESTORE)
-        for i, frame in enumerate(frames):
+        for i, frame in enumerate(frames, first):
             msg = image_message(frame, _stamp(i), 'cam')
             raw = TYPESTORE.serialize_cdr(msg, IMAGE)
             writer.write(conn, _stamp(i), b'\x00\x01garbage' if i == corrupt_at else raw)
@@ -227,25 +234,6 @@ def _image_bag(path, frames, corrupt_at: int = None, compressed: str = None):
                 fmt, data, _ = _compressed(frame, compressed)
                 msg_c = TYPESTORE.types[packed](header=msg.header, format=fmt, data=data)
                 writer.write(conn_c, _stamp(i), TYPESTORE.serialize_cdr(msg_c, packed))
-    return path
-
-
-def _ros1_bag(path, frames):
-    """Write RGB ``frames`` on /cam/image of a ROS 1 bag at 10 Hz."""
-    from rosbags.rosbag1 import Writer
-    ros1 = get_typestore(Stores.ROS1_NOETIC)
-    types = ros1.types
-    with Writer(path) as writer:
-        conn = writer.add_connection('/cam/image', IMAGE, typestore=ros1)
-        for i, frame in enumerate(frames):
-            h, w = frame.shape[:2]
-            msg = types[IMAGE](
-                header=types['std_msgs/msg/Header'](
-                    seq=i, stamp=types['builtin_interfaces/msg/Time'](sec=0, nanosec=_stamp(i)),
-                    frame_id='cam'),
-                height=h, width=w, encoding='rgb8', is_bigendian=0, step=3 * w,
-                data=frame.reshape(-1))
-            writer.write(conn, _stamp(i), ros1.serialize_ros1(msg, IMAGE))
     return path
 
 
@@ -377,3 +365,202 @@ def test_a_report_replaces_an_earlier_one_and_nothing_else(models, tmp_path):
     with pytest.raises(FileExistsError, match=f'^{mine} already exists; choose a new path$'):
         eval_bag(bag, models[:1], '/cam/image', write_bag=mine)   # a bag is never replaced
     assert [p.name for p in mine.iterdir()] == ['thesis.tex']
+
+
+# --- labels matched in a bounded window ---------------------------------------------------
+
+def _labeled_bag(path, frames, labels, order):
+    """
+    Write ``frames`` on /cam/image and ``labels`` {index: label} on /cam/labels (ROS 2, MCAP).
+
+    ``order(i)``: where frame i's label goes in the bag: -1 before the frame, +1 after it.
+    A label of an index without a frame has a stamp no frame has.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        image = writer.add_connection('/cam/image', IMAGE, typestore=TYPESTORE)
+        label = writer.add_connection('/cam/labels', IMAGE, typestore=TYPESTORE)
+        for i in range(max(len(frames), max(labels) + 1)):
+            parts = []
+            if i < len(frames):
+                parts.append((0, image, image_message(frames[i], _stamp(i), 'cam')))
+            if i in labels:
+                parts.append((order(i), label, image_message(labels[i], _stamp(i), 'cam')))
+            for _, conn, msg in sorted(parts, key=lambda p: p[0]):
+                writer.write(conn, _stamp(i), TYPESTORE.serialize_cdr(msg, IMAGE))
+    return path
+
+
+def _reference_miou(masks, labels, classes) -> float:
+    """Return mIoU of every mask scored against its label, all held at once."""
+    from stkd_ros.metrics import ConfusionMatrix
+    confusion = ConfusionMatrix(len(classes))
+    for i, mask in enumerate(masks):
+        if i in labels:
+            confusion.update(torch.from_numpy(mask), torch.from_numpy(labels[i]))
+    return confusion.summary(list(classes))['miou']
+
+
+def test_labels_held_stay_bounded_over_a_long_drive(models, tmp_path, monkeypatch):
+    # 100 labeled frames (the window is 30), labels before or after their frame, and 5
+    # labels of no frame: the label arrays alive at each frame stay within the window (the
+    # pass used to keep every label of the drive), the 5 are counted, and mIoU is that of
+    # every frame's mask scored against its own label.
+    import weakref
+    from stkd_ros.commands import bag_evaluation
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 255, (24, 32, 3), np.uint8) for _ in range(100)]
+    labels = {i: rng.integers(0, 11, (24, 32), np.uint8)
+              for i in list(range(100)) + [110, 120, 130, 140, 150]}
+    bag = _labeled_bag(tmp_path / 'long', frames, labels, lambda i: 1 if i % 3 else -1)
+    alive, held, masks = [], [], []
+    real = bag_evaluation.mask_to_array
+
+    def observed(msg):
+        array = real(msg)
+        alive.append(weakref.ref(array))
+        return array
+
+    def count(frame, stamp, tracks, small):
+        assert small[0].shape == frame.shape[:2]    # the working size is the full size
+        masks.append(small[0])
+        held.append(sum(r() is not None for r in alive))
+
+    monkeypatch.setattr(bag_evaluation, 'mask_to_array', observed)
+    result = evaluate_bag(bag, [models[0]], '/cam/image', '/cam/labels', on_frame=count)
+    assert len(held) == 100 and len(alive) == 105
+    assert max(held) <= 31, max(held)
+    summary = summarize(result)
+    assert summary['unmatched_labels'] == 5 and summary['labeled']
+    assert summary['models']['a']['miou'] == pytest.approx(
+        _reference_miou(masks, labels, result['tracks'][0].segmenter.classes), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_the_synthetic_drive_scores_every_frame_against_its_label(drive, models):
+    from stkd_ros.bag.messages import decode
+    from stkd_ros.bag.reader import iter_messages, open_bag
+    from stkd_ros.image_msgs import mask_to_array, stamp_ns
+    frames, labels = {}, {}
+    with open_bag(drive) as reader:
+        for topic, msgtype, _, msg in iter_messages(reader, ['/camera/image_raw',
+                                                             '/camera/labels']):
+            if topic == '/camera/labels':
+                labels[stamp_ns(msg)] = mask_to_array(msg)
+            else:
+                frames[stamp_ns(msg)] = decode(msgtype, msg)
+    order = sorted(frames)
+    segmenter = Segmenter(models[0])
+    summary = summarize(evaluate_bag(drive, [models[0]], '/camera/image_raw', '/camera/labels'))
+    assert summary['unmatched_labels'] == 0 and len(labels) == 6
+    assert summary['models']['a']['miou'] == pytest.approx(_reference_miou(
+        [segmenter.segment(frames[s]) for s in order],
+        {i: labels[s] for i, s in enumerate(order)}, segmenter.classes), abs=1e-12)
+
+
+# --- the annotated bag, written in the one pass ----------------------------------------
+
+def _annotated(path) -> dict:
+    """Return {topic: [(bag time, header stamp, pixels)]} of every message in bag ``path``."""
+    from stkd_ros.bag.messages import decode
+    from stkd_ros.bag.reader import iter_messages, open_bag
+    from stkd_ros.image_msgs import stamp_ns
+    out = {}
+    with open_bag(path) as reader:
+        topics = sorted({c.topic for c in reader.connections})
+        for topic, msgtype, at, msg in iter_messages(reader, topics):
+            pixels = np.asarray(msg.data) if msg.encoding == 'mono8' else decode(msgtype, msg)
+            out.setdefault(topic, []).append((at, stamp_ns(msg), pixels.reshape(
+                (msg.height, msg.width, -1)).squeeze(-1) if msg.encoding == 'mono8'
+                else pixels))
+    return out
+
+
+def test_the_annotated_bag_holds_the_masks_the_pass_scored(street, tmp_path):
+    frames, model = street
+    bag = _image_bag(tmp_path / 'drive', frames)
+    seen = {}
+    evaluate_bag(bag, [model], '/cam/image', write_bag=tmp_path / 'annotated',
+                 on_frame=lambda f, stamp, t, masks: seen.setdefault(stamp, masks[0]))
+    written = _annotated(tmp_path / 'annotated')
+    assert sorted(written) == ['/cam/image', '/stkd/street/color', '/stkd/street/mask']
+    assert [(at, stamp) for at, stamp, _ in written['/stkd/street/mask']] == [
+        (_stamp(i), _stamp(i)) for i in range(4)]
+    for _, stamp, mask in written['/stkd/street/mask']:
+        np.testing.assert_array_equal(mask, seen[stamp])
+    colorize = Segmenter(model).colorize
+    for (_, _, color), mask in zip(written['/stkd/street/color'], seen.values()):
+        np.testing.assert_array_equal(color, colorize(mask))
+    for (_, _, frame), expected in zip(written['/cam/image'], frames):
+        np.testing.assert_array_equal(frame, expected)
+
+
+def test_write_bag_runs_each_model_once_per_frame_and_stops_at_max_frames(models, tmp_path,
+                                                                          monkeypatch):
+    from stkd_ros.models.bisenet import BiSeNetLite
+    bag = _image_bag(tmp_path / 'drive', _noise(5))
+    real_forward, calls = BiSeNetLite.forward, []
+
+    def forward(self, x):
+        calls.append(x.shape)
+        return real_forward(self, x)
+
+    monkeypatch.setattr(BiSeNetLite, 'forward', forward)
+    summary = eval_bag(bag, models[:1], '/cam/image', write_bag=tmp_path / 'annotated',
+                       max_frames=3)
+    assert summary['frames'] == 3 and len(calls) == 3
+    written = _annotated(tmp_path / 'annotated')
+    assert {t: len(m) for t, m in written.items()} == {
+        '/cam/image': 3, '/stkd/a/mask': 3, '/stkd/a/color': 3}
+
+
+# --- a drive split into several bags or files ------------------------------------------
+
+def _split(tmp_path, frames):
+    """Write ``frames`` as one bag and as two bags (frames 0-1, 2-3) in one folder."""
+    whole = _image_bag(tmp_path / 'whole', frames)
+    parts = tmp_path / 'parts'
+    parts.mkdir()
+    _image_bag(parts / 'drive_0', frames[:2])
+    _image_bag(parts / 'drive_1', frames[2:], first=2)
+    return whole, parts
+
+
+def test_a_drive_split_in_two_gives_the_masks_and_figures_of_the_whole(street, tmp_path):
+    frames, model = street
+    whole, parts = _split(tmp_path, frames)
+    files = tmp_path / 'files'            # the bare MCAP files, without their metadata
+    files.mkdir()
+    for part in ('drive_0', 'drive_1'):
+        shutil.copy(parts / part / f'{part}.mcap', files)
+    whole_summary, whole_seen = _pass(whole, model, '/cam/image')
+    _assert_the_masks_of(whole_seen, frames, model)
+    for source in (parts, files, f'{files}/drive_*.mcap', f'{parts}/drive_?'):
+        summary, seen = _pass(source, model, '/cam/image')
+        _assert_the_masks_of(seen, frames, model)
+        assert _figures(summary) == _figures(whole_summary), source
+
+
+def test_an_empty_glob_and_a_folder_without_bags_are_one_line_errors(models, tmp_path):
+    (tmp_path / 'notes').mkdir()
+    (tmp_path / 'notes' / 'readme.txt').write_text('no bag here')
+    for source, line in (
+            (f'{tmp_path}/drive_*.mcap', f'no bag matches {tmp_path}/drive_*.mcap (0 other '
+                                         f'paths do; a bag is a ROS 2 bag folder or a .bag, '
+                                         f'.mcap, .db3 file)'),
+            (f'{tmp_path}/notes', f'folder {tmp_path}/notes holds no bag (a ROS 2 bag folder '
+                                  f'with metadata.yaml, or .bag, .mcap, .db3 files)')):
+        res = _cli('--bag', source, '--model', str(models[0]), '--topic', '/cam/image')
+        assert res.returncode == 2
+        assert res.stderr.strip().splitlines() == [f'stkd eval-bag: error: {line}'], res.stderr
+
+
+def test_a_split_drive_is_annotated_into_one_bag(models, tmp_path):
+    frames = _noise(4)
+    _, parts = _split(tmp_path, frames)
+    eval_bag(parts, models[:1], '/cam/image', write_bag=tmp_path / 'annotated')
+    written = _annotated(tmp_path / 'annotated')
+    assert {t: [at for at, _, _ in m] for t, m in written.items()} == {
+        t: [_stamp(i) for i in range(4)] for t in ('/cam/image', '/stkd/a/mask', '/stkd/a/color')}
+    for (_, _, frame), expected in zip(written['/cam/image'], frames):
+        np.testing.assert_array_equal(frame, expected)

@@ -1,12 +1,16 @@
-"""`eval-bag --write-bag`: a copy of the bag with each model's mask and colour topics added."""
+"""
+`eval-bag --write-bag`: a copy of the drive with each model's mask and colour topics added.
+
+Written during eval-bag's one pass: every message read is copied as it comes, and each
+frame's masks (the very masks the pass scored) follow it at the same bag time.
+"""
 
 from pathlib import Path
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from stkd_ros.bag.messages import decode, IMAGE, image_message, TYPESTORE
-from stkd_ros.bag.reader import BagError, open_bag
-from stkd_ros.image_msgs import ImageError, stamp_ns
+from stkd_ros.bag.messages import IMAGE, image_message, TYPESTORE
+from stkd_ros.bag.reader import BagError
 
 
 def output_topics(name: str) -> tuple:
@@ -14,36 +18,53 @@ def output_topics(name: str) -> tuple:
     return f'{base}/mask', f'{base}/color'
 
 
-def write_annotated_bag(bag, out, topic: str, tracks) -> Path:
-    """Copy every message of ``bag`` into MCAP ``out``, adding masks and colours per model."""
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f'bag {out} already exists; choose a new path')
-    with open_bag(bag) as reader:
+class AnnotatedBag:
+    """
+    An MCAP bag at ``out`` holding the messages of ``reader`` and the masks of ``names``.
+
+    A context manager around an open reader; :meth:`copy` takes each message of the bag,
+    :meth:`add_masks` each frame's (mask, colour) pair per model.
+    """
+
+    def __init__(self, out, reader, names):
+        out = Path(out)
+        if out.exists():
+            raise FileExistsError(f'bag {out} already exists; choose a new path')
         if any(not hasattr(c.ext, 'serialization_format') for c in reader.connections):
             raise BagError('--write-bag copies ROS 2 bags only; this is a ROS 1 bag')
-        writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
-        writer.open()
-        try:
-            copies = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data,
-                                                  rihs01=c.digest) for c in reader.connections}
-            added = {t.name: [writer.add_connection(name, IMAGE, typestore=TYPESTORE)
-                              for name in output_topics(t.name)] for t in tracks}
-            for conn, stamp, raw in reader.messages():
-                writer.write(copies[conn.id], stamp, raw)
-                if conn.topic != topic:
-                    continue
-                msg = reader.deserialize(raw, conn.msgtype)
-                try:
-                    frame = decode(conn.msgtype, msg)
-                except ImageError:
-                    continue
-                header_ns = stamp_ns(msg)
-                for t in tracks:
-                    mask = t.segmenter.segment(frame)
-                    for c, array in zip(added[t.name], (mask, t.segmenter.colorize(mask))):
-                        out_msg = image_message(array, header_ns, msg.header.frame_id)
-                        writer.write(c, stamp, TYPESTORE.serialize_cdr(out_msg, IMAGE))
-        finally:
-            writer.close()
-    return out
+        self.path, self.reader, self.names = out, reader, list(names)
+        self._writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
+
+    def __enter__(self):
+        self._writer.open()
+        # Parts of a split drive repeat their connections: one output connection for each
+        # distinct (topic, type, serialization, QoS), which the writer insists on.
+        outputs, self._copies = {}, {}
+        for c in self.reader.connections:
+            key = (c.topic, c.msgtype, c.ext.serialization_format,
+                   repr(c.ext.offered_qos_profiles))
+            if key not in outputs:
+                outputs[key] = self._writer.add_connection(
+                    c.topic, c.msgtype, msgdef=c.msgdef.data or None, rihs01=c.digest or None,
+                    typestore=self.reader.typestore,
+                    serialization_format=c.ext.serialization_format,
+                    offered_qos_profiles=c.ext.offered_qos_profiles)
+            self._copies[id(c.owner), c.id] = outputs[key]
+        self._added = [[self._writer.add_connection(topic, IMAGE, typestore=TYPESTORE)
+                        for topic in output_topics(name)] for name in self.names]
+        return self
+
+    def copy(self, conn, stamp: int, raw):
+        """Copy one message of the bag being read."""
+        self._writer.write(self._copies[id(conn.owner), conn.id], stamp, raw)
+
+    def add_masks(self, stamp: int, header_ns: int, frame_id: str, pairs):
+        """Write each model's (mask, colour) of a frame, at the frame's bag time ``stamp``."""
+        for connections, arrays in zip(self._added, pairs):
+            for conn, array in zip(connections, arrays):
+                msg = image_message(array, header_ns, frame_id)
+                self._writer.write(conn, stamp, TYPESTORE.serialize_cdr(msg, IMAGE))
+
+    def __exit__(self, *exc):
+        self._writer.close()
+        return False

@@ -5,11 +5,14 @@ One pass over the bag: each frame is decoded once, the flow from the previous fr
 occlusion check are computed once (:class:`~stkd_ros.flow.pairs.StreamFlow`, as the flicker
 monitor does) and shared by every model, and each model's mask is compared with its previous
 mask (:class:`stkd_ros.temporal.StabilityMeter`: flicker, TC), with the label when the bag has
-a label topic (mIoU), and timed. Whoever draws the drive (the report's video) gets each frame
-with every model's mask at the flow's working size as the pass goes (``on_frame``).
+a label topic (mIoU: each label matched to its frame by stamp within a bounded window), and
+timed. Whoever draws the drive (the report's video) gets each frame with every model's mask
+at the flow's working size as the pass goes (``on_frame``), and ``--write-bag``'s copy of the
+drive gets every message read and each frame's full-size masks. Nothing grows with the
+drive's length but the per-step figures (a few numbers per frame).
 """
 
-from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 import logging
 from pathlib import Path
@@ -17,8 +20,10 @@ import time
 from typing import Callable, List
 
 import numpy as np
+from stkd_ros.bag.annotate import AnnotatedBag
 from stkd_ros.bag.messages import decode
 from stkd_ros.bag.reader import BagError, iter_messages, open_bag
+from stkd_ros.bag.stamp_matching import StampMatcher
 from stkd_ros.flow.pairs import StreamFlow
 from stkd_ros.image_msgs import ImageError
 from stkd_ros.image_msgs import mask_to_array, stamp_ns
@@ -49,14 +54,13 @@ class ModelTrack:
         self.class_pixels = np.zeros(k, np.int64)     # predicted pixels per class
         self.prev_mask = None
         self.last_pair = None                         # PairCounts of the last frame's pair
-        self.unscored = OrderedDict()                 # masks waiting for their label
 
-    def add_mask(self, stamp, mask, small, motion, labels):
+    def add_mask(self, stamp, mask, small, motion):
         """
         Add the model's mask of the next frame.
 
         ``small`` is the mask at the flow's working size, ``motion`` the (flow, visible) pair
-        from the previous frame (None for the first frame), ``labels`` {stamp: label}.
+        from the previous frame (None for the first frame).
         """
         k = len(self.class_pixels)
         self.class_pixels += np.bincount(mask.ravel(), minlength=k)[:k]
@@ -68,16 +72,6 @@ class ModelTrack:
             self.tc.append(step['tc'])
             self.stamps.append(stamp)
         self.prev_mask = small
-        if stamp in labels:
-            self.score(mask, labels[stamp])
-        else:
-            self.unscored[stamp] = mask
-            while len(self.unscored) > 30:
-                self.unscored.popitem(last=False)
-
-    def add_label(self, stamp, label):
-        if stamp in self.unscored:
-            self.score(self.unscored.pop(stamp), label)
 
     def score(self, mask, label):
         if mask.shape != label.shape:
@@ -103,27 +97,38 @@ def _segment(track: ModelTrack, frame: np.ndarray, index: int, stamp: int, topic
                             f'(stamp {stamp}): {exc.reason}', exc.reason) from exc
 
 
+def _score(tracks, masks, label):
+    for track, mask in zip(tracks, masks):
+        track.score(mask, label)
+
+
 def evaluate_bag(bag, models, topic: str, label_topic: str = None,
-                 max_frames: int = None, on_frame: Callable = None) -> dict:
+                 max_frames: int = None, on_frame: Callable = None, write_bag=None) -> dict:
     """
     Run every model over ``topic``; returns per-model tracks and the frame stamps.
 
     ``on_frame(frame, stamp, tracks, masks)``, when given, is called after each frame
     has been scored, with the tracks and each one's mask at the flow's working size.
+    ``write_bag``: a path where the drive is copied with every model's masks (MCAP).
     """
     tracks = [ModelTrack(n, Segmenter(m)) for n, m in zip(_names(models), models)]
     stream = StreamFlow()
-    labels, stamps, rejected = {}, [], 0
-    topics = [topic] + ([label_topic] if label_topic else [])
-    with open_bag(bag) as reader:
+    matcher = StampMatcher() if label_topic and label_topic != topic else None
+    stamps, rejected = [], 0
+    topics = [topic] + ([label_topic] if matcher else [])
+    with open_bag(bag) as reader, \
+            (AnnotatedBag(write_bag, reader, [t.name for t in tracks]) if write_bag
+             else nullcontext()) as annotated:
         total = sum(c.msgcount for c in reader.connections if c.topic == topic)
         bar = tqdm(total=min(total, max_frames or total), desc='eval-bag', unit='frame',
                    disable=None)
-        for name, msgtype, _, msg in iter_messages(reader, topics):
-            if name == label_topic and name != topic:
-                labels[stamp_ns(msg)] = mask_to_array(msg)
-                for track in tracks:
-                    track.add_label(stamp_ns(msg), labels[stamp_ns(msg)])
+        copy = annotated.copy if annotated else None
+        for name, msgtype, bag_time, msg in iter_messages(reader, topics, copy=copy):
+            if name != topic:
+                label = mask_to_array(msg)
+                masks = matcher.add_label(stamp_ns(msg), label)
+                if masks is not None:
+                    _score(tracks, masks, label)
                 continue
             try:
                 frame = decode(msgtype, msg)
@@ -133,13 +138,21 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
                 continue
             stamp = stamp_ns(msg)
             motion = stream.update(frame)
-            small_masks = []
+            masks, small_masks = [], []
             for track in tracks:
                 start = time.perf_counter()
-                mask = _segment(track, frame, len(stamps), stamp, topic)
+                masks.append(_segment(track, frame, len(stamps), stamp, topic))
                 track.latency_ms.append((time.perf_counter() - start) * 1e3)
-                small_masks.append(stream.shrink(mask, nearest=True))
-                track.add_mask(stamp, mask, small_masks[-1], motion, labels)
+                small_masks.append(stream.shrink(masks[-1], nearest=True))
+                track.add_mask(stamp, masks[-1], small_masks[-1], motion)
+            if matcher is not None:
+                label = matcher.add_frame(stamp, masks)
+                if label is not None:
+                    _score(tracks, masks, label)
+            if annotated:
+                annotated.add_masks(bag_time, stamp, msg.header.frame_id,
+                                    [(m, t.segmenter.colorize(m))
+                                     for t, m in zip(tracks, masks)])
             if on_frame is not None:
                 on_frame(frame, stamp, tracks, small_masks)
             stamps.append(stamp)
@@ -149,8 +162,14 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
         bar.close()
     if not stamps:
         raise BagError(f'no decodable frame on {topic} in {bag}')
+    unmatched = matcher.finish() if matcher else 0
+    if unmatched:
+        log.warning('%d of the %d labels on %s matched no frame of %s within %d frames of '
+                    'its stamp: left out of mIoU', unmatched, matcher.received, label_topic,
+                    topic, matcher.window)
     return {'tracks': tracks, 'stamps': stamps, 'stability_flow': stream.description,
-            'labeled': bool(labels), 'rejected': rejected, 'topic': topic, 'bag': str(bag)}
+            'labeled': bool(matcher and matcher.received), 'unmatched_labels': unmatched,
+            'rejected': rejected, 'topic': topic, 'bag': str(bag)}
 
 
 def fetch_frames(bag, topic: str, stamps) -> dict:

@@ -7,10 +7,10 @@ failure part way leaves neither, and an earlier report at the same place is repl
 a complete one.
 """
 
+from contextlib import ExitStack
 import logging
 from pathlib import Path
 
-from stkd_ros.bag.annotate import write_annotated_bag
 from stkd_ros.commands.bag_evaluation import evaluate_bag, fetch_frames
 from stkd_ros.commands.staging import check_destination, staged
 from stkd_ros.errors import InputError
@@ -29,22 +29,26 @@ def eval_bag(bag, models, topic: str, *, label_topic: str = None, report: str = 
     if write_bag:
         check_destination(write_bag)
     models = [str(m) for m in models]
-    if not report:
-        result = evaluate_bag(bag, models, topic, label_topic, max_frames)
-        summary = summarize(result)
-    else:
-        with staged(report, is_report) as folder:
+    # One pass feeds the report's video and the annotated bag; each output is renamed into
+    # place only once the pass and the report are whole.
+    with ExitStack() as outputs:
+        folder = outputs.enter_context(staged(report, is_report)) if report else None
+        annotated = outputs.enter_context(staged(write_bag)) if write_bag else None
+        if folder is None:
+            result = evaluate_bag(bag, models, topic, label_topic, max_frames,
+                                  write_bag=annotated)
+            summary = summarize(result)
+        else:
             folder.mkdir()
             with DriveVideo(folder / VIDEO_NAME) as video:
                 result = evaluate_bag(bag, models, topic, label_topic, max_frames,
-                                      on_frame=video.add)
+                                      on_frame=video.add, write_bag=annotated)
             summary = write_report(result, folder, lambda s: fetch_frames(bag, topic, s),
                                    video.info)
+    if report:
         summary['report'] = str(Path(report) / 'report.md')
         summary['report_html'] = str(Path(report) / PAGE)
         log.info('report: %s', summary['report_html'])
     if write_bag:
-        with staged(write_bag) as path:
-            write_annotated_bag(bag, path, topic, result['tracks'])
         summary['annotated_bag'] = str(write_bag)
     return summary

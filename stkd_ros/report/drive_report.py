@@ -52,6 +52,7 @@ def summarize(result: dict) -> dict:
             'duration_s': duration,
             'fps': (len(stamps) - 1) / duration if duration > 0 else None,
             'rejected_frames': result['rejected'], 'labeled': result['labeled'],
+            'unmatched_labels': result['unmatched_labels'],
             'stability_flow': result['stability_flow'], 'models': models}
 
 

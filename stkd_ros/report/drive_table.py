@@ -52,6 +52,9 @@ def drive_notes(summary: dict) -> list:
     if summary['rejected_frames']:
         notes.append(f'{summary["rejected_frames"]} frames of the topic could not be decoded '
                      f'and are left out of every figure and of the video.')
+    if summary.get('unmatched_labels'):
+        notes.append(f'{summary["unmatched_labels"]} labels found no frame of their stamp '
+                     f'near them in the bag and are left out of mIoU.')
     if not summary['labeled']:
         notes.append('No labels were read (no --label-topic, or none on it): mIoU is not '
                      'measured.')
