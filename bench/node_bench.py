@@ -3,13 +3,13 @@
 from contextlib import contextmanager
 import os
 from pathlib import Path
-import random
 import subprocess
 import sys
 
 import numpy as np
 from random_model import random_model_file
 import rclpy
+from stkd_ros.commands.replay import private_domain_id
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def use_private_domain():
     """Put this process, and the nodes it starts, on a private DDS domain with our profile."""
-    os.environ.update({'ROS_DOMAIN_ID': str(random.randint(120, 200)),
+    os.environ.update({'ROS_DOMAIN_ID': str(private_domain_id()),
                        'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config' /
                                                             'fastdds_profile.xml')})
 
