@@ -300,12 +300,14 @@ def test_a_model_whose_network_raises_is_named_in_one_line(models, tmp_path, mon
     assert not (tmp_path / 'annotated').exists()
     calls.clear()
     assert main(['eval-bag', '--bag', str(bag), '--model', str(models[0]), '--model',
-                 str(broken), '--topic', '/cam/image', '--report', str(tmp_path / 'report')]) == 2
+                 str(broken), '--topic', '/cam/image', '--report', str(tmp_path / 'report'),
+                 '--write-bag', str(tmp_path / 'annotated')]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
         'stkd eval-bag: error: model broken failed on frame 2 of /cam/image (stamp 200000000): '
         'OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB'], err
     _assert_nothing_written(tmp_path / 'report')
+    _assert_nothing_written(tmp_path / 'annotated')
 
 
 def test_a_model_file_that_cannot_run_any_frame_is_named_at_load(models, tmp_path):
