@@ -547,9 +547,8 @@ def test_an_empty_glob_and_a_folder_without_bags_are_one_line_errors(models, tmp
     (tmp_path / 'notes').mkdir()
     (tmp_path / 'notes' / 'readme.txt').write_text('no bag here')
     for source, line in (
-            (f'{tmp_path}/drive_*.mcap', f'no bag matches {tmp_path}/drive_*.mcap (0 other '
-                                         f'paths do; a bag is a ROS 2 bag folder or a .bag, '
-                                         f'.mcap, .db3 file)'),
+            (f'{tmp_path}/drive_*.mcap', f'no bag matches {tmp_path}/drive_*.mcap (a bag is a '
+                                         f'ROS 2 bag folder or a .bag, .mcap, .db3 file)'),
             (f'{tmp_path}/notes', f'folder {tmp_path}/notes holds no bag (a ROS 2 bag folder '
                                   f'with metadata.yaml, or .bag, .mcap, .db3 files)')):
         res = _cli('--bag', source, '--model', str(models[0]), '--topic', '/cam/image')

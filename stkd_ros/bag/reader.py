@@ -46,11 +46,10 @@ def bag_paths(source) -> list:
     text = str(source)
     path = Path(text)
     if not path.exists() and glob.has_magic(text):
-        matches = [Path(p) for p in sorted(glob.glob(text))]
-        bags = [p for p in matches if _is_bag(p)]
+        bags = [Path(p) for p in sorted(glob.glob(text)) if _is_bag(Path(p))]
         if not bags:
-            raise BagError(f'no bag matches {text} ({len(matches)} other paths do; a bag is '
-                           f'a ROS 2 bag folder or a {", ".join(BAG_FILES)} file)')
+            raise BagError(f'no bag matches {text} (a bag is a ROS 2 bag folder or a '
+                           f'{", ".join(BAG_FILES)} file)')
         return bags
     if not path.exists():
         raise FileNotFoundError(f'bag not found: {path}')
