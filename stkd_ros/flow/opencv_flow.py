@@ -35,16 +35,21 @@ class DISFlow(_GrayFlow):
 
     name = 'dis'
 
-    def __init__(self, preset: str = 'medium'):
+    def __init__(self, preset: str = 'medium', finest_scale: int = None):
         if preset not in _DIS_PRESETS:
             raise InputError(f'unknown DIS preset {preset!r}; expected one of '
                              f'{sorted(_DIS_PRESETS)}')
-        self.preset = preset
+        self.preset, self.finest_scale = preset, finest_scale
         self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
         self._dis.setUseSpatialPropagation(True)
+        # The presets stop 2 (fast) or 1 (medium) octaves above the frame: fine on camera
+        # frames, blind to a small object's motion on a model's small output grid.
+        if finest_scale is not None:
+            self._dis.setFinestScale(finest_scale)
 
     def settings(self):
-        return {'preset': self.preset}
+        extra = {} if self.finest_scale is None else {'finest_scale': self.finest_scale}
+        return {'preset': self.preset, **extra}
 
     def on_gray(self, gray0, gray1):
         return self._dis.calc(gray0, gray1, None)

@@ -1,0 +1,164 @@
+"""
+Run-time temporal fusion: each frame's class probabilities fused with the stream's past.
+
+One :class:`TemporalFusion` per stream (camera). For frame t, at the model's output size:
+
+- the flow from frame t to frame t-1 (DIS 'fast', as the flicker monitor's, but refined down
+  to the output grid itself: the preset's coarser finest level misses an object's motion on
+  a grid this small) carries the fused
+  probabilities of t-1 into t's pixel grid (a backward warp: t's pixel p takes what t-1 held
+  at ``p + flow[p]``);
+- a pixel takes the carried past only where it passes the photometric check (frame t-1
+  carried along the same flow looks like frame t, mean absolute RGB difference below
+  ``photometric_threshold``, as the exact-flow check of evaluation) and its flow target lies
+  inside the image; elsewhere the fresh prediction stands alone;
+- where it does, ``fused = a p_t + (1 - a) carried`` with ``a = fresh_weight + (1 -
+  fresh_weight) c``, ``c`` the fresh prediction's confidence (its top probability rescaled so
+  that a uniform guess gives 0 and certainty 1): a confident fresh prediction overrides the
+  past, an unsure one leans on it, and since ``a >= fresh_weight`` the past fades
+  geometrically, so nothing drifts (Deep Feature Flow, CVPR 2017, lost accuracy carrying the
+  past alone; NetWarp, ICCV 2017, fused it with the fresh one).
+
+The state starts over (the frame's own prediction is returned, as with fusion off) on the
+first frame, a change of frame or output size, a gap in the stamps (or a stamp going back),
+and a scene cut: more than ``cut_share`` of the pixels fail the photometric check. Frame t's
+result needs only frames up to t: nothing waits for t+1.
+
+NumPy and OpenCV only: the node can run it without PyTorch.
+"""
+
+from dataclasses import asdict, dataclass
+import logging
+from typing import Optional
+
+import cv2
+import numpy as np
+from stkd_ros.data.classes import resize_classes
+from stkd_ros.errors import InputError
+from stkd_ros.flow.opencv_flow import DISFlow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """The stage's knobs; the defaults are the issue's plain version (a 0.5, check 0.08)."""
+
+    fresh_weight: float = 0.5           # the fresh prediction's least weight (at no confidence)
+    photometric_threshold: float = 0.08  # mean |RGB| difference (0..1) of a carried pixel
+    cut_share: float = 0.5              # more pixels than this failing the check: a cut
+    max_gap_s: float = 0.5              # a larger step between stamps starts over
+    flow_preset: str = 'fast'           # DIS preset (the flicker monitor's)
+    flow_finest_scale: int = 0          # DIS down to the output grid itself (already small)
+
+    def __post_init__(self):
+        for name in ('fresh_weight', 'photometric_threshold', 'cut_share'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f'temporal fusion: {name} must lie in [0, 1], got '
+                                 f'{getattr(self, name)}')
+        if not self.max_gap_s > 0:
+            raise InputError(f'temporal fusion: max_gap_s must be above 0 s, got '
+                             f'{self.max_gap_s}')
+
+    def describe(self) -> str:
+        """Name the stage and its settings, for every output that scores fused masks."""
+        return ('flow-guided temporal fusion: ' +
+                ', '.join(f'{k} {v}' for k, v in asdict(self).items()) +
+                ', DIS flow t -> t-1 at the model\'s output size')
+
+
+def carry(array: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """
+    Sample ``array`` (H, W[, C]) at ``p + flow[p]`` (bilinear; borders replicated).
+
+    With flow from frame t to frame t-1, frame t-1's values land on frame t's pixels. Where the
+    target is outside the image the value is the border's: callers mask it with
+    :func:`inside`.
+    """
+    h, w = flow.shape[:2]
+    map_x = flow[..., 0] + np.arange(w, dtype=np.float32)
+    map_y = flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+    return cv2.remap(array, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def inside(flow: np.ndarray) -> np.ndarray:
+    """Bool (H, W): pixels whose flow target lies inside the image (NaN is outside)."""
+    h, w = flow.shape[:2]
+    x = flow[..., 0] + np.arange(w, dtype=np.float32)
+    y = flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+    return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+
+
+class TemporalFusion:
+    """
+    The fused state of one stream: feed frames in time order with their probabilities.
+
+    ``update(frame, probs, stamp)`` returns the fused probabilities (K, h, w) of this frame;
+    :meth:`mask` the class map at the frame's size. ``last_reset`` names why the last frame
+    started over (None when it was fused), for logs and tests.
+    """
+
+    def __init__(self, settings: FusionSettings = FusionSettings()):
+        self.settings = settings
+        self.flow = DISFlow(settings.flow_preset, settings.flow_finest_scale)
+        self.reset()
+
+    def reset(self):
+        self._prev = None           # (frame shape, small RGB, small gray, fused, stamp)
+        self.last_reset = 'first frame'
+
+    def update(self, frame: np.ndarray, probs: np.ndarray,
+               stamp: Optional[float] = None) -> np.ndarray:
+        """
+        Fuse frame t's probabilities (K, h, w) with the past; return the fused (K, h, w).
+
+        ``frame`` is HxWx3 uint8 RGB at its own size; ``stamp`` its time in seconds (None:
+        no gap check, for frames known to be consecutive).
+        """
+        if frame.ndim != 3 or frame.shape[2] != 3 or probs.ndim != 3:
+            raise InputError(f'temporal fusion needs an HxWx3 frame and (K, h, w) '
+                             f'probabilities, got {frame.shape} and {probs.shape}')
+        probs = np.ascontiguousarray(probs, np.float32)
+        small = cv2.resize(frame, probs.shape[:0:-1], interpolation=cv2.INTER_AREA)
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        prev, reason = self._prev, self._start_over(frame, probs, stamp)
+        fused = probs
+        if reason is None:
+            fused, reason = self._fuse(small, gray, probs, prev)
+        if reason is not None and prev is not None:
+            log.debug('temporal fusion starts over: %s', reason)
+        self.last_reset = reason
+        self._prev = (frame.shape, small, gray, fused, stamp)
+        return fused
+
+    def mask(self, fused: np.ndarray, shape) -> np.ndarray:
+        """Class ids (H, W uint8) at the frame's size: the Segmenter's own resize."""
+        return resize_classes(fused.argmax(0).astype(np.uint8), shape[:2])
+
+    def _start_over(self, frame, probs, stamp) -> Optional[str]:
+        """Why this frame cannot be fused with the state (None: it can)."""
+        if self._prev is None:
+            return 'first frame'
+        shape, _, _, fused, last = self._prev
+        if shape != frame.shape or fused.shape != probs.shape:
+            return f'size changed from {shape[:2]} to {frame.shape[:2]}'
+        if stamp is not None and last is not None:
+            step = stamp - last
+            if not 0 < step <= self.settings.max_gap_s:
+                return f'gap of {step:.3f} s between stamps'
+        return None
+
+    def _fuse(self, small, gray, probs, prev):
+        _, small_prev, gray_prev, fused_prev, _ = prev
+        flow = self.flow.on_gray(gray, gray_prev)            # t -> t-1
+        carried_frame = carry(small_prev, flow).astype(np.float32)
+        error = np.abs(small.astype(np.float32) - carried_frame).mean(2) / 255.0
+        valid = inside(flow) & (error < self.settings.photometric_threshold)
+        if 1.0 - valid.mean() > self.settings.cut_share:
+            return probs, f'scene cut ({1.0 - valid.mean():.0%} of pixels fail the check)'
+        carried = carry(fused_prev.transpose(1, 2, 0), flow).transpose(2, 0, 1)
+        k = probs.shape[0]
+        confidence = (probs.max(0) - 1.0 / k) / (1.0 - 1.0 / k) if k > 1 else 1.0
+        w = self.settings.fresh_weight
+        a = np.where(valid, w + (1.0 - w) * np.clip(confidence, 0.0, 1.0), 1.0)
+        return (a * probs + (1.0 - a) * carried).astype(np.float32), None

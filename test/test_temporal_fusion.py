@@ -1,0 +1,138 @@
+"""The run-time temporal fusion stage: ROS-free, on synthetic frames with known motion."""
+
+import cv2
+import numpy as np
+import pytest
+from stkd_ros.errors import InputError
+from stkd_ros.temporal_fusion import FusionSettings, TemporalFusion
+
+H, W, SIDE = 96, 128, 32
+STEP = (3, 2)      # the square's motion per frame, (x, y) pixels
+
+
+def _texture(seed, shape=(H, W)):
+    """Smooth random RGB texture: DIS finds flow on it, as on a street."""
+    noise = np.random.default_rng(seed).integers(0, 256, shape + (3,), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (5, 5), 1.5)
+
+
+def _scene(t, shape=(H, W)):
+    """Frame t and its square's mask: a textured square moving STEP a frame over a still wall."""
+    frame = _texture(0, shape)
+    x, y = 20 + STEP[0] * t, 24 + STEP[1] * t
+    frame[y:y + SIDE, x:x + SIDE] = _texture(1, (SIDE, SIDE))
+    mask = np.zeros(shape, np.uint8)
+    mask[y:y + SIDE, x:x + SIDE] = 1
+    return frame, mask
+
+
+def _edge(mask, width=2):
+    """Bool: pixels within ``width`` of the mask's boundary."""
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    return cv2.dilate(mask, kernel) != cv2.erode(mask, kernel)
+
+
+def _probs(mask, sure=0.8, square=None):
+    """Two-class probabilities: ``sure`` on the mask's class, ``square`` for the square's pixels."""
+    p1 = np.where(mask == 1, sure if square is None else square, 1.0 - sure)
+    return np.stack([1.0 - p1, p1]).astype(np.float32)
+
+
+def test_a_still_scene_gives_the_models_mask():
+    frame = _texture(3)
+    rng = np.random.default_rng(4)
+    logits = cv2.GaussianBlur(rng.standard_normal((H, W, 4)).astype(np.float32), (9, 9), 3)
+    probs = np.exp(4 * logits) / np.exp(4 * logits).sum(2, keepdims=True)
+    probs = np.ascontiguousarray(probs.transpose(2, 0, 1))
+    model_mask = probs.argmax(0)
+    assert len(np.unique(model_mask)) == 4
+    fusion = TemporalFusion()
+    for t in range(6):
+        fused = fusion.update(frame, probs, stamp=t / 30)
+        assert fusion.last_reset == ('first frame' if t == 0 else None)
+        np.testing.assert_array_equal(fusion.mask(fused, frame.shape), model_mask)
+
+
+def test_a_moving_objects_mask_follows_it_along_the_flow():
+    """Frame 4's model doubts the square; the past, carried along the flow, keeps it whole."""
+    fusion = TemporalFusion()
+    for t in range(6):
+        frame, truth = _scene(t)
+        doubt = t == 4
+        fused = fusion.update(frame, _probs(truth, square=0.4 if doubt else None), t / 30)
+        assert fusion.last_reset == ('first frame' if t == 0 else None)
+        mask = fusion.mask(fused, frame.shape)
+        # Where the square is now, and not where it was (no smear behind it): flow at a
+        # motion boundary is never exact, so a pixel or two along the square's edge may miss.
+        wrong = mask != truth
+        assert not (wrong & ~_edge(truth)).any() and wrong.mean() < 0.01, (t, wrong.sum())
+        if doubt:
+            per_frame = _probs(truth, square=0.4).argmax(0)
+            assert (per_frame == 0).all()        # on its own, frame 4 loses the square
+
+
+def test_the_past_follows_the_flow_not_the_pixel_grid():
+    """The same doubt with a still past (no flow) loses the part of the square that moved in."""
+    fusion = TemporalFusion()
+    for t in (0, 1, 2, 3):
+        fusion.update(*_at(t))
+    frame, truth = _scene(4)
+    still = fusion.update(_scene(3)[0], _probs(truth, square=0.4), 4 / 30)
+    assert fusion.last_reset is None
+    newly_covered = (truth == 1) & (_scene(3)[1] == 0)
+    assert (fusion.mask(still, frame.shape)[newly_covered] == 0).all()
+
+
+def _at(t):
+    frame, truth = _scene(t)
+    return frame, _probs(truth), t / 30
+
+
+@pytest.mark.parametrize('change', ['cut', 'size', 'gap', 'back_in_time'])
+def test_the_state_starts_over(change):
+    fusion = TemporalFusion()
+    for t in range(3):
+        fusion.update(*_at(t))
+        assert fusion.last_reset == ('first frame' if t == 0 else None)
+    frame, probs, stamp = _at(3)
+    if change == 'cut':
+        frame = _texture(9) // 4 + 170      # another place, in other light
+    elif change == 'size':
+        frame, truth = _scene(3, (H + 16, W))
+        probs = _probs(truth)
+    elif change == 'gap':
+        stamp = 3.0
+    else:
+        stamp = 0.01
+    # A fresh prediction unlike the past, so that any fusion would show.
+    probs = probs[::-1].copy()
+    fused = fusion.update(frame, probs, stamp)
+    expected = {'cut': 'scene cut', 'size': 'size changed', 'gap': 'gap of',
+                'back_in_time': 'gap of'}[change]
+    assert fusion.last_reset.startswith(expected)
+    np.testing.assert_array_equal(fused, probs)
+    # And the next frame fuses with the new start.
+    fusion.update(frame, probs, stamp + 1 / 30)
+    assert fusion.last_reset is None
+
+
+def test_frames_at_another_size_than_the_output_fuse_at_the_output_size():
+    fusion = TemporalFusion()
+    for t in range(3):
+        frame, truth = _scene(t)
+        big = cv2.resize(frame, (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
+        fused = fusion.update(big, _probs(truth), t / 30)
+        assert fused.shape == (2, H, W)
+        mask = fusion.mask(fused, big.shape)
+        assert mask.shape == (2 * H, 2 * W)
+        wrong = mask != cv2.resize(truth, (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
+        assert wrong.mean() < 0.01 and not (wrong[::2, ::2] & ~_edge(truth)).any()
+
+
+def test_bad_settings_and_inputs_are_one_line_errors():
+    with pytest.raises(InputError, match='fresh_weight'):
+        FusionSettings(fresh_weight=1.5)
+    with pytest.raises(InputError, match='max_gap_s'):
+        FusionSettings(max_gap_s=0)
+    with pytest.raises(InputError, match='HxWx3'):
+        TemporalFusion().update(np.zeros((H, W), np.uint8), np.zeros((2, H, W), np.float32))
