@@ -70,11 +70,13 @@ def _cmd_label(args):
 def _cmd_evaluate(args):
     from stkd_ros.training.commands import evaluate_model
     r = evaluate_model(args.model or args.onnx, args.config, args.json, args.set,
-                       backend='onnxruntime' if args.onnx else 'torch')
+                       backend='onnxruntime' if args.onnx else 'torch',
+                       temporal_fusion=args.temporal_fusion)
     print(f'{r["model"]} ({r["backend"]}): mIoU {r["miou"]:.4f}  flicker {r["flicker"]:.4f}  '
           f'TC {r["tc"]:.4f} (ETC\'s, occluded pixels too: {r["tc_etc"]:.4f})  '
           f'{r["fps"]:.1f} fps on {r["device"]}')
     print(f'  flicker and TC along {r["stability_flow"]}')
+    print(f'  temporal fusion: {r["temporal_fusion"]}')
     for name, iou in r['per_class_iou'].items():
         print(f'  {name:<12} {iou:.4f}')
 
@@ -189,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--config', required=True)
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
+    p.add_argument('--temporal-fusion', action='store_true',
+                   help="fuse each frame with the past carried along the flow, each held-out "
+                   "street one stream from its first frame (segment_node's temporal_fusion)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser('export', help='check a model file; write ONNX (FP32 or INT8)')

@@ -13,6 +13,10 @@ that evaluation scores (test/test_export_inference.py checks it).
   nearest-neighbour interpolation at pixel centres (the masks' contract, shared/DESIGN.md;
   ``resize_classes``): class ids are never mixed, the mask lies on the frame's pixels, and
   at 1080p it costs about 1 ms where bilinear logits cost 20 ms or more.
+- With a stream's :class:`~stkd_ros.temporal_fusion.TemporalFusion` (off unless one is
+  passed), the argmax is taken of the class probabilities at the model's size fused with the
+  stream's past, then resized the same way; without one the masks are the per-frame masks,
+  bit for bit.
 
 A model file whose network raises while it runs (its forward, the ONNX session) raises
 :class:`ModelRunError`, an input error that the command line states in one line; an error
@@ -159,14 +163,41 @@ class Segmenter:
             return self._torch_logits(x).argmax(1).to(torch.uint8).cpu().numpy()
         return self.logits(x).argmax(1).astype(np.uint8)
 
-    def segment(self, frame: np.ndarray) -> np.ndarray:
-        """Class ids (HxW uint8) at the frame's own size."""
-        return resize_classes(self.argmax(self.preprocess(frame))[0], frame.shape[:2])
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, h, w) model input -> (N, K, h, w) float32 class probabilities (softmax)."""
+        if self.backend == 'torch':
+            return self._torch_logits(x).float().softmax(1).cpu().numpy()
+        logits = self.logits(x)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
-    def segment_batch(self, frames) -> list:
-        """Class ids of each frame (any sizes) at its own size, from one forward pass."""
+    def segment(self, frame: np.ndarray, fusion=None, stamp=None) -> np.ndarray:
+        """
+        Class ids (HxW uint8) at the frame's own size.
+
+        ``fusion``: the stream's :class:`~stkd_ros.temporal_fusion.TemporalFusion`, fed this
+        frame and its ``stamp`` (seconds); None (the default) segments the frame alone.
+        """
+        if fusion is None:
+            return resize_classes(self.argmax(self.preprocess(frame))[0], frame.shape[:2])
+        return self.segment_batch([frame], [fusion], [stamp])[0]
+
+    def segment_batch(self, frames, fusions=None, stamps=None) -> list:
+        """
+        Class ids of each frame (any sizes) at its own size, from one forward pass.
+
+        ``fusions``: one :class:`~stkd_ros.temporal_fusion.TemporalFusion` per frame (its
+        camera's), with ``stamps``; None segments each frame alone.
+        """
         x = np.concatenate([self.preprocess(f) for f in frames])
-        return [resize_classes(c, f.shape[:2]) for c, f in zip(self.argmax(x), frames)]
+        if fusions is None:
+            return [resize_classes(c, f.shape[:2]) for c, f in zip(self.argmax(x), frames)]
+        stamps = [None] * len(frames) if stamps is None else stamps
+        if not len(fusions) == len(stamps) == len(frames):
+            raise ValueError(f'{len(frames)} frames, {len(fusions)} fusion states and '
+                             f'{len(stamps)} stamps')
+        return [fusion.mask(fusion.update(f, p, stamp), f.shape)
+                for f, p, fusion, stamp in zip(frames, self.probabilities(x), fusions, stamps)]
 
     def colorize(self, classes: np.ndarray) -> np.ndarray:
         return self.lut[classes]

@@ -10,6 +10,7 @@ from stkd_ros.inference import resize_classes, Segmenter
 from stkd_ros.model_file import load_model_file, save_model_file
 from stkd_ros.models import build_model
 from stkd_ros.models.registry import STUDENTS
+from stkd_ros.temporal_fusion import TemporalFusion
 import torch
 
 
@@ -126,3 +127,32 @@ def test_a_batch_of_cameras_gives_each_frame_its_own_mask(tmp_path, backend):
         # A batch may take another convolution algorithm than one frame: floating-point
         # rounding may flip a pixel whose two best classes tie.
         assert (mask == seg.segment(frame)).mean() > 0.999
+
+
+@pytest.mark.parametrize('backend', ['torch', 'onnxruntime'])
+def test_temporal_fusion_is_off_unless_a_stream_state_is_passed(tmp_path, backend):
+    """Off, the masks are today's per-frame masks bit for bit; on, each camera has its state."""
+    path = _model_file(tmp_path, 'bisenet_lite')
+    onnx = export_onnx(path, tmp_path / 'm.onnx') if backend == 'onnxruntime' else None
+    seg = Segmenter(path, backend=backend, onnx_path=onnx)
+    clip = SyntheticWorld(SyntheticConfig(height=96, width=160, frames=4, seed=2)).clip(0)
+    x = seg.preprocess(clip.frames[0])
+    probs = seg.probabilities(x)
+    assert probs.shape == (1, 5, 64, 128) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(probs.argmax(1), seg.argmax(x))
+    cameras = [TemporalFusion(), TemporalFusion()]
+    alone = TemporalFusion()
+    for t, frame in enumerate(clip.frames):
+        per_frame = seg.segment(frame)
+        np.testing.assert_array_equal(
+            per_frame, resize_classes(seg.argmax(seg.preprocess(frame))[0], frame.shape[:2]))
+        np.testing.assert_array_equal(seg.segment_batch([frame])[0], per_frame)
+        fused = seg.segment(frame, fusion=alone, stamp=t / 30)
+        assert fused.shape == frame.shape[:2] and fused.dtype == np.uint8
+        if t == 0:      # a stream's first frame is the frame's own prediction
+            np.testing.assert_array_equal(fused, per_frame)
+        # Two cameras seeing the same frames: each state its own, like the stream alone.
+        batch = seg.segment_batch([frame, frame], cameras, [t / 30] * 2)
+        for mask in batch:
+            assert (mask == fused).mean() > 0.999

@@ -11,6 +11,7 @@ from stkd_ros.data.unlabeled import build_unlabeled
 from stkd_ros.errors import InputError
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import load_model_file
+from stkd_ros.temporal_fusion import FusionSettings
 from stkd_ros.training.data_needs import data_needs
 from stkd_ros.training.evaluate import evaluate, evaluation_flow
 from stkd_ros.training.run import resolve_device
@@ -101,12 +102,14 @@ def check_label_store(cfg, teacher_path, out):
 
 
 def evaluate_model(model_path, config_path, json_path=None, overrides=(),
-                   backend: str = 'torch') -> dict:
+                   backend: str = 'torch', temporal_fusion: bool = False) -> dict:
     """
     Evaluate a model on the config's validation split.
 
     ``backend`` 'torch' reads a model file; 'onnxruntime' an ONNX export (FP32 or INT8), run
-    on the CPU by the Segmenter, exactly as segment_node runs it.
+    on the CPU by the Segmenter, exactly as segment_node runs it. ``temporal_fusion`` runs
+    each held-out street as one fused stream from its first frame (the stage's default
+    settings), as segment_node with ``temporal_fusion`` would.
     """
     cfg = load_config(config_path, overrides)
     device = 'cpu' if backend == 'onnxruntime' else str(resolve_device(cfg.train.device))
@@ -117,8 +120,8 @@ def evaluate_model(model_path, config_path, json_path=None, overrides=(),
         raise InputError(f'{model_path} predicts {meta["num_classes"]} classes but '
                          f'{cfg.data.dataset} has {len(val.classes)}')
     e = cfg.evaluation
-    result = evaluate(segmenter, val, flow=evaluation_flow(e),
-                      max_clips=e.max_clips)
+    result = evaluate(segmenter, val, flow=evaluation_flow(e), max_clips=e.max_clips,
+                      fusion=FusionSettings() if temporal_fusion else None)
     result.update({'model': str(model_path), 'arch': meta['arch'], 'dataset': cfg.data.dataset,
                    'backend': backend, 'device': device,
                    'precision': meta.get('quantization', {}).get('precision', 'float32')})
