@@ -9,7 +9,7 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from failing_model import failing_onnx
-from model_helpers import tiny_model_file
+from model_helpers import tiny_model_file, varied_model_file
 import numpy as np
 import pytest
 import rclpy
@@ -19,6 +19,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.inference import Segmenter
+from stkd_ros.temporal_fusion import TemporalFusion
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 # Every wait below ends on an event (a mask, a count on /diagnostics, a log line, an exit);
@@ -288,6 +289,41 @@ def test_two_workers_publish_every_mask_in_the_order_of_the_frames(ros, model_pa
         ros.destroy_publisher(pub)
 
 
+def test_temporal_fusion_publishes_the_offline_streams_fused_masks(ros, tmp_path, frames):
+    """temporal_fusion: each mask is the Segmenter's with one fusion state fed the same frames."""
+    model = varied_model_file(tmp_path / 'varied.safetensors')
+    proc = start_node('segment_node', '-p', f'model_path:={model}', '-p',
+                      'temporal_fusion:=true', '-r', 'image:=/fcam/image', '-r',
+                      '/segmentation/mask:=/fcam/mask')
+    masks, sub = _collect(ros, '/fcam/mask')
+    pub = ros.create_publisher(Image, '/fcam/image', qos(True))
+    try:
+        _wait_for_subscriber(ros, pub)
+        # The warm-up frame's stamp lies seconds before the first frame's: the node's state
+        # starts over there, as the reference's starts at the first frame.
+        _warm_up(ros, [pub], [masks], frames[0])
+
+        def mine():
+            return [m for m in masks if m.header.frame_id != 'warm']
+
+        stamps = [6_000_000_000 + i * 33_333_333 for i in range(6)]
+        for i, stamp in enumerate(stamps):   # one at a time: the latest-frame slot drops none
+            pub.publish(image_msg(frames[i], stamp, frame_id=str(i)))
+            assert spin_until(ros, lambda: len(mine()) > i, EVENT_TIMEOUT), f'no mask for {i}'
+        reference, fusion, fused_somewhere = Segmenter(model), TemporalFusion(), False
+        for i, msg in enumerate(mine()):
+            assert msg.header.frame_id == str(i)
+            got = np.frombuffer(bytes(msg.data), np.uint8).reshape(360, 480)
+            expected = reference.segment(frames[i], fusion=fusion, stamp=stamps[i] * 1e-9)
+            np.testing.assert_array_equal(got, expected)
+            fused_somewhere |= bool((expected != reference.segment(frames[i])).any())
+        assert fused_somewhere, 'the fusion changed no pixel: the test would not see it off'
+    finally:
+        stop_node(proc)
+        ros.destroy_subscription(sub)
+        ros.destroy_publisher(pub)
+
+
 @pytest.fixture(scope='module')
 def failing_models(tmp_path_factory):
     """ONNX model files whose forward pass raises: on an all-white frame, and on every frame."""
@@ -384,12 +420,16 @@ def test_a_node_whose_frames_keep_failing_exits_1_after_max_consecutive_failures
     ('segment_node', ['-p', 'model_path:={model}', '-p', 'cameras:=[a, a]'], 'distinct'),
     ('segment_node', ['-p', 'model_path:={model}', '-p', 'cameras:=[front, 1x]'],
      "camera name '1x'"),
+    ('segment_node', ['-p', 'model_path:={model}', '-p', 'temporal_fusion:=true', '-p',
+                      'workers:=2'], 'temporal_fusion fuses each frame with the one before'),
+    ('segment_node', ['-p', 'model_path:={model}', '-p', 'temporal_fusion:=true', '-p',
+                      'fusion_max_gap:=0.0'], 'max_gap_s must be above 0'),
     ('bag_player_node', ['-p', 'bag:={tmp}/none'], 'bag not found'),
     ('bag_player_node', ['-p', 'bag:={tmp}/none', '-p', 'start_delay:=-1.0'],
      'start_delay must be 0 or more'),
     ('flicker_node', ['-p', 'window:=many'], "expecting type 'INTEGER'"),
 ], ids=['no-model', 'missing-file', 'backend-mismatch', 'out-of-range', 'same-camera',
-        'bad-camera-name', 'missing-bag', 'negative-delay', 'wrong-type'])
+        'bad-camera-name', 'fusion-needs-one-worker', 'fusion-gap', 'missing-bag', 'negative-delay', 'wrong-type'])
 def test_startup_errors_print_one_line_and_exit_1(tmp_path, model_path, node, args, error):
     args = [a.format(tmp=tmp_path, model=model_path) for a in args]
     proc = start_node(node, *args)

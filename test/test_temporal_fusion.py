@@ -4,7 +4,7 @@ import json
 
 from cli_helpers import CONFIG, TINY
 import cv2
-from model_helpers import tiny_model_file
+from model_helpers import tiny_model_file, varied_model_file
 import numpy as np
 import pytest
 from stkd_ros.cli import main
@@ -12,11 +12,8 @@ from stkd_ros.data.synthetic import SyntheticClips, SyntheticConfig
 from stkd_ros.errors import InputError
 from stkd_ros.flow.pairs import PairFlow
 from stkd_ros.inference import Segmenter
-from stkd_ros.model_file import save_model_file
-from stkd_ros.models import build_model
 from stkd_ros.temporal_fusion import FusionSettings, TemporalFusion
 from stkd_ros.training.evaluate import evaluate, StreetMasks
-import torch
 
 H, W, SIDE = 96, 128, 32
 STEP = (3, 2)      # the square's motion per frame, (x, y) pixels
@@ -150,28 +147,13 @@ def test_bad_settings_and_inputs_are_one_line_errors():
         TemporalFusion().update(np.zeros((H, W), np.uint8), np.zeros((2, H, W), np.float32))
 
 
-def _varied_model(path):
-    """An untrained bisenet_lite whose batch-norm statistics make its masks vary."""
-    torch.manual_seed(0)
-    model = build_model('bisenet_lite', 11).eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.2, 1.5)
-    save_model_file(path, model, {
-        'arch': 'bisenet_lite', 'arch_args': {}, 'num_classes': 11,
-        'classes': [f'c{i}' for i in range(11)], 'palette': [[20 * i, 0, 0] for i in range(11)],
-        'input_size': [64, 128], 'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]})
-    return path
-
-
 def _held_out(frames=6):
     return SyntheticClips(SyntheticConfig(height=64, width=128, frames=frames), split='val',
                           clips=2, gap=1, clip_length=2, keys_per_clip=2)
 
 
 def test_evaluate_scores_each_street_as_one_fused_stream_from_its_first_frame(tmp_path):
-    seg = Segmenter(_varied_model(tmp_path / 'm.safetensors'))
+    seg = Segmenter(varied_model_file(tmp_path / 'm.safetensors'))
     clips, settings = _held_out(), FusionSettings()
     streets = StreetMasks(seg, clips, settings)
     for i in range(len(clips)):

@@ -6,7 +6,9 @@ Subscribes to ``image`` (sensor_msgs/Image, or CompressedImage with input_transp
 ``segmentation/overlay`` (rgb8), each at the input's size with the input's header and only
 when subscribed; and ``/diagnostics``. With ``cameras: [front, rear]`` the same topics live
 under each camera's name (``front/image`` -> ``front/segmentation/mask``) and one model
-segments the newest frame of every camera in one batched forward pass. Inference runs on its
+segments the newest frame of every camera in one batched forward pass. With
+``temporal_fusion`` each camera's class probabilities are fused with its own past carried
+along the flow (``stkd_ros.temporal_fusion``; off by default). Inference runs on its
 own thread behind a latest-frame slot per camera, so under overload old frames are dropped,
 not queued. A frame whose processing raises is counted and reported (traceback once per
 kind, ``/diagnostics`` ERROR) and the next frame is served; after ``max_consecutive_failures``
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import threading
 import time
 import traceback
+from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
@@ -39,6 +42,7 @@ from stkd_ros.nodes.frame_slot import FrameSlots
 from stkd_ros.nodes.parameters import declare, describe, int_range
 from stkd_ros.nodes.process import GiveUp, run, TEARDOWN_DEADLINE_S
 from stkd_ros.nodes.stats import RollingStats
+from stkd_ros.temporal_fusion import FusionSettings, TemporalFusion
 
 # Outputs: reliable, keep last 10 (the default QoS). A reliable publisher serves both
 # reliable subscribers (`ros2 bag record`, RViz) and best-effort ones.
@@ -54,6 +58,7 @@ class Camera:
     pub: dict = field(default_factory=dict)
     stats: RollingStats = field(default_factory=RollingStats)
     failed_at_report: int = 0   # the failed count in the last /diagnostics message
+    fusion: Optional[TemporalFusion] = None   # this camera's fused past (temporal_fusion)
 
     @property
     def prefix(self) -> str:
@@ -91,7 +96,9 @@ class SegmentNode(Node):
         self.reliability_setting, self.depth = p['reliability'], p['qos_depth']
         self.compressed = p['input_transport'] == 'compressed'
         names = p['cameras'] or ['']
-        self.cameras = {n: Camera(n) for n in names}
+        self.fusion = self._fusion_settings(p)
+        self.cameras = {n: Camera(n, fusion=self.fusion and TemporalFusion(self.fusion))
+                        for n in names}
         for cam in self.cameras.values():
             cam.pub = {k: self.create_publisher(Image, f'{cam.prefix}segmentation/{k}',
                                                 OUTPUT_QOS) for k in OUTPUTS}
@@ -118,9 +125,12 @@ class SegmentNode(Node):
         self.get_logger().info(
             f'segmenting {topics} with {self.segmenter.meta["arch"]} ({p["backend"]}, '
             f'{p["device"]}, input {self.segmenter.input_size[0]}x'
-            f'{self.segmenter.input_size[1]})')
+            f'{self.segmenter.input_size[1]}); temporal fusion '
+            f'{self.fusion.describe() if self.fusion else "off"}')
 
     def _declare(self) -> dict:
+        fusion, unit = FusionSettings(), [FloatingPointRange(from_value=0.0, to_value=1.0,
+                                                             step=0.0)]
         specs = [
             ('model_path', '', describe('model file: .safetensors, or .onnx from `stkd export` '
                                         'for the onnxruntime backend', True)),
@@ -141,8 +151,7 @@ class SegmentNode(Node):
             ('publish_color', True, describe('publish segmentation/color (rgb8)')),
             ('publish_overlay', True, describe('publish segmentation/overlay (rgb8)')),
             ('overlay_alpha', 0.5, describe('weight of the colours in the overlay',
-                                            floating_point_range=[FloatingPointRange(
-                                                from_value=0.0, to_value=1.0, step=0.0)])),
+                                            floating_point_range=unit)),
             ('reliability', 'auto', describe('image subscription: auto (match the '
                                              'publishers), reliable or best_effort', True)),
             ('qos_depth', 1, describe('image subscription queue depth (1 = latest frame)',
@@ -166,6 +175,21 @@ class SegmentNode(Node):
                 'frames failing in a row (an exception in the model or the publishing) after '
                 'which the node exits with status 1, so that launch respawn can start it '
                 'again; 0 = never', True, integer_range=int_range(0))),
+            ('temporal_fusion', False, describe(
+                "fuse each frame's class probabilities with its camera's past carried along "
+                'the optical flow (stkd_ros.temporal_fusion); false = per-frame masks', True)),
+            ('fusion_fresh_weight', fusion.fresh_weight, describe(
+                "temporal fusion: the fresh prediction's least weight (at no confidence)",
+                True, floating_point_range=unit)),
+            ('fusion_photometric_threshold', fusion.photometric_threshold, describe(
+                'temporal fusion: mean RGB difference (0..1) above which a pixel carried '
+                'along the flow is taken as occluded', True, floating_point_range=unit)),
+            ('fusion_cut_share', fusion.cut_share, describe(
+                'temporal fusion: share of occluded pixels above which a frame is a scene cut '
+                "and the camera's fusion starts over", True, floating_point_range=unit)),
+            ('fusion_max_gap', fusion.max_gap_s, describe(
+                "temporal fusion: seconds between stamps above which the camera's fusion "
+                'starts over (zero stamps are not checked)', True)),
         ]
         values = declare(self, specs)
         if not values['model_path']:
@@ -184,6 +208,17 @@ class SegmentNode(Node):
             raise InputError(f'input_transport must be raw or compressed, got '
                              f'{values["input_transport"]!r}')
         return values
+
+    @staticmethod
+    def _fusion_settings(p: dict) -> Optional[FusionSettings]:
+        if not p['temporal_fusion']:
+            return None
+        if p['workers'] > 1:
+            raise InputError(f'temporal_fusion fuses each frame with the one before: it needs '
+                             f'workers 1, got {p["workers"]}')
+        return FusionSettings(fresh_weight=p['fusion_fresh_weight'],
+                              photometric_threshold=p['fusion_photometric_threshold'],
+                              cut_share=p['fusion_cut_share'], max_gap_s=p['fusion_max_gap'])
 
     def _on_set(self, params):
         for param in params:
@@ -267,7 +302,14 @@ class SegmentNode(Node):
                                           f'{exc}', throttle_duration_sec=5.0)
                 continue
             jobs.append((cam, msg.header, frame, want, received))
-        masks = self.segmenter.segment_batch([j[2] for j in jobs]) if jobs else []
+        frames = [j[2] for j in jobs]
+        if not jobs:
+            masks = []
+        elif self.fusion:
+            masks = self.segmenter.segment_batch(
+                frames, [j[0].fusion for j in jobs], [_seconds(j[1].stamp) for j in jobs])
+        else:
+            masks = self.segmenter.segment_batch(frames)
         with self._turn:   # masks leave in the order their frames were taken
             while self._serving < ticket and not self.slot.closed:
                 self._turn.wait(0.5)
@@ -311,6 +353,13 @@ class SegmentNode(Node):
             for worker in self._workers:
                 worker.join(timeout=max(0.0, end - time.monotonic()))
         return super().destroy_node()
+
+
+def _seconds(stamp) -> Optional[float]:
+    """A header stamp in seconds; None for a zero stamp (a publisher that sets no time)."""
+    if stamp.sec == 0 and stamp.nanosec == 0:
+        return None
+    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 def main(args=None):
