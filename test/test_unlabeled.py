@@ -1,15 +1,21 @@
 """Unlabeled video in distillation: never-labeled streets and recorded drives (bags)."""
 
 import csv
+import shutil
 import subprocess
 
 from cli_helpers import _cmd, synth_bag
 import numpy as np
 import pytest
 from stkd_ros.bag.reader import BagError
-from stkd_ros.config import DataConfig, SyntheticDataConfig
-from stkd_ros.data.bag_video import BagVideo
+from stkd_ros.config import DataConfig, DistillFlowConfig, SyntheticDataConfig
+from stkd_ros.data.bag_video import BagVideo, cache_path
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.data.unlabeled import build_unlabeled
+from stkd_ros.flow import build_flow
+from stkd_ros.labeling.identity import source_identity
+from stkd_ros.labeling.sources import video_sequences
+from stkd_ros.training.clip_flow import training_flow
 from stkd_ros.training.data_needs import DataNeeds
 from stkd_ros.training.loader import train_loader
 
@@ -85,6 +91,68 @@ def test_a_missing_or_corrupt_bag_is_one_clear_error(tmp_path):
     broken.write_bytes(b'not a bag at all')
     with pytest.raises(BagError, match='cannot read bag'):
         BagVideo(broken, '/camera/image_raw', cache_dir=tmp_path)
+
+
+TOPIC = '/camera/image_raw'
+
+
+@pytest.fixture(scope='module')
+def other_drive(tmp_path_factory):
+    """Another street, recorded into a folder of the same name ('bag')."""
+    return synth_bag(tmp_path_factory.mktemp('other'), frames=6, size='64x128', seed=10)
+
+
+def test_two_drives_in_folders_of_one_name_keep_their_own_cached_flow(drive, other_drive,
+                                                                      tmp_path):
+    assert drive.name == other_drive.name == 'bag'
+    clips = [BagVideo(bag, TOPIC, cache_dir=tmp_path / 'frames')[0]
+             for bag in (drive, other_drive)]
+    fresh = [build_flow('dis').between(clip, 0, 1) for clip in clips]
+    assert np.abs(fresh[0] - fresh[1]).max() > 0.5
+    flow, cfg = DistillFlowConfig(method='dis'), _data()
+    for clip in clips:                                       # each drive fills the cache
+        training_flow(flow, cfg, tmp_path).between(clip, 0, 1)
+    cache = training_flow(flow, cfg, tmp_path)
+    cached = [cache.between(clip, 0, 1) for clip in clips]
+    assert (cache.hits, cache.misses) == (2, 0)
+    for got, expected in zip(cached, fresh):               # float16 on disk
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)
+
+
+def _parts(folder, bag):
+    """A split drive's folder: the storage files of ``bag``, with no metadata."""
+    folder.mkdir()
+    for part in bag.glob('*.mcap'):
+        shutil.copy(part, folder)
+    return f'{folder}/*.mcap'
+
+
+def test_a_glob_is_keyed_on_the_files_it_matches(drive, other_drive, tmp_path):
+    source = _parts(tmp_path / 'a', drive)
+    first = cache_path(source, TOPIC, tmp_path / 'frames')
+    video = BagVideo(source, TOPIC, cache_dir=tmp_path / 'frames')
+    assert '*' not in first.name and '*' not in video.name and '*' not in video[0].name
+    (part,) = (tmp_path / 'a').glob('*.mcap')
+    shutil.copy(next(other_drive.glob('*.mcap')), part)       # the files change
+    assert cache_path(source, TOPIC, tmp_path / 'frames') != first
+    video = BagVideo(source, TOPIC, cache_dir=tmp_path / 'frames')
+    expected = BagVideo(other_drive, TOPIC, cache_dir=tmp_path / 'frames')
+    np.testing.assert_array_equal(video[0].frames, expected[0].frames)
+
+
+def test_globs_and_folders_of_one_name_are_distinct_sources(drive, other_drive, tmp_path):
+    globs = [_parts(tmp_path / 'a', drive), _parts(tmp_path / 'b', other_drive)]
+    for bags in (globs, [str(drive), str(other_drive)]):
+        cfg = _data()
+        cfg.synthetic.unlabeled_clips, cfg.unlabeled_bags, cfg.unlabeled_topic = 0, bags, TOPIC
+        video = build_unlabeled(cfg, clip_length=1, gap=1, cache_dir=tmp_path / 'frames')
+        names = [s.name for s in video_sequences(video)]
+        assert len(set(names)) == 2 and all('*' not in n and '/' not in n for n in names)
+        identity = source_identity(cfg)
+        assert all(f'bag(name={n[:-len("_camera_image_raw")]},' in identity for n in names)
+        # Stable: the same sources, built again, have the same names.
+        again = build_unlabeled(cfg, clip_length=1, gap=1, cache_dir=tmp_path / 'frames')
+        assert [s.name for s in video_sequences(again)] == names
 
 
 @pytest.mark.slow

@@ -3,29 +3,80 @@ A recorded drive as unlabeled training video: frame pairs from one image topic o
 
 The topic's frames are decoded once into a ``.npy`` file beside the run (a memory map when
 read), so an epoch reads pixels instead of decoding JPEGs or converting encodings again.
+
+A drive has two names. Its short name (:func:`drive_names`: the bag's or folder's name, a
+glob's folder and a digest of its pattern, a digest of its path where two drives would share
+one) names its sequence in label stores, the same in `stkd label` and `stkd distill`. Its
+digest (:func:`drive_digest`: its files' paths, sizes and times, and the topic) keys what
+is cached of it, decoded frames and flow, so no two drives and no two versions of one share
+an entry.
 """
 
+from collections import Counter
+import glob
 import hashlib
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
+from stkd_ros.atomic_write import temporary_beside
 from stkd_ros.bag.messages import decode
-from stkd_ros.bag.reader import BagError, IMAGE_TYPES, iter_messages, open_bag, topic_type
+from stkd_ros.bag.reader import (bag_paths, BagError, IMAGE_TYPES, iter_messages, open_bag,
+                                 topic_type)
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.clip import Clip, FrameGap
 
 log = logging.getLogger(__name__)
 
 
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+def drive_files(source) -> list:
+    """Every file of the bags ``source`` names (a bag, a split drive's folder, a glob)."""
+    files = []
+    for bag in bag_paths(source):
+        bag = bag.resolve()
+        files += sorted(f for f in bag.rglob('*') if f.is_file()) if bag.is_dir() else [bag]
+    return files
+
+
+def drive_digest(source, topic: str) -> str:
+    """16 hex digits of the drive's files (resolved path, size, mtime) and ``topic``."""
+    stats = [(str(f), s.st_size, s.st_mtime_ns)
+             for f in drive_files(source) for s in (f.stat(),)]
+    return _digest(repr((topic, stats)), 16)
+
+
+def drive_name(source) -> str:
+    """
+    Name a drive: its bag's or folder's name; a glob's folder above the pattern and digest.
+
+    The name of a file a glob matches would tell the drives of several folders apart no
+    better, and a ``*`` has no place in a file name.
+    """
+    text = str(source)
+    parts = Path(text).parts
+    magic = [i for i, part in enumerate(parts) if glob.has_magic(part)]
+    if not magic or Path(text).exists():
+        return Path(os.path.abspath(text)).name
+    folder = Path(os.path.abspath(Path(*parts[:magic[0]]) if magic[0] else '.')).name
+    return f'{folder}_{_digest("/".join(parts[magic[0]:]), 8)}'
+
+
+def drive_names(sources) -> list:
+    """Name each drive distinctly: a name several share gains a digest of each one's path."""
+    names = [drive_name(s) for s in sources]
+    shared = {n for n, count in Counter(names).items() if count > 1}
+    return [f'{n}_{_digest(os.path.abspath(str(s)), 8)}' if n in shared else n
+            for n, s in zip(names, sources)]
+
+
 def cache_path(bag, topic: str, cache_dir) -> Path:
-    """Where the decoded frames of ``topic`` go: named by the bag's path, size and time."""
-    bag = Path(bag).resolve()
-    files = sorted(bag.rglob('*')) if bag.is_dir() else [bag]
-    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
-    digest = hashlib.sha1(repr((str(bag), topic, stats)).encode()).hexdigest()[:16]
-    return Path(cache_dir) / f'{bag.name}_{digest}.npy'
+    """Where the decoded frames of ``topic`` go: named by the drive and its digest."""
+    return Path(cache_dir) / f'{drive_name(bag)}_{drive_digest(bag, topic)}.npy'
 
 
 def decode_topic(bag, topic: str, cache_dir) -> Path:
@@ -41,7 +92,7 @@ def decode_topic(bag, topic: str, cache_dir) -> Path:
         if count < 2:
             raise BagError(f'{bag}: topic {topic} has {count} frame(s); pairs need 2 or more')
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + f'.{os.getpid()}.tmp.npy')
+        tmp = temporary_beside(path)
         frames = None
         for i, (_, msgtype, stamp, msg) in enumerate(iter_messages(reader, [topic])):
             image = decode(msgtype, msg)
@@ -69,9 +120,13 @@ class BagVideo:
     the video's own consistency.
     """
 
-    def __init__(self, bag, topic: str, *, cache_dir, gap=1, clip_length: int = 2):
+    def __init__(self, bag, topic: str, *, cache_dir, gap=1, clip_length: int = 2,
+                 name: str = None):
         self.path = decode_topic(bag, topic, cache_dir)
-        self.name = f'{Path(bag).name}{topic.replace("/", "_")}'
+        # The sequence's name (``name``: the drive's among others, drive_names), and the
+        # clips' names, which key the flow cache: the drive's digest tells drives apart.
+        self.name = f'{name or drive_name(bag)}{topic.replace("/", "_")}'
+        self.clip_prefix = f'{self.name}_{self.path.stem.rsplit("_", 1)[1]}'
         self.gap, self.clip_length = FrameGap(gap), clip_length
         self.count = int(np.load(self.path, mmap_mode='r').shape[0])
         if self.count <= (clip_length - 1) * self.gap.high:
@@ -91,7 +146,7 @@ class BagVideo:
         frames = np.array(self._frames[index:index + (self.clip_length - 1) * gap + 1:gap])
         labels = np.full(frames.shape[:3], IGNORE_INDEX, np.uint8)
         times = tuple(index + i * gap for i in range(len(frames)))
-        return Clip(frames, labels, None, name=f'{self.name}_{index:06d}', gap=gap,
+        return Clip(frames, labels, None, name=f'{self.clip_prefix}_{index:06d}', gap=gap,
                     sequence=self.name, times=times)
 
     def list_sequences(self) -> list:

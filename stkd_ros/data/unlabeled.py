@@ -37,10 +37,11 @@ def _cityscapes_video(cfg, clip_length: int, gap, cache_dir):
 
 
 def _recorded_drives(cfg, clip_length: int, gap, cache_dir):
-    from stkd_ros.data.bag_video import BagVideo
-    cache = cfg.frame_cache or cache_dir
+    from stkd_ros.data.bag_video import BagVideo, drive_names
+    cache, bags = cfg.frame_cache or cache_dir, cfg.unlabeled_bags
     return [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, gap=gap,
-                     clip_length=clip_length) for bag in cfg.unlabeled_bags]
+                     clip_length=clip_length, name=name)
+            for bag, name in zip(bags, drive_names(bags))]
 
 
 #: Each source of unlabeled video: whether a config names it, and what builds its datasets.

@@ -1,8 +1,9 @@
 """
 On-disk cache of flow fields: each frame pair's flow is computed once, whatever the epoch.
 
-The key names the dataset, the clip (its key frame or synthetic start), the frame gap, the
-flow method and its settings; flows are stored as float16 ``.npy`` (0.06 px resolution at
+The key names the dataset, the clip (its key frame or synthetic start; a drive's clip names
+carry the drive's digest, so two drives never share an entry), the frame gap, the flow
+method and its settings; flows are stored as float16 ``.npy`` (0.06 px resolution at
 100 px of motion), written atomically so that parallel workers never read half a file.
 """
 
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from stkd_ros.atomic_write import temporary_beside
 
 
 class FlowCache:
@@ -40,7 +42,7 @@ class FlowCache:
         self.misses += 1
         flow = self.estimator.between(clip, i, j)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f'{path.stem}.{os.getpid()}.tmp.npy')
+        tmp = temporary_beside(path)
         np.save(tmp, flow.astype(np.float16))
         os.replace(tmp, path)
         return flow

@@ -3,7 +3,8 @@ What a label store was made from, as strings a later run compares before it trus
 
 The teacher is named by its file's SHA-256. The video source by a string that tells worlds,
 datasets and drives apart: the synthetic world's settings, renderer version and split seed;
-a dataset's folder name and frame count; a bag's name, topic and frame count.
+a dataset's folder name and frame count; a drive's name (the one its sequence has:
+``data.bag_video.drive_names``), topic and frame count.
 """
 
 import hashlib
@@ -43,7 +44,9 @@ def source_identity(data_cfg, bags: Iterable = (), topic: Optional[str] = None) 
     every_bag = list(data_cfg.unlabeled_bags)
     every_bag += [str(b) for b in bags if str(b) not in every_bag]
     topic = topic or data_cfg.unlabeled_topic
-    parts += [_bag(bag, topic) for bag in every_bag]
+    if every_bag:
+        from stkd_ros.data.bag_video import drive_names
+        parts += [_bag(bag, name, topic) for bag, name in zip(every_bag, drive_names(every_bag))]
     if not parts:
         raise InputError('the config has no unlabeled video: set data.synthetic.unlabeled_clips '
                          '(synthetic), data.unlabeled_video: true (camvid, cityscapes), or give '
@@ -71,10 +74,10 @@ def _dataset_video(data_cfg) -> str:
     return f'{data_cfg.dataset}_video(root={Path(data_cfg.root).resolve().name},frames={frames})'
 
 
-def _bag(bag, topic: Optional[str]) -> str:
+def _bag(bag, name: str, topic: Optional[str]) -> str:
     from stkd_ros.bag.reader import connections_for, open_bag
     if not topic:
         raise InputError(f'bag {bag}: name the image topic to read from it')
     with open_bag(bag) as reader:
         frames = sum(c.msgcount for c in connections_for(reader, [topic]))
-    return f'bag(name={Path(bag).name},topic={topic},frames={frames})'
+    return f'bag(name={name},topic={topic},frames={frames})'
