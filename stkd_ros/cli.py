@@ -173,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='a recorded drive to label too (ROS 2 MCAP or sqlite3, or ROS 1 bag; or '
                    'a folder or quoted glob of the parts of one split drive); repeatable')
     p.add_argument('--topic', default=None, help='the image topic of the bags')
-    p.add_argument('--shard', default='0/1', metavar='I/N',
-                   help='label sequences i with i %% N == I (several machines, one store)')
+    p.add_argument('--shard', default=None, metavar='I/N',
+                   help='label sequences i with i %% N == I (several machines, one store); '
+                   "default: torchrun's RANK/WORLD_SIZE, or 0/1")
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='override a config key, e.g. label.flip=true (repeatable)')

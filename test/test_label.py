@@ -276,6 +276,47 @@ def test_shards_labeled_apart_merge_by_copying_folders(tmp_path, teacher, fused_
     _same_frames(done, tmp_path / 'copy0')
 
 
+def _label_args(teacher, out, sets):
+    args = [sys.executable, '-m', 'stkd_ros.cli', 'label', '--config', CONFIG, '--teacher',
+            str(teacher), '--out', str(out), '--device', 'cpu']
+    return args + [a for item in sets for a in ('--set', item)]
+
+
+def test_torchrun_ranks_label_their_shards_into_one_store(tmp_path, teacher, fused_store):
+    """Two ranks at once, their shard from RANK and WORLD_SIZE alone, as torchrun starts them."""
+    done, _ = fused_store
+    out = tmp_path / 'ranks'
+    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE')}
+    ranks = [subprocess.Popen(_label_args(teacher, out, WORLD + FUSED), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**env, 'RANK': str(r), 'WORLD_SIZE': '2'}) for r in (0, 1)]
+    for rank, proc in enumerate(ranks):
+        stdout, stderr = proc.communicate()
+        assert proc.returncode == 0, stderr[-2000:]
+        assert f'label: 6 frames labeled into {out} (shard {rank}/2' in stdout
+    _same_frames(done, out)
+    assert json.loads((out / 'manifest.json').read_text()) == json.loads(
+        (done / 'manifest.json').read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in done.iterdir())
+    assert not list(out.rglob('*.tmp*'))
+
+
+def test_an_explicit_shard_must_agree_with_torchruns(monkeypatch):
+    from stkd_ros.labeling.sources import resolve_shard
+    assert resolve_shard(None, {}) == (0, 1)
+    assert resolve_shard('1/3', {}) == (1, 3)
+    assert resolve_shard(None, {'RANK': '1', 'WORLD_SIZE': '2'}) == (1, 2)
+    assert resolve_shard('1/2', {'RANK': '1', 'WORLD_SIZE': '2'}) == (1, 2)
+    for shard, env, message in (
+            ('0/2', {'RANK': '1', 'WORLD_SIZE': '2'},
+             "--shard 0/2 disagrees with torchrun's RANK=1 WORLD_SIZE=2; give one or the other"),
+            ('0/1', {'RANK': '0', 'WORLD_SIZE': '2'}, 'disagrees'),
+            (None, {'RANK': '2', 'WORLD_SIZE': '2'}, 'RANK=2 WORLD_SIZE=2 is no shard'),
+            (None, {'RANK': '0'}, 'RANK=0 WORLD_SIZE=None is no shard')):
+        with pytest.raises(InputError, match=message):
+            resolve_shard(shard, env)
+
+
 # --- test-time augmentation and fusion -------------------------------------------------------
 
 @pytest.fixture(scope='module')
@@ -432,6 +473,31 @@ def test_a_recorded_drive_is_labeled(tmp_path, teacher, drive):
     assert clip.sequence == 'bag_camera_image_raw' and clip.times == (2, 3)
     assert (clip.frames[1] == video.sequence_frame(clip.sequence, 3)[0]).all()
     store.read(clip.sequence, 3)
+
+
+def test_split_drives_in_folders_of_one_name_make_a_store_distill_reads(tmp_path, teacher,
+                                                                        drive):
+    # Two globs of MCAP files named alike, in folders a and b: two sequences, named without a
+    # '*', that distill's check of the same sources finds in the store.
+    from stkd_ros.training.commands import check_label_store
+    other = synth_bag(tmp_path / 'other', frames=5, size='32x64', seed=10)
+    sources = []
+    for folder, bag in (('a', drive), ('b', other)):
+        (tmp_path / folder).mkdir()
+        for part in bag.glob('*.mcap'):
+            shutil.copy(part, tmp_path / folder)
+        sources.append(f'{tmp_path / folder}/*.mcap')
+    out = tmp_path / 'store'
+    summary = label(CONFIG, teacher, out, bags=sources, topic=TOPIC, overrides=DRIVE_ONLY,
+                    progress=False)
+    assert summary['frames_labeled'] == 10 and summary['missing'] == 0
+    names = list(LabelStore.open(out).sequences)
+    assert len(names) == 2 and not any('*' in n for n in names)
+    assert names[0].startswith('a_') and names[1].startswith('b_')
+    cfg = load_config(CONFIG, DRIVE_ONLY + [f'data.unlabeled_bags={json.dumps(sources)}',
+                                            f'data.unlabeled_topic={TOPIC}',
+                                            f'data.labels={out}'])
+    check_label_store(cfg, teacher, tmp_path / 'run')
 
 
 def _camvid_video_tree(root, rng):

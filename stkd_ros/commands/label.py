@@ -6,14 +6,19 @@ never-labeled streets, CamVid's or Cityscapes' video, the bags given). Each fram
 come from the teacher's test-time-augmented probabilities, fused with its neighbours' along
 the flow (the config's ``label`` section), and go into a label store
 (``stkd_ros.labeling.store``). A killed run resumes; ``shard`` (I, N) labels sequences
-i % N == I, so several machines fill one store. When the store is complete and ground truth
-exists, the labels are scored (``quality.json``). ``review`` writes the first sequences this
-run labels as video (``review/<sequence>.mp4``: frame, labels, confidence side by side).
+i % N == I, so several machines fill one store: given as ``I/N``, or under torchrun taken
+from ``RANK`` and ``WORLD_SIZE`` (each rank on GPU ``LOCAL_RANK``). Ranks share nothing but
+the store's folder: each writes the same manifest, whole, and its own sequences. When the
+store is complete and ground truth exists, the labels are scored (``quality.json``).
+``review`` writes the first sequences this run labels as video (``review/<sequence>.mp4``:
+frame, labels, confidence side by side).
 """
 
 import logging
+import os
 from pathlib import Path
 import time
+from typing import Optional
 
 from stkd_ros.config import load_config
 from stkd_ros.data.unlabeled import build_unlabeled
@@ -23,7 +28,7 @@ from stkd_ros.labeling.identity import file_sha256, source_identity
 from stkd_ros.labeling.labeler import hard_labels, label_sequence
 from stkd_ros.labeling.passes import TeacherPasses
 from stkd_ros.labeling.quality import store_quality
-from stkd_ros.labeling.sources import parse_shard, shard_of, video_sequences
+from stkd_ros.labeling.sources import resolve_shard, shard_of, video_sequences
 from stkd_ros.labeling.store import (check_out, clear_partial, done_frames, first_missing,
                                      labeled_frames, LabelStore, new_manifest, prepare_store,
                                      QUALITY, REVIEW, write_frame, write_json)
@@ -46,7 +51,7 @@ def dataset_classes(dataset: str) -> tuple:
     return CAMVID_CLASSES
 
 
-def label(config, teacher, out, *, bags=(), topic=None, shard: str = '0/1',
+def label(config, teacher, out, *, bags=(), topic=None, shard: Optional[str] = None,
           device: str = 'auto', overrides=(), review: int = 0, progress: bool = True) -> dict:
     """
     Label the unlabeled video of ``config`` (+ ``bags``) into the store ``out``.
@@ -57,8 +62,8 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: str = '0/1',
     """
     if review < 0:
         raise InputError(f'--review: a number of sequences (0 or more), got {review}')
-    index, count = parse_shard(shard)
-    dev = _device(device)
+    index, count = resolve_shard(shard, os.environ)
+    dev = _device(device, int(os.environ.get('LOCAL_RANK', '0')))
     cfg, meta = _checked_inputs(config, teacher, bags, topic, overrides)
     settings = cfg.label
     oracle = settings.fusion_radius > 0 and settings.fusion_flow == 'ground_truth'
@@ -150,11 +155,11 @@ def _write_review(out, sequence, meta) -> Path:
     return path
 
 
-def _device(name: str) -> torch.device:
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+def _device(name: str, local_rank: int) -> torch.device:
     if name.startswith('cuda') and not torch.cuda.is_available():
         raise InputError(f'--device {name}: CUDA is not available here')
+    if name in ('auto', 'cuda'):
+        return torch.device(f'cuda:{local_rank}' if torch.cuda.is_available() else 'cpu')
     return torch.device(name)
 
 

@@ -11,7 +11,7 @@ after these sequences, and a training Clip names its frames the same way (``Clip
 
 from dataclasses import dataclass
 import re
-from typing import List, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 from stkd_ros.errors import InputError
 from torch.utils.data import ConcatDataset
@@ -51,7 +51,7 @@ def video_sequences(dataset) -> List[Sequence]:
         for name, frames in part.list_sequences():
             if name in seen:
                 raise InputError(f'two unlabeled sequences are named {name!r} ({seen[name]} '
-                                 f'and {type(part).__name__}); give bags distinct folder names')
+                                 f'and {type(part).__name__}); give each drive once')
             seen[name] = type(part).__name__
             sequences.append(Sequence(part, name, frames))
     return sequences
@@ -63,6 +63,29 @@ def parse_shard(text: str) -> Tuple[int, int]:
     if match is None or not int(match[1]) < int(match[2]):
         raise InputError(f'--shard: expected I/N with 0 <= I < N (e.g. 0/4), got {text!r}')
     return int(match[1]), int(match[2])
+
+
+def resolve_shard(shard: Optional[str], env: Mapping[str, str]) -> Tuple[int, int]:
+    """
+    Return this process's shard: ``--shard I/N``, or torchrun's ``RANK`` and ``WORLD_SIZE``.
+
+    Without either it is the whole video (0/1); given both, they must agree.
+    """
+    launched = 'RANK' in env or 'WORLD_SIZE' in env
+    if launched:
+        text = f'{env.get("RANK", "?")}/{env.get("WORLD_SIZE", "?")}'
+        match = _SHARD.match(text)
+        if match is None or not int(match[1]) < int(match[2]):
+            raise InputError(f'torchrun: RANK={env.get("RANK")} WORLD_SIZE='
+                             f'{env.get("WORLD_SIZE")} is no shard (0 <= RANK < WORLD_SIZE)')
+        ranked = int(match[1]), int(match[2])
+    if shard is None:
+        return ranked if launched else (0, 1)
+    given = parse_shard(shard)
+    if launched and given != ranked:
+        raise InputError(f"--shard {shard} disagrees with torchrun's RANK={ranked[0]} "
+                         f'WORLD_SIZE={ranked[1]}; give one or the other')
+    return given
 
 
 def shard_of(sequences: List[Sequence], index: int, count: int) -> List[Sequence]:

@@ -26,6 +26,7 @@ from typing import Callable, Dict, Iterator, Optional
 
 import cv2
 import numpy as np
+from stkd_ros.atomic_write import temporary_beside
 from stkd_ros.data.classes import CAMVID_CLASSES, IGNORE_INDEX
 from stkd_ros.data.image_io import read_label
 from stkd_ros.data.unlabeled import unlabeled_streets
@@ -60,7 +61,7 @@ def frame_path(root, kind: str, sequence: str, t: int) -> Path:
 
 
 def _write_atomic(path: Path, write):
-    tmp = path.with_name(f'{path.stem}.{os.getpid()}.tmp{path.suffix}')
+    tmp = temporary_beside(path)
     write(tmp)
     os.replace(tmp, path)
 
