@@ -403,11 +403,13 @@ def _reference_miou(masks, labels, classes) -> float:
     return confusion.summary(list(classes))['miou']
 
 
-def test_labels_held_stay_bounded_over_a_long_drive(models, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_labels_held_stay_bounded_over_a_long_drive(tmp_path, monkeypatch):
     # 100 labeled frames (the window is 30), labels before or after their frame, and 5
     # labels of no frame: the label arrays alive at each frame stay within the window (the
     # pass used to keep every label of the drive), the 5 are counted, and mIoU is that of
-    # every frame's mask scored against its own label.
+    # every frame's mask scored against its own label. The model runs at 32x32, not its
+    # usual 64x128: what is measured here is the pass, not the network (8x fewer pixels).
     import weakref
     from stkd_ros.commands import bag_evaluation
     rng = np.random.default_rng(3)
@@ -429,7 +431,8 @@ def test_labels_held_stay_bounded_over_a_long_drive(models, tmp_path, monkeypatc
         held.append(sum(r() is not None for r in alive))
 
     monkeypatch.setattr(bag_evaluation, 'mask_to_array', observed)
-    result = evaluate_bag(bag, [models[0]], '/cam/image', '/cam/labels', on_frame=count)
+    model = tiny_model_file(tmp_path / 'a.safetensors', 0, input_size=[32, 32])
+    result = evaluate_bag(bag, [model], '/cam/image', '/cam/labels', on_frame=count)
     assert len(held) == 100 and len(alive) == 105
     assert max(held) <= 31, max(held)
     summary = summarize(result)
