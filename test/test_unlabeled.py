@@ -120,7 +120,7 @@ def test_two_drives_in_folders_of_one_name_keep_their_own_cached_flow(drive, oth
 
 
 def _parts(folder, bag):
-    """A split drive's folder: the storage files of ``bag``, with no metadata."""
+    """Copy the storage files of ``bag`` into ``folder`` (no metadata); return their glob."""
     folder.mkdir()
     for part in bag.glob('*.mcap'):
         shutil.copy(part, folder)
