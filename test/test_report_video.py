@@ -96,7 +96,7 @@ def test_a_pixel_made_to_flicker_shows_in_the_change_map(models, tmp_path):
     with DriveVideo(tmp_path / 'drive.mp4') as video:
         for i, mask in enumerate(masks):
             motion = stream.update(scene)
-            track.add_mask(i, mask, mask, motion, {})
+            track.add_mask(i, mask, mask, motion)
             video.add(scene, i * 33_333_333, [track], [mask])
     assert track.flicker[1] == pytest.approx(16 * 32 / (64 * 128), rel=0.05)
     frames = [image for _, image in _decode(video.info.path)]
