@@ -193,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
     p.add_argument('--temporal-fusion', action='store_true',
-                   help="fuse each frame with the past carried along the flow, each held-out "
-                   "street one stream from its first frame (segment_node's temporal_fusion)")
+                   help='fuse each frame with the past carried along the flow, each held-out '
+                   'street one stream from its first frame (as segment_node does with '
+                   'temporal_fusion)')
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser('export', help='check a model file; write ONNX (FP32 or INT8)')

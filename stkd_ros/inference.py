@@ -164,7 +164,7 @@ class Segmenter:
         return self.logits(x).argmax(1).astype(np.uint8)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """(N, 3, h, w) model input -> (N, K, h, w) float32 class probabilities (softmax)."""
+        """Return the softmax of the logits: (N, 3, h, w) model input -> (N, K, h, w) float32."""
         if self.backend == 'torch':
             return self._torch_logits(x).float().softmax(1).cpu().numpy()
         logits = self.logits(x)

@@ -429,7 +429,8 @@ def test_a_node_whose_frames_keep_failing_exits_1_after_max_consecutive_failures
      'start_delay must be 0 or more'),
     ('flicker_node', ['-p', 'window:=many'], "expecting type 'INTEGER'"),
 ], ids=['no-model', 'missing-file', 'backend-mismatch', 'out-of-range', 'same-camera',
-        'bad-camera-name', 'fusion-needs-one-worker', 'fusion-gap', 'missing-bag', 'negative-delay', 'wrong-type'])
+        'bad-camera-name', 'fusion-needs-one-worker', 'fusion-gap', 'missing-bag',
+        'negative-delay', 'wrong-type'])
 def test_startup_errors_print_one_line_and_exit_1(tmp_path, model_path, node, args, error):
     args = [a.format(tmp=tmp_path, model=model_path) for a in args]
     proc = start_node(node, *args)

@@ -1,4 +1,4 @@
-"""The run-time temporal fusion stage (ROS-free, synthetic frames with known motion) and `stkd evaluate --temporal-fusion`."""
+"""The temporal fusion stage (ROS-free, frames with known motion); `stkd evaluate` with it."""
 
 import json
 
@@ -42,7 +42,7 @@ def _edge(mask, width=2):
 
 
 def _probs(mask, sure=0.8, square=None):
-    """Two-class probabilities: ``sure`` on the mask's class, ``square`` for the square's pixels."""
+    """Two-class probabilities: ``sure`` on the true class, ``square`` on the square if given."""
     p1 = np.where(mask == 1, sure if square is None else square, 1.0 - sure)
     return np.stack([1.0 - p1, p1]).astype(np.float32)
 
@@ -136,6 +136,19 @@ def test_frames_at_another_size_than_the_output_fuse_at_the_output_size():
         assert mask.shape == (2 * H, 2 * W)
         wrong = mask != cv2.resize(truth, (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
         assert wrong.mean() < 0.01 and not (wrong[::2, ::2] & ~_edge(truth)).any()
+
+
+@pytest.mark.parametrize('confidence_weight', [0.0, 1.0])
+def test_a_certain_fresh_prediction_overrides_the_past_only_by_its_confidence_weight(
+        confidence_weight):
+    fusion = TemporalFusion(FusionSettings(confidence_weight=confidence_weight))
+    frame, truth = _scene(0)
+    fusion.update(frame, _probs(truth, sure=0.6), 0.0)
+    certain = _probs(truth, sure=1.0)
+    fused = fusion.update(frame, certain, 1 / 30)
+    assert fusion.last_reset is None
+    # Lifted all the way by its certainty, the fresh prediction stands alone.
+    assert np.array_equal(fused, certain) == (confidence_weight == 1.0)
 
 
 def test_bad_settings_and_inputs_are_one_line_errors():

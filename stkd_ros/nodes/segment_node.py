@@ -181,6 +181,10 @@ class SegmentNode(Node):
             ('fusion_fresh_weight', fusion.fresh_weight, describe(
                 "temporal fusion: the fresh prediction's least weight (at no confidence)",
                 True, floating_point_range=unit)),
+            ('fusion_confidence_weight', fusion.confidence_weight, describe(
+                "temporal fusion: how far the fresh prediction's confidence lifts its weight "
+                'toward 1 (0 = a constant fusion_fresh_weight)', True,
+                floating_point_range=unit)),
             ('fusion_photometric_threshold', fusion.photometric_threshold, describe(
                 'temporal fusion: mean RGB difference (0..1) above which a pixel carried '
                 'along the flow is taken as occluded', True, floating_point_range=unit)),
@@ -217,6 +221,7 @@ class SegmentNode(Node):
             raise InputError(f'temporal_fusion fuses each frame with the one before: it needs '
                              f'workers 1, got {p["workers"]}')
         return FusionSettings(fresh_weight=p['fusion_fresh_weight'],
+                              confidence_weight=p['fusion_confidence_weight'],
                               photometric_threshold=p['fusion_photometric_threshold'],
                               cut_share=p['fusion_cut_share'], max_gap_s=p['fusion_max_gap'])
 
@@ -356,7 +361,7 @@ class SegmentNode(Node):
 
 
 def _seconds(stamp) -> Optional[float]:
-    """A header stamp in seconds; None for a zero stamp (a publisher that sets no time)."""
+    """Return a header stamp in seconds; None for a zero stamp (a publisher sets no time)."""
     if stamp.sec == 0 and stamp.nanosec == 0:
         return None
     return stamp.sec + 1e-9 * stamp.nanosec
