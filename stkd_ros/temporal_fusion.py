@@ -100,6 +100,18 @@ def inside(flow: np.ndarray) -> np.ndarray:
     return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
 
 
+def header_seconds(stamp) -> Optional[float]:
+    """
+    A message header's stamp (``sec``, ``nanosec``) in seconds, as the stage is fed it.
+
+    None for a zero stamp (a publisher that sets no time): no gap check. segment_node and
+    eval-bag both convert here, so a drive's gaps start the state over in both alike.
+    """
+    if stamp.sec == 0 and stamp.nanosec == 0:
+        return None
+    return stamp.sec + 1e-9 * stamp.nanosec
+
+
 class TemporalFusion:
     """
     The fused state of one stream: feed frames in time order with their probabilities.

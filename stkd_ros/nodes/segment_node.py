@@ -42,7 +42,7 @@ from stkd_ros.nodes.frame_slot import FrameSlots
 from stkd_ros.nodes.parameters import declare, describe, int_range
 from stkd_ros.nodes.process import GiveUp, run, TEARDOWN_DEADLINE_S
 from stkd_ros.nodes.stats import RollingStats
-from stkd_ros.temporal_fusion import FusionSettings, TemporalFusion
+from stkd_ros.temporal_fusion import FusionSettings, header_seconds, TemporalFusion
 
 # Outputs: reliable, keep last 10 (the default QoS). A reliable publisher serves both
 # reliable subscribers (`ros2 bag record`, RViz) and best-effort ones.
@@ -312,7 +312,7 @@ class SegmentNode(Node):
             masks = []
         elif self.fusion:
             masks = self.segmenter.segment_batch(
-                frames, [j[0].fusion for j in jobs], [_seconds(j[1].stamp) for j in jobs])
+                frames, [j[0].fusion for j in jobs], [header_seconds(j[1].stamp) for j in jobs])
         else:
             masks = self.segmenter.segment_batch(frames)
         with self._turn:   # masks leave in the order their frames were taken
@@ -358,13 +358,6 @@ class SegmentNode(Node):
             for worker in self._workers:
                 worker.join(timeout=max(0.0, end - time.monotonic()))
         return super().destroy_node()
-
-
-def _seconds(stamp) -> Optional[float]:
-    """Return a header stamp in seconds; None for a zero stamp (a publisher sets no time)."""
-    if stamp.sec == 0 and stamp.nanosec == 0:
-        return None
-    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 def main(args=None):
