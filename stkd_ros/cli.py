@@ -84,13 +84,15 @@ def _cmd_evaluate(args):
 def _cmd_eval_bag(args):
     from stkd_ros.commands.eval_bag import eval_bag
     summary = eval_bag(args.bag, args.model, args.topic, label_topic=args.label_topic,
-                       report=args.report, write_bag=args.write_bag, max_frames=args.max_frames)
+                       report=args.report, write_bag=args.write_bag, max_frames=args.max_frames,
+                       temporal_fusion=args.temporal_fusion)
     print(f'{summary["frames"]} frames of {summary["topic"]} in {summary["bag"]}')
     for name, m in summary['models'].items():
         miou = f'mIoU {m["miou"]:.4f}  ' if 'miou' in m else ''
         print(f'  {name}: {miou}flicker {m["flicker"]:.4f}  TC {m["tc"]:.4f}  '
               f'latency p50 {m["latency_ms"]["p50"]:.1f} ms')
     print(f'  flicker and TC along {summary["stability_flow"]}')
+    print(f'  temporal fusion: {summary["temporal_fusion"]}')
     for key, text in (('report', 'report'), ('report_html', 'report page (open in a browser)'),
                       ('annotated_bag', 'annotated bag (MCAP)')):
         if key in summary:
@@ -225,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                    'topics')
     p.add_argument('--max-frames', type=int, default=None,
                    help='stop after N frames (the report and --write-bag alike)')
+    p.add_argument('--temporal-fusion', action='store_true',
+                   help="fuse each model's masks with its past carried along the flow, the "
+                   'drive one stream fed the header stamps (as segment_node does with '
+                   'temporal_fusion)')
     p.set_defaults(func=_cmd_eval_bag)
 
     p = sub.add_parser('demo', help='run the main job on the built-in synthetic world')

@@ -10,6 +10,11 @@ timed. Whoever draws the drive (the report's video) gets each frame with every m
 at the flow's working size as the pass goes (``on_frame``), and ``--write-bag``'s copy of the
 drive gets every message read and each frame's full-size masks. Nothing grows with the
 drive's length but the per-step figures (a few numbers per frame).
+
+With temporal fusion (``--temporal-fusion``) each model's drive is one stream: one
+:class:`~stkd_ros.temporal_fusion.TemporalFusion` per model, fed each frame and its header
+stamp as segment_node's camera state is fed them, so every figure, the video and the
+annotated bag hold the masks the node publishes with ``temporal_fusion`` on.
 """
 
 from contextlib import nullcontext
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 import logging
 from pathlib import Path
 import time
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 from stkd_ros.bag.annotate import AnnotatedBag
@@ -30,6 +35,7 @@ from stkd_ros.image_msgs import mask_to_array, stamp_ns
 from stkd_ros.inference import ModelRunError, Segmenter
 from stkd_ros.metrics import ConfusionMatrix
 from stkd_ros.temporal import pair_figures, StabilityMeter
+from stkd_ros.temporal_fusion import FusionSettings, header_seconds, TemporalFusion
 import torch
 from tqdm import tqdm
 
@@ -46,6 +52,7 @@ class ModelTrack:
     tc: List[float] = field(default_factory=list)
     stamps: List[int] = field(default_factory=list)
     latency_ms: List[float] = field(default_factory=list)
+    fusion: Optional[TemporalFusion] = None               # the model's stream state, if fused
 
     def __post_init__(self):
         k = len(self.segmenter.classes)
@@ -85,16 +92,19 @@ def _names(models) -> List[str]:
             for s, m in zip(stems, models)]
 
 
-def _segment(track: ModelTrack, frame: np.ndarray, index: int, stamp: int, topic: str):
+def _segment(track: ModelTrack, frame: np.ndarray, index: int, msg, topic: str):
     try:
-        return track.segmenter.segment(frame)
+        if track.fusion is None:
+            return track.segmenter.segment(frame)
+        return track.segmenter.segment(frame, fusion=track.fusion,
+                                       stamp=header_seconds(msg.header.stamp))
     except ModelRunError as exc:
         # The model's network raised (any other error is a bug and keeps its traceback): the
         # bag is fine and the other models may be, so say which model broke where, in one
         # line; the traceback stays in the debug log.
         log.debug('model %s failed', track.name, exc_info=True)
         raise ModelRunError(f'model {track.name} failed on frame {index + 1} of {topic} '
-                            f'(stamp {stamp}): {exc.reason}', exc.reason) from exc
+                            f'(stamp {stamp_ns(msg)}): {exc.reason}', exc.reason) from exc
 
 
 def _score(tracks, masks, label):
@@ -103,15 +113,18 @@ def _score(tracks, masks, label):
 
 
 def evaluate_bag(bag, models, topic: str, label_topic: str = None,
-                 max_frames: int = None, on_frame: Callable = None, write_bag=None) -> dict:
+                 max_frames: int = None, on_frame: Callable = None, write_bag=None,
+                 fusion: FusionSettings = None) -> dict:
     """
     Run every model over ``topic``; returns per-model tracks and the frame stamps.
 
     ``on_frame(frame, stamp, tracks, masks)``, when given, is called after each frame
     has been scored, with the tracks and each one's mask at the flow's working size.
     ``write_bag``: a path where the drive is copied with every model's masks (MCAP).
+    ``fusion``: temporal fusion's settings, one state per model (None: per-frame masks).
     """
-    tracks = [ModelTrack(n, Segmenter(m)) for n, m in zip(_names(models), models)]
+    tracks = [ModelTrack(n, Segmenter(m), fusion=fusion and TemporalFusion(fusion))
+              for n, m in zip(_names(models), models)]
     stream = StreamFlow()
     matcher = StampMatcher() if label_topic and label_topic != topic else None
     stamps, rejected = [], 0
@@ -141,7 +154,7 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
             masks, small_masks = [], []
             for track in tracks:
                 start = time.perf_counter()
-                masks.append(_segment(track, frame, len(stamps), stamp, topic))
+                masks.append(_segment(track, frame, len(stamps), msg, topic))
                 track.latency_ms.append((time.perf_counter() - start) * 1e3)
                 small_masks.append(stream.shrink(masks[-1], nearest=True))
                 track.add_mask(stamp, masks[-1], small_masks[-1], motion)
@@ -169,7 +182,8 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
                     topic, matcher.window)
     return {'tracks': tracks, 'stamps': stamps, 'stability_flow': stream.description,
             'labeled': bool(matcher and matcher.received), 'unmatched_labels': unmatched,
-            'rejected': rejected, 'topic': topic, 'bag': str(bag)}
+            'rejected': rejected, 'topic': topic, 'bag': str(bag),
+            'temporal_fusion': fusion.describe() if fusion else 'off'}
 
 
 def fetch_frames(bag, topic: str, stamps) -> dict:

@@ -17,18 +17,26 @@ from stkd_ros.errors import InputError
 from stkd_ros.report.drive_page import PAGE
 from stkd_ros.report.drive_report import is_report, summarize, write_report
 from stkd_ros.report.drive_video import DriveVideo, VIDEO_NAME
+from stkd_ros.temporal_fusion import FusionSettings
 
 log = logging.getLogger(__name__)
 
 
 def eval_bag(bag, models, topic: str, *, label_topic: str = None, report: str = None,
-             write_bag: str = None, max_frames: int = None) -> dict:
-    """Run ``models`` over ``topic`` of ``bag``; returns the summary (metrics.json's content)."""
+             write_bag: str = None, max_frames: int = None,
+             temporal_fusion: bool = False) -> dict:
+    """
+    Run ``models`` over ``topic`` of ``bag``; returns the summary (metrics.json's content).
+
+    ``temporal_fusion``: each model's masks fused along the drive with the stage's default
+    settings, as segment_node's ``temporal_fusion`` publishes them.
+    """
     if not models:
         raise InputError('give at least one --model')
     if write_bag:
         check_destination(write_bag)
     models = [str(m) for m in models]
+    fusion = FusionSettings() if temporal_fusion else None
     # One pass feeds the report's video and the annotated bag; each output is renamed into
     # place only once the pass and the report are whole.
     with ExitStack() as outputs:
@@ -36,13 +44,13 @@ def eval_bag(bag, models, topic: str, *, label_topic: str = None, report: str = 
         annotated = outputs.enter_context(staged(write_bag)) if write_bag else None
         if folder is None:
             result = evaluate_bag(bag, models, topic, label_topic, max_frames,
-                                  write_bag=annotated)
+                                  write_bag=annotated, fusion=fusion)
             summary = summarize(result)
         else:
             folder.mkdir()
             with DriveVideo(folder / VIDEO_NAME) as video:
                 result = evaluate_bag(bag, models, topic, label_topic, max_frames,
-                                      on_frame=video.add, write_bag=annotated)
+                                      on_frame=video.add, write_bag=annotated, fusion=fusion)
             summary = write_report(result, folder, lambda s: fetch_frames(bag, topic, s),
                                    video.info)
     if report:

@@ -53,7 +53,8 @@ def summarize(result: dict) -> dict:
             'fps': (len(stamps) - 1) / duration if duration > 0 else None,
             'rejected_frames': result['rejected'], 'labeled': result['labeled'],
             'unmatched_labels': result['unmatched_labels'],
-            'stability_flow': result['stability_flow'], 'models': models}
+            'stability_flow': result['stability_flow'],
+            'temporal_fusion': result['temporal_fusion'], 'models': models}
 
 
 def _plot_flicker(result, path):

@@ -35,12 +35,15 @@ def summary_rows(summary: dict) -> list:
 
 
 def drive_line(summary: dict) -> str:
-    """Say the topic, frames, time and rate of the drive in one sentence."""
+    """Say the topic, frames, time and rate of the drive, and which masks were scored."""
     rate = f' at {summary["fps"]:.2f} fps' if summary.get('fps') else ''
+    fusion = summary['temporal_fusion']
+    masks = ('each frame segmented alone (temporal fusion: off)' if fusion == 'off' else
+             f"each model's drive one stream (temporal fusion: on, {fusion})")
     return (f'Topic {summary["topic"]}: {summary["frames"]} frames over '
             f'{summary["duration_s"]:.2f} s{rate} (header stamps)'
             f'{", labeled" if summary["labeled"] else ""}; {summary["rejected_frames"]} '
-            f'frames could not be decoded.')
+            f'frames could not be decoded. Masks scored: {masks}.')
 
 
 def drive_notes(summary: dict) -> list:
