@@ -119,3 +119,22 @@ def test_without_the_switch_the_report_says_each_frame_was_segmented_alone(drive
     for page in ('report.md', 'report.html'):
         text = (tmp_path / 'report' / page).read_text()
         assert 'each frame segmented alone (temporal fusion: off)' in text, page
+
+
+def test_the_reports_moments_show_the_fused_masks(drive, fused):
+    """Each sample image: the frame, then the overlay of the mask eval-bag scored there."""
+    from stkd_ros.data.image_io import read_rgb
+    bag, model = drive
+    frames = _read(fused / 'annotated', IMAGE_TOPIC, mask=False)
+    scored = _read(fused / 'annotated', '/stkd/varied/mask', mask=True)
+    segmenter = Segmenter(model)
+    moments = json.loads((fused / 'report' / 'metrics.json').read_text())['moments']
+    assert moments
+    fused_moment = False
+    for moment in moments:
+        sample = read_rgb(fused / 'report' / moment['file'])
+        frame, overlay = np.split(sample, 2, axis=1)
+        stamp = next(s for s, f in frames.items() if np.array_equal(f, frame))
+        np.testing.assert_array_equal(overlay, segmenter.overlay(frame, scored[stamp], 0.55))
+        fused_moment |= bool((scored[stamp] != segmenter.segment(frame)).any())
+    assert fused_moment, 'no moment where the fusion changed a pixel: the test could not fail'

@@ -8,7 +8,9 @@ mask (:class:`stkd_ros.temporal.StabilityMeter`: flicker, TC), with the label wh
 a label topic (mIoU: each label matched to its frame by stamp within a bounded window), and
 timed. Whoever draws the drive (the report's video) gets each frame with every model's mask
 at the flow's working size as the pass goes (``on_frame``), and ``--write-bag``'s copy of the
-drive gets every message read and each frame's full-size masks. Nothing grows with the
+drive gets every message read and each frame's full-size masks. Each model keeps the frame
+and every model's masks of its steadiest and least steady step so far (the report's samples
+show what was scored, fused or not, without a second pass). Nothing else grows with the
 drive's length but the per-step figures (a few numbers per frame).
 
 With temporal fusion (``--temporal-fusion``) each model's drive is one stream: one
@@ -61,6 +63,7 @@ class ModelTrack:
         self.class_pixels = np.zeros(k, np.int64)     # predicted pixels per class
         self.prev_mask = None
         self.last_pair = None                         # PairCounts of the last frame's pair
+        self.moments = {}   # 'most_stable'/'least_stable' -> (flicker, stamp, frame, masks)
 
     def add_mask(self, stamp, mask, small, motion):
         """
@@ -79,6 +82,19 @@ class ModelTrack:
             self.tc.append(step['tc'])
             self.stamps.append(stamp)
         self.prev_mask = small
+
+    def keep_moment(self, frame, stamp, masks):
+        """
+        Keep the frame and every model's full-size masks at this model's extreme steps.
+
+        Its least and most steady step so far; of equal ones the first, as ``nanargmax``.
+        """
+        if self.last_pair is None or np.isnan(self.flicker[-1]):
+            return
+        step = self.flicker[-1]
+        for kind, better in (('least_stable', step.__gt__), ('most_stable', step.__lt__)):
+            if kind not in self.moments or better(self.moments[kind][0]):
+                self.moments[kind] = (step, stamp, frame, masks)
 
     def score(self, mask, label):
         if mask.shape != label.shape:
@@ -158,6 +174,8 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
                 track.latency_ms.append((time.perf_counter() - start) * 1e3)
                 small_masks.append(stream.shrink(masks[-1], nearest=True))
                 track.add_mask(stamp, masks[-1], small_masks[-1], motion)
+            for track in tracks:
+                track.keep_moment(frame, stamp, masks)
             if matcher is not None:
                 label = matcher.add_frame(stamp, masks)
                 if label is not None:
@@ -185,14 +203,3 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
             'rejected': rejected, 'topic': topic, 'bag': str(bag),
             'temporal_fusion': fusion.describe() if fusion else 'off'}
 
-
-def fetch_frames(bag, topic: str, stamps) -> dict:
-    """Decode the frames of ``topic`` whose header stamps are in ``stamps``."""
-    found = {}
-    with open_bag(bag) as reader:
-        for _, msgtype, _, msg in iter_messages(reader, [topic]):
-            if stamp_ns(msg) in stamps:
-                found[stamp_ns(msg)] = decode(msgtype, msg)
-                if len(found) == len(stamps):
-                    break
-    return found

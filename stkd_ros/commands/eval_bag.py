@@ -11,7 +11,7 @@ from contextlib import ExitStack
 import logging
 from pathlib import Path
 
-from stkd_ros.commands.bag_evaluation import evaluate_bag, fetch_frames
+from stkd_ros.commands.bag_evaluation import evaluate_bag
 from stkd_ros.commands.staging import check_destination, staged
 from stkd_ros.errors import InputError
 from stkd_ros.report.drive_page import PAGE
@@ -51,8 +51,7 @@ def eval_bag(bag, models, topic: str, *, label_topic: str = None, report: str = 
             with DriveVideo(folder / VIDEO_NAME) as video:
                 result = evaluate_bag(bag, models, topic, label_topic, max_frames,
                                       on_frame=video.add, write_bag=annotated, fusion=fusion)
-            summary = write_report(result, folder, lambda s: fetch_frames(bag, topic, s),
-                                   video.info)
+            summary = write_report(result, folder, video.info)
     if report:
         summary['report'] = str(Path(report) / 'report.md')
         summary['report_html'] = str(Path(report) / PAGE)

@@ -110,24 +110,25 @@ def _plot_latency(result, path):
     fig.savefig(path, dpi=110)
 
 
-def _moments(result, out: Path, fetch_frames) -> list:
-    """Frame | overlays of every model, at each model's steadiest and least steady step."""
-    picks = []
-    for t in result['tracks']:
-        if not np.isnan(t.flicker).all():
-            picks += [(t, 'least_stable', int(np.nanargmax(t.flicker))),
-                      (t, 'most_stable', int(np.nanargmin(t.flicker)))]
-    frames = fetch_frames({t.stamps[i] for t, _, i in picks}) if picks else {}
+def _moments(result, out: Path) -> list:
+    """
+    Frame | overlays of every model, at each model's steadiest and least steady step.
+
+    The masks are those the pass scored there (fused, with temporal fusion), kept by
+    :meth:`~stkd_ros.commands.bag_evaluation.ModelTrack.keep_moment`.
+    """
     moments = []
-    for t, kind, idx in picks:
-        stamp = t.stamps[idx]
-        frame = frames[stamp]
-        row = [frame] + [x.segmenter.overlay(frame, x.segmenter.segment(frame), 0.55)
-                         for x in result['tracks']]
-        path = out / f'sample_{t.name.replace("/", "_")}_{kind}.png'
-        write_rgb(path, np.concatenate(row, axis=1))
-        moments.append({'model': t.name, 'kind': kind, 'flicker': t.flicker[idx],
-                        'time_s': (stamp - result['stamps'][0]) / 1e9, 'file': path.name})
+    for t in result['tracks']:
+        for kind in ('least_stable', 'most_stable'):
+            if kind not in t.moments:
+                continue
+            flicker, stamp, frame, masks = t.moments[kind]
+            row = [frame] + [x.segmenter.overlay(frame, mask, 0.55)
+                             for x, mask in zip(result['tracks'], masks)]
+            path = out / f'sample_{t.name.replace("/", "_")}_{kind}.png'
+            write_rgb(path, np.concatenate(row, axis=1))
+            moments.append({'model': t.name, 'kind': kind, 'flicker': flicker,
+                            'time_s': (stamp - result['stamps'][0]) / 1e9, 'file': path.name})
     return moments
 
 
@@ -154,13 +155,11 @@ def _markdown(summary: dict) -> str:
     return '\n'.join(lines)
 
 
-def write_report(result: dict, out, fetch_frames, video=None) -> dict:
+def write_report(result: dict, out, video=None) -> dict:
     """
     Write the whole report into directory ``out``; returns the summary written (metrics.json).
 
-    ``fetch_frames(stamps)`` returns {stamp: RGB frame}: frames are read again for the
-    samples instead of being kept through the whole drive. ``video``: the drive's
-    :class:`~stkd_ros.report.video.VideoInfo`, a file in ``out``.
+    ``video``: the drive's :class:`~stkd_ros.report.video.VideoInfo`, a file in ``out``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +167,7 @@ def write_report(result: dict, out, fetch_frames, video=None) -> dict:
     _plot_flicker(result, out / 'flicker_over_time.png')
     _plot_per_class(summary, result, out / 'per_class.png')
     _plot_latency(result, out / 'latency.png')
-    summary['moments'] = _moments(result, out, fetch_frames)
+    summary['moments'] = _moments(result, out)
     if video is not None:
         summary['video'] = {**video.to_dict(), 'file': Path(video.path).name}
         del summary['video']['path']   # the folder travels: the page names the file
