@@ -102,7 +102,7 @@ def inside(flow: np.ndarray) -> np.ndarray:
 
 def header_seconds(stamp) -> Optional[float]:
     """
-    A message header's stamp (``sec``, ``nanosec``) in seconds, as the stage is fed it.
+    Return a message header's stamp (``sec``, ``nanosec``) in seconds, as the stage takes it.
 
     None for a zero stamp (a publisher that sets no time): no gap check. segment_node and
     eval-bag both convert here, so a drive's gaps start the state over in both alike.

@@ -1,4 +1,4 @@
-"""`stkd eval-bag --temporal-fusion`: the masks segment_node publishes, and a report that says so."""
+"""eval-bag with temporal fusion: the masks segment_node publishes, and a report saying so."""
 
 import json
 
@@ -24,7 +24,7 @@ EVENT_TIMEOUT = 60.0
 
 @pytest.fixture(scope='module')
 def drive(tmp_path_factory):
-    """Give a synthetic drive (30 Hz bag) and a model whose masks vary over a frame."""
+    """Give a synthetic street as a 30 Hz bag, and a model whose masks vary over a frame."""
     out = tmp_path_factory.mktemp('drive')
     synth(out, clips=1, frames=FRAMES, size=(96, 160), bag=True, seed=3)
     return out / 'bag', varied_model_file(out / 'varied.safetensors')

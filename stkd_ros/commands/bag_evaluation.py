@@ -202,4 +202,3 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
             'labeled': bool(matcher and matcher.received), 'unmatched_labels': unmatched,
             'rejected': rejected, 'topic': topic, 'bag': str(bag),
             'temporal_fusion': fusion.describe() if fusion else 'off'}
-
