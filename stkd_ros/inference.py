@@ -22,19 +22,16 @@ A model file whose network raises while it runs (its forward, the ONNX session) 
 :class:`ModelRunError`, an input error that the command line states in one line; an error
 anywhere else on the path (preprocessing, postprocessing) is this package's bug and keeps its
 traceback.
-"""
 
-import json
-from pathlib import Path
+The network runs on a backend (``stkd_ros.backends``), imported only when chosen: with
+``onnxruntime`` nothing here loads PyTorch.
+"""
 
 import cv2
 import numpy as np
+from stkd_ros.backends import BACKENDS
 from stkd_ros.data.classes import palette_lut, resize_classes
 from stkd_ros.errors import InputError
-from stkd_ros.model_file import load_model_file, ModelFileError
-import torch
-
-BACKENDS = ('torch', 'onnxruntime')
 
 
 class ModelRunError(InputError):
@@ -78,15 +75,10 @@ class Segmenter:
     def __init__(self, model_path, *, backend: str = 'torch', device: str = 'cpu',
                  threads: int = 0, onnx_path=None, input_size=None):
         if backend not in BACKENDS:
-            raise InputError(f'unknown backend {backend!r}; expected one of {BACKENDS}')
-        if threads:
-            torch.set_num_threads(threads)
-        self.model = self._session = None
+            raise InputError(f'unknown backend {backend!r}; expected one of '
+                             f'{tuple(BACKENDS)}')
         self.source = str(model_path if backend == 'torch' else onnx_path or model_path)
-        if backend == 'torch':
-            self.model, meta = load_model_file(model_path, device)
-        else:
-            self._session, meta = _onnx_session(onnx_path or model_path, threads)
+        self._net, meta = BACKENDS[backend](self.source, device, threads)
         self._setup(backend, device, meta, input_size)
 
     @classmethod
@@ -97,14 +89,15 @@ class Segmenter:
         ``meta`` holds what a model file's metadata holds (classes, palette, input_size,
         mean, std). The module runs as it is: put it in eval mode first.
         """
+        from stkd_ros.backends.torch_model import TorchModel   # the caller has torch loaded
         segmenter = cls.__new__(cls)
-        segmenter.model, segmenter._session = model, None
+        segmenter._net = TorchModel(model, device)
         segmenter.source = None   # built by the package: whatever it raises is a bug
         segmenter._setup('torch', device, meta, input_size)
         return segmenter
 
     def _setup(self, backend, device, meta, input_size):
-        self.backend, self.device, self.meta = backend, torch.device(device), meta
+        self.backend, self.device, self.meta = backend, device, meta
         self.input_size = tuple(input_size or meta['input_size'])
         if len(self.input_size) != 2 or min(self.input_size) < 16:
             raise InputError(f'input size must be (height, width) >= 16, got {input_size}')
@@ -126,19 +119,17 @@ class Segmenter:
                              f'{frame.shape}')
         return model_input(frame[None], self.input_size, self.meta['mean'], self.meta['std'])
 
-    def _network(self, x):
+    def _network(self, x: np.ndarray):
         """
-        Run the network itself on ``x``, a torch tensor or (ONNX) an array; return its logits.
+        Run the network itself on the model input ``x``; return its output (backend's own).
 
         Only this call is the model's own doing: a model file whose network raises here gets
         :class:`ModelRunError`. A module built in memory (:meth:`from_module`) is the
         package's: what it raises propagates unchanged.
         """
+        x = self._net.prepare(x)
         try:
-            if self.backend == 'torch':
-                with torch.inference_mode():
-                    return self.model(x)['logits']
-            return self._session.run(None, {'image': x})[0]
+            return self._net.run(x)
         except Exception as exc:
             if self.source is None:
                 raise
@@ -147,29 +138,17 @@ class Segmenter:
             raise ModelRunError(f'model {self.source} failed on a {x.shape[2]}x{x.shape[3]} '
                                 f'input: {reason}', reason) from exc
 
-    def _torch_logits(self, x: np.ndarray) -> torch.Tensor:
-        return self._network(torch.from_numpy(x).to(self.device))
-
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, h, w) model input -> (N, K, h, w) float32 logits."""
-        if self.backend == 'torch':
-            return self._torch_logits(x).float().cpu().numpy()
-        return self._network(x)
+        return self._net.logits(self._network(x))
 
     def argmax(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, h, w) model input -> (N, h, w) uint8 class ids at the model's size."""
-        if self.backend == 'torch':
-            # The argmax runs where the logits are: on a GPU only the uint8 ids travel back.
-            return self._torch_logits(x).argmax(1).to(torch.uint8).cpu().numpy()
-        return self.logits(x).argmax(1).astype(np.uint8)
+        return self._net.argmax(self._network(x))
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Return the softmax of the logits: (N, 3, h, w) model input -> (N, K, h, w) float32."""
-        if self.backend == 'torch':
-            return self._torch_logits(x).float().softmax(1).cpu().numpy()
-        logits = self.logits(x)
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+        return self._net.probabilities(self._network(x))
 
     def segment(self, frame: np.ndarray, fusion=None, stamp=None) -> np.ndarray:
         """
@@ -204,22 +183,3 @@ class Segmenter:
 
     def overlay(self, frame: np.ndarray, classes: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         return cv2.addWeighted(frame, 1.0 - alpha, self.colorize(classes), alpha, 0.0)
-
-
-def _onnx_session(path, threads: int):
-    import onnxruntime as ort
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'ONNX model not found: {path}')
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=['CPUExecutionProvider'])
-    except Exception as exc:
-        raise ModelFileError(f'{path} is not a readable ONNX model: '
-                             f'{str(exc).splitlines()[0]}') from None
-    meta = session.get_modelmeta().custom_metadata_map.get('stkd')
-    if meta is None:
-        raise ModelFileError(f'{path} has no stkd metadata; export it with `stkd export`')
-    return session, json.loads(meta)
