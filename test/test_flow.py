@@ -131,3 +131,25 @@ def test_raft_loads_local_weights_and_returns_flow(tmp_path):
 def test_flow_keys_name_the_settings():
     assert build_flow('dis', preset='fast').key() == 'dis,preset=fast'
     assert build_flow('dis').key() != build_flow('dis', preset='fast').key()
+
+
+def test_numpy_checks_of_one_pair_agree_with_the_torch_batch_checks(world_256):
+    # The monitor and eval-bag check one pair in NumPy (no PyTorch), training checks batches
+    # in torch: the same definition, the same pixels (real DIS flow, and a flow with NaN).
+    from stkd_ros.flow.visible import forward_backward_visible, photometric_visible
+    frames = world_256.clip(0, length=2, gap=1).frames
+    dis = build_flow('dis')
+    fw, bw = dis.both_ways(frames[0], frames[1])
+    fw[:3, :3] = np.nan
+
+    def batch(a):
+        return torch.from_numpy(np.ascontiguousarray(a, np.float32)).permute(2, 0, 1)[None]
+
+    ours = forward_backward_visible(fw, bw)
+    theirs = forward_backward_valid(batch(fw), batch(bw))[0].numpy()
+    assert 0.5 < ours.mean() < 1 and not ours[:3, :3].any()
+    assert (ours != theirs).mean() < 1e-4
+    ours = photometric_visible(frames[0], frames[1], fw, 0.08)
+    theirs = photometric_valid(batch(frames[0]) / 255.0, batch(frames[1]) / 255.0, batch(fw),
+                               0.08)[0].numpy()
+    assert 0.5 < ours.mean() < 1 and (ours != theirs).mean() < 1e-4

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from stkd_ros.data.classes import resize_classes
 from stkd_ros.flow.base import build_flow
-from stkd_ros.flow.occlusion import forward_backward_visible, photometric_visible
+from stkd_ros.flow.visible import forward_backward_visible, photometric_visible
 
 #: The photometric check of exact flow in evaluation: mean absolute RGB difference (0..1)
 #: below which a pixel counts as seen in both frames. Every recorded evaluation used it.

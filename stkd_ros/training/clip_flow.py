@@ -11,7 +11,7 @@ from pathlib import Path
 from stkd_ros.config import DataConfig, DistillFlowConfig
 from stkd_ros.flow import build_flow
 from stkd_ros.flow.cache import FlowCache
-from stkd_ros.flow.occlusion import photometric_visible
+from stkd_ros.flow.visible import photometric_visible
 
 
 def training_flow(flow: DistillFlowConfig, data: DataConfig, run_dir):
