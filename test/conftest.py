@@ -1,4 +1,8 @@
-"""Shared fixtures: a small synthetic world, rendered once per session; a colcon workspace."""
+"""
+Shared fixtures: a small synthetic world, rendered once per session; a colcon workspace.
+
+And a ROS client node per test module, for the tests of real node processes.
+"""
 
 import os
 import subprocess
@@ -50,3 +54,16 @@ def ros2_files(ros2_workspace):
 
 # Launch test files, run by test_launch.py through the `launch_test` command, not by pytest.
 collect_ignore = ['launch_tests']
+
+
+@pytest.fixture(scope='module')
+def ros():
+    """Yield a client node on the tests' private DDS domain (``ros_harness.ros_env``)."""
+    import rclpy   # only the ROS tests need it
+    from ros_harness import ros_env
+    ros_env()
+    rclpy.init()
+    node = rclpy.create_node('stkd_test_client')
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()

@@ -12,7 +12,6 @@ from failing_model import failing_onnx
 from model_helpers import tiny_model_file, varied_model_file
 import numpy as np
 import pytest
-import rclpy
 from ros_harness import (image_msg, qos, ros_env, spin_until, start_node, stop_node,
                          subscription_reliability, until_answered, wait_for_readers)
 from sensor_msgs.msg import CompressedImage, Image
@@ -30,16 +29,6 @@ EVENT_TIMEOUT = 60.0
 @pytest.fixture(scope='module')
 def model_path(tmp_path_factory):
     return tiny_model_file(tmp_path_factory.mktemp('model') / 'student.safetensors', seed=0)
-
-
-@pytest.fixture(scope='module')
-def ros():
-    ros_env()
-    rclpy.init()
-    node = rclpy.create_node('stkd_test_client')
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
 
 
 @pytest.fixture(scope='module')
