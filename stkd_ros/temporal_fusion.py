@@ -45,6 +45,7 @@ import numpy as np
 from stkd_ros.data.classes import resize_classes
 from stkd_ros.errors import InputError
 from stkd_ros.flow.opencv_flow import DISFlow
+from stkd_ros.flow.visible import in_image, targets
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +85,10 @@ def carry(array: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
     With flow from frame t to frame t-1, frame t-1's values land on frame t's pixels. Where the
     target is outside the image the value is the border's: callers mask it with
-    :func:`inside`.
+    :func:`stkd_ros.flow.visible.in_image`.
     """
-    h, w = flow.shape[:2]
-    map_x = flow[..., 0] + np.arange(w, dtype=np.float32)
-    map_y = flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+    map_x, map_y = targets(flow)
     return cv2.remap(array, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def inside(flow: np.ndarray) -> np.ndarray:
-    """Bool (H, W): pixels whose flow target lies inside the image (NaN is outside)."""
-    h, w = flow.shape[:2]
-    x = flow[..., 0] + np.arange(w, dtype=np.float32)
-    y = flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
-    return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
 
 
 def header_seconds(stamp) -> Optional[float]:
@@ -176,7 +167,7 @@ class TemporalFusion:
         flow = self.flow.on_gray(gray, gray_prev)            # t -> t-1
         carried_frame = carry(small_prev, flow).astype(np.float32)
         error = np.abs(small.astype(np.float32) - carried_frame).mean(2) / 255.0
-        valid = inside(flow) & (error < self.settings.photometric_threshold)
+        valid = in_image(flow) & (error < self.settings.photometric_threshold)
         if 1.0 - valid.mean() > self.settings.cut_share:
             return probs, f'scene cut ({1.0 - valid.mean():.0%} of pixels fail the check)'
         carried = carry(fused_prev.transpose(1, 2, 0), flow).transpose(2, 0, 1)
