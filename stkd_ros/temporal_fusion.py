@@ -168,8 +168,9 @@ class TemporalFusion:
         carried_frame = carry(small_prev, flow).astype(np.float32)
         error = np.abs(small.astype(np.float32) - carried_frame).mean(2) / 255.0
         valid = in_image(flow) & (error < self.settings.photometric_threshold)
-        if 1.0 - valid.mean() > self.settings.cut_share:
-            return probs, f'scene cut ({1.0 - valid.mean():.0%} of pixels fail the check)'
+        failing = 1.0 - valid.mean()
+        if failing > self.settings.cut_share:
+            return probs, f'scene cut ({failing:.0%} of pixels fail the check)'
         carried = carry(fused_prev.transpose(1, 2, 0), flow).transpose(2, 0, 1)
         k, w = probs.shape[0], self.settings.fresh_weight
         confidence = (probs.max(0) - 1.0 / k) / (1.0 - 1.0 / k) if k > 1 else 1.0
