@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from stkd_ros.model_file import load_model_file
+from stkd_ros.model_meta import KEY
 import torch
 from torch import nn
 
@@ -42,6 +43,6 @@ def write_metadata(onnx_path, meta: dict, source=None):
     import onnx
     proto = onnx.load(str(source or onnx_path))
     props = {p.key: p.value for p in proto.metadata_props}
-    props['stkd'] = json.dumps(meta)
+    props[KEY] = json.dumps(meta)
     onnx.helper.set_model_props(proto, props)
     onnx.save(proto, str(onnx_path))
