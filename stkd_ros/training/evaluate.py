@@ -52,7 +52,7 @@ class StreetMasks:
         return [self.masks[t] for t in clip.times[:2]]
 
 
-def evaluate(segmenter, clips, *, flow, max_clips=None, fusion=None) -> dict:
+def evaluate(segmenter, clips, *, flow, max_clips=None, fusion=None, by_street=False) -> dict:
     """
     Score a :class:`~stkd_ros.inference.Segmenter` on clips of two frames.
 
@@ -61,11 +61,13 @@ def evaluate(segmenter, clips, *, flow, max_clips=None, fusion=None) -> dict:
     description the result names. Each frame goes through the segmenter alone, as in a node
     with temporal fusion off; with ``fusion`` (:class:`~stkd_ros.temporal_fusion.
     FusionSettings`) each street runs as one fused stream (:class:`StreetMasks`), and the
-    frames counted in the speed are the stream's.
+    frames counted in the speed are the stream's. ``by_street`` adds each street's own
+    confusion matrix and stability counts (``streets``), for intervals over streets.
     """
     classes = list(segmenter.classes)
     cm, stability = ConfusionMatrix(len(classes)), StabilityMeter(len(classes))
     streets = StreetMasks(segmenter, clips, fusion) if fusion is not None else None
+    own = {}     # street -> (its ConfusionMatrix, its StabilityMeter), with by_street
     forward_s, frames_done = 0.0, 0
     n = len(clips) if max_clips is None else min(len(clips), max_clips)
     for i in range(n):
@@ -77,11 +79,19 @@ def evaluate(segmenter, clips, *, flow, max_clips=None, fusion=None) -> dict:
             frames_done += len(masks)
         else:
             masks = streets(clip)
-        cm.update(torch.from_numpy(np.stack(masks)), torch.from_numpy(clip.labels[:2]))
+        meters = [(cm, stability)]
+        if by_street:
+            meters.append(own.setdefault(clip.sequence, (ConfusionMatrix(len(classes)),
+                                                         StabilityMeter(len(classes)))))
+        pair = None
         if len(masks) > 1:
             motion, visible = flow.between(clip, 0, 1)
-            stability.add(flow.shrink(masks[0], nearest=True),
-                          flow.shrink(masks[1], nearest=True), motion, visible)
+            pair = (flow.shrink(masks[0], nearest=True), flow.shrink(masks[1], nearest=True),
+                    motion, visible)
+        for matrix, meter in meters:
+            matrix.update(torch.from_numpy(np.stack(masks)), torch.from_numpy(clip.labels[:2]))
+            if pair is not None:
+                meter.add(*pair)
     if streets is not None:
         forward_s, frames_done = streets.seconds, streets.segmented
     out = cm.summary(classes)
@@ -91,4 +101,7 @@ def evaluate(segmenter, clips, *, flow, max_clips=None, fusion=None) -> dict:
     out['ms_per_frame'] = 1e3 * forward_s / max(frames_done, 1)
     out['fps'] = frames_done / forward_s if forward_s else float('nan')
     out['clips'] = n
+    if by_street:
+        out['streets'] = {name: {'confusion': m.mat.tolist(), 'stability': s.counted.tolist()}
+                          for name, (m, s) in own.items()}
     return out
