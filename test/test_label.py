@@ -4,13 +4,14 @@ import filecmp
 import json
 import os
 from pathlib import Path
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from cli_helpers import ROOT, synth_bag
+from cli_helpers import _cmd, ROOT, synth_bag
 import cv2
 import numpy as np
 import pytest
@@ -464,15 +465,43 @@ def test_a_recorded_drive_is_labeled(tmp_path, teacher, drive):
     assert summary['quality'] is None                       # a drive has no ground truth
     store = LabelStore.open(out)
     assert list(store.sequences) == ['bag_camera_image_raw']
-    assert store.source == f'bag(name=bag,topic={TOPIC},frames=5)'
+    assert re.fullmatch(f'bag\\(name=bag,topic={TOPIC},frames=5,content=[0-9a-f]{{16}},'
+                        f'size=128x256\\)', store.source), store.source
     assert store.source == source_identity(load_config(CONFIG, DRIVE_ONLY).data, [drive], TOPIC)
     assert (out / 'frame_cache').is_dir()
     from stkd_ros.data.bag_video import BagVideo
-    video = BagVideo(drive, TOPIC, cache_dir=out / 'frame_cache')
+    video = BagVideo(drive, TOPIC, cache_dir=out / 'frame_cache', size=(128, 256))
     clip = video[2]
     assert clip.sequence == 'bag_camera_image_raw' and clip.times == (2, 3)
     assert (clip.frames[1] == video.sequence_frame(clip.sequence, 3)[0]).all()
     store.read(clip.sequence, 3)
+
+
+@pytest.mark.slow
+def test_label_bag_and_distill_unlabeled_bag_both_add_to_the_configs_bags(tmp_path, teacher,
+                                                                          drive):
+    # The config names one drive, the command line another: both commands take both, so the
+    # store labeled with `stkd label --bag` is the video `stkd distill --unlabeled-bag` reads.
+    from stkd_ros.cli import build_parser
+    from stkd_ros.config import load_config as read_config
+    from cli_helpers import TINY
+    other = synth_bag(tmp_path / 'other', frames=5, size='32x64', seed=10)
+    in_config = DRIVE_ONLY + [f'data.unlabeled_bags={json.dumps([str(drive)])}',
+                              f'data.unlabeled_topic={TOPIC}']
+    out = tmp_path / 'store'
+    label(CONFIG, teacher, out, bags=[other], topic=TOPIC, overrides=TINY + in_config,
+          progress=False)
+    assert len(LabelStore.open(out).sequences) == 2
+    res = subprocess.run(_cmd('distill', tmp_path / 'd', 1, in_config) + [
+        '--teacher', str(teacher), '--labels', str(out), '--unlabeled-bag', str(other),
+        '--unlabeled-topic', TOPIC], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    saved = read_config(tmp_path / 'd' / 'config.yaml')
+    assert saved.data.unlabeled_bags == [str(drive), str(other)]
+    helps = {name: p.format_help() for name, p in
+             build_parser()._subparsers._group_actions[0].choices.items()}
+    for command in ('label', 'distill'):
+        assert "added to the config's data.unlabeled_bags" in ' '.join(helps[command].split())
 
 
 def test_split_drives_in_folders_of_one_name_make_a_store_distill_reads(tmp_path, teacher,

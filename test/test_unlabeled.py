@@ -1,10 +1,12 @@
 """Unlabeled video in distillation: never-labeled streets and recorded drives (bags)."""
 
 import csv
+import os
 import shutil
 import subprocess
 
 from cli_helpers import _cmd, synth_bag
+import cv2
 import numpy as np
 import pytest
 from stkd_ros.bag.reader import BagError
@@ -64,33 +66,77 @@ def drive(tmp_path_factory):
     return synth_bag(tmp_path_factory.mktemp('drive'), frames=6, size='64x128')
 
 
-def test_a_bag_topic_is_decoded_once_into_unlabeled_pairs(drive, tmp_path):
-    video = BagVideo(drive, '/camera/image_raw', cache_dir=tmp_path, gap=(1, 2))
+SIZE = (32, 64)     # the training size (data.eval_size) the drive's 64x128 frames go to
+
+
+def _bag_frames(bag) -> list:
+    from stkd_ros.bag.messages import decode
+    from stkd_ros.bag.reader import iter_messages, open_bag
+    with open_bag(bag) as reader:
+        return [decode(t, m) for _, t, _, m in iter_messages(reader, ['/camera/image_raw'])]
+
+
+def test_a_bag_topic_is_decoded_once_at_the_training_size_into_unlabeled_pairs(drive, tmp_path):
+    video = BagVideo(drive, '/camera/image_raw', cache_dir=tmp_path, size=SIZE, gap=(1, 2))
     assert len(video) == 6 - 2
     clip = video[0]
-    assert clip.frames.shape[1:] == (64, 128, 3) and clip.frames.shape[0] == 2
+    assert clip.frames.shape == (2,) + SIZE + (3,)
     assert (clip.labels == IGNORE_INDEX).all()
-    (cached,) = tmp_path.glob('*.npy')
-    frames = np.load(cached)
-    assert frames.shape == (6, 64, 128, 3)
-    assert (clip.frames[0] == frames[0]).all()
-    stamp = cached.stat().st_mtime_ns
-    BagVideo(drive, '/camera/image_raw', cache_dir=tmp_path)
-    assert cached.stat().st_mtime_ns == stamp          # read back, not decoded again
+    assert video.sequence_size(video.name) == SIZE
+    # Each frame once, resized as the model's input is and kept as JPEG: a few grey levels.
+    for t, frame in enumerate(_bag_frames(drive)):
+        expected = cv2.resize(frame, SIZE[::-1], interpolation=cv2.INTER_LINEAR)
+        got = video.sequence_frame(video.name, t)[0]
+        assert np.abs(got.astype(int) - expected).mean() < 3, t
+    (pack,) = tmp_path.glob('*.jpgs')
+    assert pack.name.endswith(f'_{SIZE[0]}x{SIZE[1]}.jpgs')
+    bag_bytes = sum(f.stat().st_size for f in drive.rglob('*') if f.is_file())
+    assert pack.stat().st_size < bag_bytes / 10
+    stamp = pack.stat().st_mtime_ns
+    BagVideo(drive, '/camera/image_raw', cache_dir=tmp_path, size=SIZE)
+    assert pack.stat().st_mtime_ns == stamp          # read back, not decoded again
+    assert sorted(p.name for p in tmp_path.iterdir()) == [pack.name, f'{pack.name}.index.npy']
+
+
+def test_a_torn_frame_pack_is_written_again_and_a_dead_writers_files_removed(drive, tmp_path):
+    from stkd_ros.atomic_write import temporary_beside
+    from stkd_ros.data.frame_pack import index_path
+    path = cache_path(drive, TOPIC, tmp_path, SIZE)
+    expected = BagVideo(drive, TOPIC, cache_dir=tmp_path, size=SIZE)[1].frames
+    dead = _dead_pid()
+    stale = temporary_beside(path).with_name(temporary_beside(path).name.replace(
+        f'.{os.getpid()}.', f'.{dead}.'))
+    alive = temporary_beside(path).with_name(temporary_beside(path).name.replace(
+        f'.{os.getpid()}.', f'.{os.getppid()}.'))
+    for torn in (lambda: path.write_bytes(path.read_bytes()[:-100]),    # killed mid-pack
+                 lambda: index_path(path).unlink()):                    # before the index
+        torn()
+        stale.write_bytes(b'half a frame')
+        alive.write_bytes(b'another writer, still running')
+        video = BagVideo(drive, TOPIC, cache_dir=tmp_path, size=SIZE)
+        np.testing.assert_array_equal(video[1].frames, expected)
+        assert not stale.exists() and alive.exists()
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.Popen(['true'])
+    child.wait()
+    return child.pid
 
 
 def test_a_missing_topic_is_one_clear_error(drive, tmp_path):
     with pytest.raises(BagError, match='topic /camera/nothing is not in the bag'):
-        BagVideo(drive, '/camera/nothing', cache_dir=tmp_path)
+        BagVideo(drive, '/camera/nothing', cache_dir=tmp_path, size=SIZE)
 
 
 def test_a_missing_or_corrupt_bag_is_one_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match='bag not found'):
-        BagVideo(tmp_path / 'none', '/camera/image_raw', cache_dir=tmp_path)
+        BagVideo(tmp_path / 'none', '/camera/image_raw', cache_dir=tmp_path, size=SIZE)
     broken = tmp_path / 'broken.mcap'
     broken.write_bytes(b'not a bag at all')
     with pytest.raises(BagError, match='cannot read bag'):
-        BagVideo(broken, '/camera/image_raw', cache_dir=tmp_path)
+        BagVideo(broken, '/camera/image_raw', cache_dir=tmp_path, size=SIZE)
 
 
 TOPIC = '/camera/image_raw'
@@ -105,7 +151,7 @@ def other_drive(tmp_path_factory):
 def test_two_drives_in_folders_of_one_name_keep_their_own_cached_flow(drive, other_drive,
                                                                       tmp_path):
     assert drive.name == other_drive.name == 'bag'
-    clips = [BagVideo(bag, TOPIC, cache_dir=tmp_path / 'frames')[0]
+    clips = [BagVideo(bag, TOPIC, cache_dir=tmp_path / 'frames', size=SIZE)[0]
              for bag in (drive, other_drive)]
     fresh = [build_flow('dis').between(clip, 0, 1) for clip in clips]
     assert np.abs(fresh[0] - fresh[1]).max() > 0.5
@@ -129,14 +175,14 @@ def _parts(folder, bag):
 
 def test_a_glob_is_keyed_on_the_files_it_matches(drive, other_drive, tmp_path):
     source = _parts(tmp_path / 'a', drive)
-    first = cache_path(source, TOPIC, tmp_path / 'frames')
-    video = BagVideo(source, TOPIC, cache_dir=tmp_path / 'frames')
+    first = cache_path(source, TOPIC, tmp_path / 'frames', SIZE)
+    video = BagVideo(source, TOPIC, cache_dir=tmp_path / 'frames', size=SIZE)
     assert '*' not in first.name and '*' not in video.name and '*' not in video[0].name
     (part,) = (tmp_path / 'a').glob('*.mcap')
     shutil.copy(next(other_drive.glob('*.mcap')), part)       # the files change
-    assert cache_path(source, TOPIC, tmp_path / 'frames') != first
-    video = BagVideo(source, TOPIC, cache_dir=tmp_path / 'frames')
-    expected = BagVideo(other_drive, TOPIC, cache_dir=tmp_path / 'frames')
+    assert cache_path(source, TOPIC, tmp_path / 'frames', SIZE) != first
+    video = BagVideo(source, TOPIC, cache_dir=tmp_path / 'frames', size=SIZE)
+    expected = BagVideo(other_drive, TOPIC, cache_dir=tmp_path / 'frames', size=SIZE)
     np.testing.assert_array_equal(video[0].frames, expected[0].frames)
 
 
@@ -155,6 +201,26 @@ def test_globs_and_folders_of_one_name_are_distinct_sources(drive, other_drive, 
         assert [s.name for s in video_sequences(again)] == names
 
 
+def test_a_drive_recorded_again_at_the_same_path_is_other_video_to_a_store(drive, other_drive,
+                                                                          tmp_path):
+    # One folder, topic and frame count: a store's identity must still tell the drives apart.
+    def identity(bag):
+        cfg = _data()
+        cfg.synthetic.unlabeled_clips, cfg.unlabeled_bags, cfg.unlabeled_topic = 0, [bag], TOPIC
+        return source_identity(cfg)
+
+    here = tmp_path / 'here' / 'bag'
+    shutil.copytree(drive, here)
+    first = identity(str(here))
+    shutil.rmtree(here)
+    shutil.copytree(other_drive, here)
+    assert identity(str(here)) != first
+    # The same drive copied elsewhere (another machine's disk) is the same video.
+    elsewhere = tmp_path / 'elsewhere' / 'bag'
+    shutil.copytree(other_drive, elsewhere)
+    assert identity(str(elsewhere)) == identity(str(here))
+
+
 @pytest.mark.slow
 def test_stkd_distill_learns_from_a_recorded_drive(drive, tmp_path):
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
@@ -164,7 +230,7 @@ def test_stkd_distill_learns_from_a_recorded_drive(drive, tmp_path):
         '--unlabeled-bag', str(drive), '--unlabeled-topic', '/camera/image_raw']
     res = subprocess.run(args, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert len(list((tmp_path / 'd' / 'frame_cache').glob('*.npy'))) == 1
+    assert len(list((tmp_path / 'd' / 'frame_cache').glob('*_64x128.jpgs'))) == 1
     with open(tmp_path / 'd' / 'metrics.csv', newline='') as f:
         assert 'train/pseudo_label' in {r['tag'] for r in csv.DictReader(f)}
     config = (tmp_path / 'd' / 'config.yaml').read_text()

@@ -21,7 +21,7 @@ import time
 from typing import Optional
 
 from stkd_ros.config import load_config
-from stkd_ros.data.unlabeled import build_unlabeled
+from stkd_ros.data.unlabeled import build_unlabeled, with_bags
 from stkd_ros.errors import InputError
 from stkd_ros.labeling.fusion import EstimatedLinks, ExactLinks
 from stkd_ros.labeling.identity import file_sha256, source_identity
@@ -111,8 +111,7 @@ def _checked_inputs(config, teacher, bags, topic, overrides):
         raise FileNotFoundError(f'teacher model file not found: {teacher}')
     cfg = load_config(config, overrides)
     data = cfg.data
-    data.unlabeled_bags = list(data.unlabeled_bags) + [
-        str(b) for b in bags if str(b) not in data.unlabeled_bags]
+    data.unlabeled_bags = with_bags(data.unlabeled_bags, bags)
     data.unlabeled_topic = topic or data.unlabeled_topic
     exact = cfg.label.fusion_radius > 0 and cfg.label.fusion_flow == 'ground_truth'
     if exact and (data.dataset != 'synthetic' or data.unlabeled_bags):

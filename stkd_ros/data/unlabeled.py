@@ -6,8 +6,43 @@ Cityscapes (``data.unlabeled_video``), and recorded drives (``data.unlabeled_bag
 Distillation trains on it and `stkd label` labels it: both build it here.
 """
 
+import json
+import os
+
 from stkd_ros.data.datasets import synthetic_world
 import torch
+
+
+def with_bags(config_bags, bags) -> list:
+    """
+    The config's bags (``data.unlabeled_bags``) followed by those of ``bags`` not among them.
+
+    What `stkd label --bag` and `stkd distill --unlabeled-bag` both do: the command line adds
+    drives to the config's, so the two commands given one config and the same bags learn
+    from, and label, the same video. A bag named twice (also as ``dir`` and ``dir/``) counts
+    once.
+    """
+    merged, seen = [], set()
+    for bag in [str(b) for b in config_bags] + [str(b) for b in bags]:
+        if os.path.abspath(bag) not in seen:
+            seen.add(os.path.abspath(bag))
+            merged.append(bag)
+    return merged
+
+
+def bag_overrides(config, overrides, bags, topic) -> list:
+    """
+    ``--set`` assignments that add ``bags`` to the config's (:func:`with_bags`) and set ``topic``.
+
+    For a command whose config is read from overrides (`stkd distill`); JSON is YAML, so
+    paths with spaces or colons pass through intact.
+    """
+    from stkd_ros.config import load_config
+    sets = [f'data.unlabeled_topic={json.dumps(topic)}'] if topic else []
+    if bags:
+        there = load_config(config, list(overrides) + sets).data.unlabeled_bags
+        sets.append(f'data.unlabeled_bags={json.dumps(with_bags(there, bags))}')
+    return sets
 
 
 def unlabeled_streets(cfg, *, clip_length: int = 1, gap=1):
@@ -21,6 +56,8 @@ def unlabeled_streets(cfg, *, clip_length: int = 1, gap=1):
 
 # The builders of each source; each returns a list of Clips datasets. cache_dir is where
 # decoded bag frames go unless data.frame_cache says otherwise; the other sources need none.
+# Bag frames are kept at data.eval_size, the model's input: training scales and crops them
+# from there, as it does the labeled frames.
 
 def _streets(cfg, clip_length: int, gap, cache_dir):
     return [unlabeled_streets(cfg, clip_length=clip_length, gap=gap)]
@@ -39,7 +76,7 @@ def _cityscapes_video(cfg, clip_length: int, gap, cache_dir):
 def _recorded_drives(cfg, clip_length: int, gap, cache_dir):
     from stkd_ros.data.bag_video import BagVideo, drive_names
     cache, bags = cfg.frame_cache or cache_dir, cfg.unlabeled_bags
-    return [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, gap=gap,
+    return [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, size=cfg.eval_size, gap=gap,
                      clip_length=clip_length, name=name)
             for bag, name in zip(bags, drive_names(bags))]
 

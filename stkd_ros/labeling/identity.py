@@ -4,7 +4,11 @@ What a label store was made from, as strings a later run compares before it trus
 The teacher is named by its file's SHA-256. The video source by a string that tells worlds,
 datasets and drives apart: the synthetic world's settings, renderer version and split seed;
 a dataset's folder name and frame count; a drive's name (the one its sequence has:
-``data.bag_video.drive_names``), topic and frame count.
+``data.bag_video.drive_names``), topic, frame count and a digest of its content (the
+recording's start and end times and its first frame's message): two drives of one name and
+frame count differ in it, and a drive copied to another machine or folder keeps it, so a
+store labeled on one cluster serves training on another; and the training size its frames
+and labels are kept at (``data.eval_size``).
 """
 
 import hashlib
@@ -41,12 +45,13 @@ def source_identity(data_cfg, bags: Iterable = (), topic: Optional[str] = None) 
         parts.append(_synthetic(data_cfg.synthetic))
     if data_cfg.unlabeled_video and data_cfg.dataset in ('camvid', 'cityscapes'):
         parts.append(_dataset_video(data_cfg))
-    every_bag = list(data_cfg.unlabeled_bags)
-    every_bag += [str(b) for b in bags if str(b) not in every_bag]
+    from stkd_ros.data.unlabeled import with_bags
+    every_bag = with_bags(data_cfg.unlabeled_bags, bags)
     topic = topic or data_cfg.unlabeled_topic
     if every_bag:
         from stkd_ros.data.bag_video import drive_names
-        parts += [_bag(bag, name, topic) for bag, name in zip(every_bag, drive_names(every_bag))]
+        parts += [_bag(bag, name, topic, data_cfg.eval_size)
+                  for bag, name in zip(every_bag, drive_names(every_bag))]
     if not parts:
         raise InputError('the config has no unlabeled video: set data.synthetic.unlabeled_clips '
                          '(synthetic), data.unlabeled_video: true (camvid, cityscapes), or give '
@@ -74,10 +79,17 @@ def _dataset_video(data_cfg) -> str:
     return f'{data_cfg.dataset}_video(root={Path(data_cfg.root).resolve().name},frames={frames})'
 
 
-def _bag(bag, name: str, topic: Optional[str]) -> str:
+def _bag(bag, name: str, topic: Optional[str], size) -> str:
+    """A drive's part; ``size`` is the training size its frames, and so its labels, have."""
     from stkd_ros.bag.reader import connections_for, open_bag
     if not topic:
         raise InputError(f'bag {bag}: name the image topic to read from it')
     with open_bag(bag) as reader:
-        frames = sum(c.msgcount for c in connections_for(reader, [topic]))
-    return f'bag(name={name},topic={topic},frames={frames})'
+        connections = connections_for(reader, [topic])
+        frames = sum(c.msgcount for c in connections)
+        content = hashlib.sha1(repr((reader.start_time, reader.end_time, frames)).encode())
+        for _, _, raw in reader.messages(connections=connections):
+            content.update(bytes(raw))   # the first frame: bytes of the scene, not of a file
+            break
+    return (f'bag(name={name},topic={topic},frames={frames},content={content.hexdigest()[:16]},'
+            f'size={size[0]}x{size[1]})')
