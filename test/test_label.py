@@ -477,6 +477,20 @@ def test_a_recorded_drive_is_labeled(tmp_path, teacher, drive):
     store.read(clip.sequence, 3)
 
 
+def test_a_shard_decodes_only_the_drives_it_labels(tmp_path, teacher, drive):
+    other = synth_bag(tmp_path / 'other', frames=5, size='32x64', seed=10)
+    out = tmp_path / 'store'
+    summary = label(CONFIG, teacher, out, bags=[drive, other], topic=TOPIC, shard='1/2',
+                    overrides=DRIVE_ONLY, progress=False)
+    assert summary['frames_labeled'] == 5 and summary['missing'] == 5
+    # Shard 1 of 2 labels the second drive, and decodes it alone.
+    from stkd_ros.data.bag_video import cache_path
+    from stkd_ros.labeling.store import read_manifest
+    assert [bool(done_frames(out, n)) for n in read_manifest(out)['sequences']] == [False, True]
+    assert list((out / 'frame_cache').glob('*.jpgs')) == [
+        cache_path(other, TOPIC, out / 'frame_cache', (128, 256))]
+
+
 @pytest.mark.slow
 def test_label_bag_and_distill_unlabeled_bag_both_add_to_the_configs_bags(tmp_path, teacher,
                                                                           drive):

@@ -70,7 +70,8 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: Optional[str] = N
     model, _ = load_model_file(teacher, dev)
     passes = TeacherPasses(model, meta, scales=settings.scales, flip=settings.flip, device=dev)
     check_out(out)
-    video = build_unlabeled(cfg.data, clip_length=1, gap=1,
+    # A drive is decoded when its frames are first read: by the shard that labels it.
+    video = build_unlabeled(cfg.data, clip_length=1, gap=1, decode_bags=False,
                             cache_dir=cfg.data.frame_cache or Path(out) / 'frame_cache')
     if video is None:
         raise InputError(f'{config} has no unlabeled video to label: set '

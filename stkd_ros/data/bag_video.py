@@ -4,10 +4,11 @@ A recorded drive as unlabeled training video: frame pairs from one image topic o
 The topic's frames are decoded once, resized to the training size, into a frame pack beside
 the run (``stkd_ros.data.frame_pack``: each frame a JPEG, read one at a time when a clip asks
 for it), so an epoch neither decodes the bag again nor holds more than its clips' frames.
-Disk per hour of 1080p at 30 Hz (108,000 frames), from the bytes per frame measured on
-generated 1080p frames: 1.7 GB at the synthetic config's 128x256 (15.5 kB a frame), 15 GB at
-512x1024 (143 kB); the generated bag (raw rgb8) takes 6.2 MB a frame, 670 GB an hour, and a
-recorder's 1080p JPEG (quality 95) 274 kB a frame, 30 GB an hour.
+Disk per hour of 1080p at 30 Hz (108,000 frames), from the bytes per frame measured on 30
+generated 1080p frames (`stkd synth --bag`, stkd_ros.data.frame_pack): 1.6 GB at the
+synthetic config's 128x256 (15.1 kB a frame), 15.9 GB at 512x1024 (147 kB); the generated
+bag's raw rgb8 image messages take 6.22 MB a frame (672 GB an hour), and the same frames as
+a recorder's 1080p JPEG (quality 95) 287 kB (31 GB an hour).
 
 A drive has two names. Its short name (:func:`drive_names`: the bag's or folder's name, a
 glob's folder and a digest of its pattern, a digest of its path where two drives would share
@@ -94,6 +95,17 @@ def _resized(frame: np.ndarray, size) -> np.ndarray:
     return cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def topic_frames(reader, bag, topic: str) -> int:
+    """The number of frames of image ``topic`` in an open bag; one line unless 2 or more."""
+    msgtype = topic_type(reader, topic)   # all its connections, of one type
+    if msgtype not in IMAGE_TYPES:
+        raise BagError(f'{bag}: topic {topic} carries {msgtype}, not images')
+    count = sum(c.msgcount for c in reader.connections if c.topic == topic)
+    if count < 2:
+        raise BagError(f'{bag}: topic {topic} has {count} frame(s); pairs need 2 or more')
+    return count
+
+
 def decode_topic(bag, topic: str, cache_dir, size) -> Path:
     """
     Decode every frame of ``topic`` once, resized to ``size`` (h, w), into a frame pack.
@@ -105,12 +117,7 @@ def decode_topic(bag, topic: str, cache_dir, size) -> Path:
     if is_complete(path):
         return path
     with open_bag(bag) as reader:
-        msgtype = topic_type(reader, topic)   # all its connections, of one type
-        if msgtype not in IMAGE_TYPES:
-            raise BagError(f'{bag}: topic {topic} carries {msgtype}, not images')
-        count = sum(c.msgcount for c in reader.connections if c.topic == topic)
-        if count < 2:
-            raise BagError(f'{bag}: topic {topic} has {count} frame(s); pairs need 2 or more')
+        count = topic_frames(reader, bag, topic)
         log.info('decoding %d frames of %s in %s once, at %dx%d, into %s', count, topic, bag,
                  size[0], size[1], path)
         frames = (_resized(decode(msgtype, msg), size)
@@ -125,24 +132,36 @@ class BagVideo:
 
     Frames are at ``size`` (h, w): the training size, ``data.eval_size``, the model's input,
     which the labeled frames have before training's random scale and crop and every frame
-    is resized to at run time. Labels are 255 everywhere: what the student learns here
-    comes from the teacher and from the video's own consistency.
+    is resized to at run time. They are decoded when the video is built, or with
+    ``decode_now`` False at the first read (`stkd label`: each shard decodes the drives it
+    labels, no others). Labels are 255 everywhere: what the student learns here comes from
+    the teacher and from the video's own consistency.
     """
 
     def __init__(self, bag, topic: str, *, cache_dir, size, gap=1, clip_length: int = 2,
-                 name: str = None):
-        self.size = tuple(int(v) for v in size)
-        self.path = decode_topic(bag, topic, cache_dir, self.size)
+                 name: str = None, decode_now: bool = True):
+        self.bag, self.topic, self.size = bag, topic, tuple(int(v) for v in size)
+        self.path = cache_path(bag, topic, cache_dir, self.size)
+        with open_bag(bag) as reader:
+            self.count = topic_frames(reader, bag, topic)
         # The sequence's name (``name``: the drive's among others, drive_names), and the
         # clips' names, which key the flow cache: the drive's digest tells drives apart.
         self.name = f'{name or drive_name(bag)}{topic.replace("/", "_")}'
         self.clip_prefix = f'{self.name}_{self.path.stem.rsplit("_", 2)[1]}'
         self.gap, self.clip_length = FrameGap(gap), clip_length
-        self.frames = PackReader(self.path)
-        self.count = len(self.frames)
         if self.count <= (clip_length - 1) * self.gap.high:
             raise BagError(f'{bag}: {self.count} frames of {topic} hold no clip of '
                            f'{clip_length} frames {self.gap.high} apart')
+        self._pack = None
+        if decode_now:   # before data-loader workers start, each of which would decode it
+            self.frames()
+
+    def frames(self) -> PackReader:
+        """The drive's frames at ``size``, decoded now if they were not (``decode_now``)."""
+        if self._pack is None:
+            self._pack = PackReader(decode_topic(self.bag, self.topic, self.path.parent,
+                                                 self.size))
+        return self._pack
 
     def __len__(self):
         return self.count - (self.clip_length - 1) * self.gap.high
@@ -152,7 +171,7 @@ class BagVideo:
             raise IndexError(index)
         gap = self.gap.sample()
         times = tuple(range(index, index + (self.clip_length - 1) * gap + 1, gap))
-        frames = np.stack([self.frames.frame(t) for t in times])
+        frames = np.stack([self.frames().frame(t) for t in times])
         labels = np.full(frames.shape[:3], IGNORE_INDEX, np.uint8)
         return Clip(frames, labels, None, name=f'{self.clip_prefix}_{index:06d}', gap=gap,
                     sequence=self.name, times=times)
@@ -169,7 +188,7 @@ class BagVideo:
     def sequence_frame(self, sequence: str, t: int):
         """Frame ``t`` of the drive and its ground truth (None: a drive has none)."""
         self._check(sequence)
-        return self.frames.frame(t), None
+        return self.frames().frame(t), None
 
     def sequence_truth(self, sequence: str, t: int):
         """Return None: a recorded drive has no ground truth."""

@@ -6,11 +6,11 @@ file (cut out, any viewer opens it); ``NAME.jpgs.index.npy`` holds the N + 1 off
 (int64). Writing streams one frame at a time and the index is read as a memory map, so
 neither side holds more than a frame, however long the video.
 
-JPEG at quality 95: measured on generated 1080p frames (``stkd synth``, difficulty 0.6)
-resized to 128x256 it takes 15.5 kB a frame (PNG 54 kB, raw 98 kB), at 512x1024 143 kB
-(PNG 632 kB, raw 1.57 MB), with 1-2 grey levels of mean error; a recorder's own 1080p JPEG
-(quality 95) takes 274 kB and raw rgb8 6.2 MB. PNG would be larger than the camera's own
-JPEG stream at 512x1024.
+JPEG at quality 95, measured on 30 generated 1080p frames (`stkd synth --bag --size
+1080x1920`, difficulty 0.6) resized to 128x256: 15.1 kB a frame, index included (PNG took
+54 kB, raw is 98 kB); at 512x1024: 147 kB (PNG 632 kB, raw 1.57 MB); 1-2 grey levels of mean
+error. The same frames take 6.22 MB a frame as the bag's raw rgb8 messages and 287 kB as a
+recorder's 1080p JPEG (quality 95): PNG at 512x1024 would outweigh the camera's own JPEG.
 
 Both files are written under temporary names beside the pack and renamed, the pack first and
 the index last: an index whose last offset is the pack's size marks a complete pack, anything
