@@ -34,6 +34,7 @@ INSTALLED_BY = {
     'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib',
     'safetensors': 'requirements-ros.txt', 'onnx': 'requirements-ros.txt',
     'cityscapesscripts': 'requirements-ros.txt', 'av': 'requirements-ros.txt',
+    'openvino': 'requirements-ros.txt',
     'cv_bridge': None,   # used when installed (image_msgs.py), not needed
 }
 
