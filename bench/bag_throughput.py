@@ -51,7 +51,7 @@ def generate_drive(work: Path, size: str, frames: int) -> Path:
 
 
 def teacher_file(path: Path, cfg) -> Path:
-    """The config's teacher with random weights, at the config's input size."""
+    """Write the config's teacher with random weights, at the config's input size."""
     model = build_model(cfg.teacher.arch, len(CAMVID_CLASSES), **cfg.teacher.args)
     save_model_file(path, model, {
         'arch': cfg.teacher.arch, 'arch_args': dict(cfg.teacher.args),

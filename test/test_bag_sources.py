@@ -67,7 +67,7 @@ def _decoded(video: BagVideo) -> list:
 
 
 def _assert_same_frames(decoded: list, frames: list):
-    """The frames in order, as the cache's JPEG keeps them (the frames differ by 30 levels)."""
+    """Check the frames in order, as the cache's JPEG keeps them (frames differ by 30 levels)."""
     assert len(decoded) == len(frames)
     for got, expected in zip(decoded, frames):
         np.testing.assert_allclose(got, expected, atol=4)

@@ -119,7 +119,7 @@ def test_a_torn_frame_pack_is_written_again_and_a_dead_writers_files_removed(dri
 
 
 def _dead_pid() -> int:
-    """The id of a process that has ended."""
+    """Return the id of a process that has ended."""
     child = subprocess.Popen(['true'])
     child.wait()
     return child.pid
@@ -201,8 +201,8 @@ def test_globs_and_folders_of_one_name_are_distinct_sources(drive, other_drive, 
         assert [s.name for s in video_sequences(again)] == names
 
 
-def test_a_drive_recorded_again_at_the_same_path_is_other_video_to_a_store(drive, other_drive,
-                                                                          tmp_path):
+def test_a_drive_recorded_again_at_the_same_path_is_other_video_to_a_store(
+        drive, other_drive, tmp_path):
     # One folder, topic and frame count: a store's identity must still tell the drives apart.
     def identity(bag):
         cfg = _data()

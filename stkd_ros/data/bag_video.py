@@ -96,7 +96,7 @@ def _resized(frame: np.ndarray, size) -> np.ndarray:
 
 
 def topic_frames(reader, bag, topic: str) -> int:
-    """The number of frames of image ``topic`` in an open bag; one line unless 2 or more."""
+    """Count the frames of image ``topic`` in an open bag; one line unless 2 or more."""
     msgtype = topic_type(reader, topic)   # all its connections, of one type
     if msgtype not in IMAGE_TYPES:
         raise BagError(f'{bag}: topic {topic} carries {msgtype}, not images')
@@ -157,7 +157,7 @@ class BagVideo:
             self.frames()
 
     def frames(self) -> PackReader:
-        """The drive's frames at ``size``, decoded now if they were not (``decode_now``)."""
+        """Return the drive's frames at ``size``, decoded now if they were not (``decode_now``)."""
         if self._pack is None:
             self._pack = PackReader(decode_topic(self.bag, self.topic, self.path.parent,
                                                  self.size))
@@ -181,7 +181,7 @@ class BagVideo:
         return [(self.name, self.count)]
 
     def sequence_size(self, sequence: str) -> tuple:
-        """The frames' (height, width): the training size they were stored at."""
+        """Return the frames' (height, width): the training size they were stored at."""
         self._check(sequence)
         return self.size
 

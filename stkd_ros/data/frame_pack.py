@@ -32,7 +32,7 @@ JPEG_QUALITY = 95
 
 
 def index_path(pack) -> Path:
-    """The offsets of ``pack``'s frames: ``NAME.jpgs.index.npy``."""
+    """Return where the offsets of ``pack``'s frames go: ``NAME.jpgs.index.npy``."""
     pack = Path(pack)
     return pack.with_name(pack.name + '.index.npy')
 

@@ -15,7 +15,7 @@ import torch
 
 def with_bags(config_bags, bags) -> list:
     """
-    The config's bags (``data.unlabeled_bags``) followed by those of ``bags`` not among them.
+    Return the config's bags (``data.unlabeled_bags``), then those of ``bags`` not among them.
 
     What `stkd label --bag` and `stkd distill --unlabeled-bag` both do: the command line adds
     drives to the config's, so the two commands given one config and the same bags learn

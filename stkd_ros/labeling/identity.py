@@ -80,7 +80,7 @@ def _dataset_video(data_cfg) -> str:
 
 
 def _bag(bag, name: str, topic: Optional[str], size) -> str:
-    """A drive's part; ``size`` is the training size its frames, and so its labels, have."""
+    """Name a drive; ``size`` is the training size its frames, and so its labels, have."""
     from stkd_ros.bag.reader import connections_for, open_bag
     if not topic:
         raise InputError(f'bag {bag}: name the image topic to read from it')
