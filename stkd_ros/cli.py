@@ -67,11 +67,19 @@ def _cmd_label(args):
         print(f'store complete: {r["frames"]} frames (no ground truth to score them against)')
 
 
+def _fusion(args):
+    """Return the --fusion settings (None where none are given: the defaults, if on)."""
+    if not args.fusion:
+        return None
+    from stkd_ros.temporal_fusion import FusionSettings
+    return FusionSettings.parse(args.fusion)
+
+
 def _cmd_evaluate(args):
     from stkd_ros.training.commands import evaluate_model
     r = evaluate_model(args.model or args.onnx, args.config, args.json, args.set,
                        backend='onnxruntime' if args.onnx else 'torch',
-                       temporal_fusion=args.temporal_fusion)
+                       temporal_fusion=args.temporal_fusion, fusion=_fusion(args))
     print(f'{r["model"]} ({r["backend"]}): mIoU {r["miou"]:.4f}  flicker {r["flicker"]:.4f}  '
           f'TC {r["tc"]:.4f} (ETC\'s, occluded pixels too: {r["tc_etc"]:.4f})  '
           f'{r["fps"]:.1f} fps on {r["device"]}')
@@ -85,7 +93,7 @@ def _cmd_eval_bag(args):
     from stkd_ros.commands.eval_bag import eval_bag
     summary = eval_bag(args.bag, args.model, args.topic, label_topic=args.label_topic,
                        report=args.report, write_bag=args.write_bag, max_frames=args.max_frames,
-                       temporal_fusion=args.temporal_fusion)
+                       temporal_fusion=args.temporal_fusion, fusion=_fusion(args))
     print(f'{summary["frames"]} frames of {summary["topic"]} in {summary["bag"]}')
     for name, m in summary['models'].items():
         miou = f'mIoU {m["miou"]:.4f}  ' if 'miou' in m else ''
@@ -125,6 +133,14 @@ def _add_train_args(p):
     p.add_argument('--steps', type=int, default=None, help='override train.steps')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='override a config key, e.g. train.lr=0.01 (repeatable)')
+
+
+def _add_fusion_args(p, switch_help: str):
+    p.add_argument('--temporal-fusion', action='store_true', help=switch_help)
+    p.add_argument('--fusion', action='append', default=[], metavar='KEY=VALUE',
+                   help='a temporal fusion setting, e.g. fresh_weight=0.5 (repeatable; keys: '
+                   'the fields of stkd_ros.temporal_fusion.FusionSettings, the rest keep '
+                   'their defaults); implies --temporal-fusion')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,10 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--config', required=True)
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
-    p.add_argument('--temporal-fusion', action='store_true',
-                   help='fuse each frame with the past carried along the flow, each held-out '
-                   'street one stream from its first frame (as segment_node does with '
-                   'temporal_fusion)')
+    _add_fusion_args(p, 'fuse each frame with the past carried along the flow, each '
+                     'held-out street one stream from its first frame (as segment_node does '
+                     'with temporal_fusion)')
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser('export', help='check a model file; write ONNX (FP32 or INT8)')
@@ -227,10 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
                    'topics')
     p.add_argument('--max-frames', type=int, default=None,
                    help='stop after N frames (the report and --write-bag alike)')
-    p.add_argument('--temporal-fusion', action='store_true',
-                   help="fuse each model's masks with its past carried along the flow, the "
-                   'drive one stream fed the header stamps (as segment_node does with '
-                   'temporal_fusion)')
+    _add_fusion_args(p, 'score each model twice from one forward pass: its per-frame masks '
+                     'and its masks fused with its past carried along the flow, as '
+                     "segment_node's temporal_fusion does, the drive one stream fed the "
+                     'header stamps (rows MODEL and MODEL + fusion; the video shows both, '
+                     'the annotated bag the fused)')
     p.set_defaults(func=_cmd_eval_bag)
 
     p = sub.add_parser('demo', help='run the main job on the built-in synthetic world')

@@ -161,6 +161,18 @@ class Segmenter:
             return resize_classes(self.argmax(self.preprocess(frame))[0], frame.shape[:2])
         return self.segment_batch([frame], [fusion], [stamp])[0]
 
+    def segment_with_probabilities(self, frame: np.ndarray):
+        """
+        Return the per-frame mask (as :meth:`segment` alone gives it) and the probabilities.
+
+        Both from one forward pass: the class ids (HxW uint8) at the frame's size and the
+        class probabilities (K, h, w) at the model's, for a caller that scores a frame both
+        alone and fused (eval-bag with temporal fusion).
+        """
+        out = self._network(self.preprocess(frame))
+        return (resize_classes(self._net.argmax(out)[0], frame.shape[:2]),
+                self._net.probabilities(out)[0])
+
     def segment_batch(self, frames, fusions=None, stamps=None) -> list:
         """
         Class ids of each frame (any sizes) at its own size, from one forward pass.

@@ -36,7 +36,7 @@ result needs only frames up to t: nothing waits for t+1.
 NumPy and OpenCV only: the node can run it without PyTorch.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 import logging
 from typing import Optional
 
@@ -71,6 +71,35 @@ class FusionSettings:
         if not self.max_gap_s > 0:
             raise InputError(f'temporal fusion: max_gap_s must be above 0 s, got '
                              f'{self.max_gap_s}')
+        if self.flow_finest_scale < 0:
+            raise InputError(f'temporal fusion: flow_finest_scale must be 0 or more, got '
+                             f'{self.flow_finest_scale}')
+
+    @classmethod
+    def parse(cls, items, option: str = '--fusion') -> 'FusionSettings':
+        """
+        Make settings from ``KEY=VALUE`` strings (keys: the fields), the rest the defaults.
+
+        The one parser of the command line's ``--fusion``: an unknown key, a key given twice
+        or a value of the wrong kind is an :class:`InputError` naming ``option`` and the item.
+        """
+        kinds = {f.name: f.type for f in fields(cls)}
+        words = {float: 'a number', int: 'a whole number', str: 'a word'}
+        values = {}
+        for item in items:
+            key, equals, text = (part.strip() for part in item.partition('='))
+            if not equals or key not in kinds:
+                wrong = f'unknown setting {key!r}' if equals else 'expected KEY=VALUE'
+                raise InputError(f'{option} {item}: {wrong}; the settings are '
+                                 f'{", ".join(kinds)}')
+            if key in values:
+                raise InputError(f'{option} {item}: {key} is given twice')
+            try:
+                values[key] = kinds[key](text)
+            except ValueError:
+                raise InputError(f'{option} {item}: {key} takes {words[kinds[key]]}, got '
+                                 f'{text!r}') from None
+        return cls(**values)
 
     def describe(self) -> str:
         """Name the stage and its settings, for every output that scores fused masks."""

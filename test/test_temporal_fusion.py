@@ -97,6 +97,21 @@ def _at(t):
     return frame, _probs(truth), t / 30
 
 
+def test_a_missing_frame_within_the_gap_is_bridged_along_the_larger_motion():
+    """Frame 4 never comes (dropped, or failed to decode): frame 5 fuses with frame 3."""
+    fusion = TemporalFusion()
+    for t in (0, 1, 2, 3):
+        fusion.update(*_at(t))
+    frame, truth = _scene(5)
+    fused = fusion.update(frame, _probs(truth, square=0.4), 5 / 30)
+    assert fusion.last_reset is None
+    # The model doubts the square (alone it loses it); carried two steps along the flow,
+    # the past keeps it where it is now.
+    assert (_probs(truth, square=0.4).argmax(0) == 0).all()
+    wrong = fusion.mask(fused, frame.shape) != truth
+    assert not (wrong & ~_edge(truth)).any() and wrong.mean() < 0.01, wrong.sum()
+
+
 @pytest.mark.parametrize('change', ['cut', 'size', 'gap', 'back_in_time'])
 def test_the_state_starts_over(change):
     fusion = TemporalFusion()
@@ -160,6 +175,30 @@ def test_bad_settings_and_inputs_are_one_line_errors():
         TemporalFusion().update(np.zeros((H, W), np.uint8), np.zeros((2, H, W), np.float32))
 
 
+def test_settings_parse_from_key_value_strings():
+    settings = FusionSettings.parse(['fresh_weight=0.5', ' cut_share = 0.25 ',
+                                     'flow_preset=medium', 'flow_finest_scale=1'])
+    assert settings == FusionSettings(fresh_weight=0.5, cut_share=0.25, flow_preset='medium',
+                                      flow_finest_scale=1)
+    assert FusionSettings.parse([]) == FusionSettings()
+
+
+@pytest.mark.parametrize('items, error', [
+    (['fresh_wieght=0.5'], r"^--fusion fresh_wieght=0.5: unknown setting 'fresh_wieght'; the "
+                           r'settings are fresh_weight, confidence_weight, '),
+    (['fresh_weight'], '^--fusion fresh_weight: expected KEY=VALUE; '),
+    (['max_gap_s=soon'], "^--fusion max_gap_s=soon: max_gap_s takes a number, got 'soon'$"),
+    (['flow_finest_scale=0.5'], '^--fusion flow_finest_scale=0.5: flow_finest_scale takes a '
+                                'whole number'),
+    (['cut_share=0.2', 'cut_share=0.3'], '^--fusion cut_share=0.3: cut_share is given twice$'),
+    (['fresh_weight=1.5'], r'^temporal fusion: fresh_weight must lie in \[0, 1\], got 1.5$'),
+    (['flow_finest_scale=-1'], '^temporal fusion: flow_finest_scale must be 0 or more'),
+])
+def test_bad_settings_strings_are_one_line_errors_naming_the_item(items, error):
+    with pytest.raises(InputError, match=error):
+        FusionSettings.parse(items)
+
+
 def _held_out(frames=6):
     return SyntheticClips(SyntheticConfig(height=64, width=128, frames=frames), split='val',
                           clips=2, gap=1, clip_length=2, keys_per_clip=2)
@@ -188,16 +227,34 @@ def test_evaluate_scores_each_street_as_one_fused_stream_from_its_first_frame(tm
     assert on['clips'] == off['clips'] == 4 and on['flicker'] != off['flicker']
 
 
-def test_evaluate_names_the_fusion_and_refuses_clips_that_are_not_streams(tmp_path, capsys):
+@pytest.mark.parametrize('switches, settings', [
+    (['--temporal-fusion'], FusionSettings()),
+    # --fusion implies --temporal-fusion; the settings not given keep their defaults.
+    (['--fusion', 'fresh_weight=0.5', '--fusion', 'max_gap_s=0.2'],
+     FusionSettings(fresh_weight=0.5, max_gap_s=0.2)),
+])
+def test_evaluate_names_the_fusion_and_refuses_clips_that_are_not_streams(tmp_path, capsys,
+                                                                          switches, settings):
     model = tiny_model_file(tmp_path / 'm.safetensors', 0)
     out = tmp_path / 'r.json'
     args = ['evaluate', '--model', str(model), '--config', CONFIG, '--json', str(out),
-            '--temporal-fusion'] + [a for item in TINY for a in ('--set', item)]
+            *switches] + [a for item in TINY for a in ('--set', item)]
     assert main(args) == 0
     result = json.loads(out.read_text())
-    assert result['temporal_fusion'] == FusionSettings().describe()
-    assert 'temporal fusion: flow-guided' in capsys.readouterr().out
+    assert result['temporal_fusion'] == settings.describe()
+    assert f'temporal fusion: {settings.describe()}' in capsys.readouterr().out
     clip = _held_out()[0]
     with pytest.raises(InputError, match='--temporal-fusion: list clips are not frames'):
         evaluate(Segmenter(model), [clip], flow=PairFlow('ground_truth'),
                  fusion=FusionSettings())
+
+
+def test_a_bad_fusion_setting_on_the_command_line_is_one_line(tmp_path, capsys):
+    model = tiny_model_file(tmp_path / 'm.safetensors', 0)
+    for command in (['evaluate', '--model', str(model), '--config', CONFIG],
+                    ['eval-bag', '--bag', str(tmp_path / 'no_bag'), '--model', str(model),
+                     '--topic', '/cam/image']):
+        assert main(command + ['--fusion', 'fresh_weight=lots']) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f'stkd {command[0]}: error: --fusion fresh_weight=lots: fresh_weight '
+                       f"takes a number, got 'lots'"), err

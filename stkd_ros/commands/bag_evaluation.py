@@ -13,10 +13,15 @@ and every model's masks of its steadiest and least steady step so far (the repor
 show what was scored, fused or not, without a second pass). Nothing else grows with the
 drive's length but the per-step figures (a few numbers per frame).
 
-With temporal fusion (``--temporal-fusion``) each model's drive is one stream: one
-:class:`~stkd_ros.temporal_fusion.TemporalFusion` per model, fed each frame and its header
-stamp as segment_node's camera state is fed them, so every figure, the video and the
-annotated bag hold the masks the node publishes with ``temporal_fusion`` on.
+With temporal fusion (``--temporal-fusion``) each model is scored twice from one forward
+pass: its per-frame masks (the argmax of the probabilities the fusion takes, exactly the masks
+with fusion off) as ``<model>``, and its fused masks as ``<model> + fusion``, the drive one
+stream: one :class:`~stkd_ros.temporal_fusion.TemporalFusion` per model, fed each frame and its
+header stamp as segment_node's camera state is fed them. So one run gives the comparison on a
+drive: every figure and the video have both, side by side; the annotated bag holds the fused
+masks under the model's name, what the node publishes with ``temporal_fusion`` on. The
+per-frame row's latency is the forward pass (with the softmax the fusion needs); the fused
+row's adds the fusion.
 """
 
 from contextlib import nullcontext
@@ -42,6 +47,9 @@ import torch
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
+
+#: The fused track's name: the model's, and this.
+FUSED = ' + fusion'
 
 
 @dataclass
@@ -108,18 +116,42 @@ def _names(models) -> List[str]:
             for s, m in zip(stems, models)]
 
 
-def _segment(track: ModelTrack, frame: np.ndarray, index: int, msg, topic: str):
+def _runs(models, fusion: Optional[FusionSettings]) -> list:
+    """
+    One (per-frame track, fused track or None) per model, named by :func:`_names`.
+
+    With ``fusion`` both tracks of a model share its Segmenter, and each frame's forward pass.
+    """
+    runs = []
+    for name, model in zip(_names(models), models):
+        segmenter = Segmenter(model)
+        fused = fusion and ModelTrack(name + FUSED, segmenter, fusion=TemporalFusion(fusion))
+        runs.append((ModelTrack(name, segmenter), fused))
+    return runs
+
+
+def _segment(plain: ModelTrack, fused: Optional[ModelTrack], frame: np.ndarray, index: int,
+             msg, topic: str) -> list:
+    """Return the masks of the frame of ``plain`` (and of ``fused``), timing each track."""
     try:
-        if track.fusion is None:
-            return track.segmenter.segment(frame)
-        return track.segmenter.segment(frame, fusion=track.fusion,
-                                       stamp=header_seconds(msg.header.stamp))
+        start = time.perf_counter()
+        if fused is None:
+            masks = [plain.segmenter.segment(frame)]
+            plain.latency_ms.append((time.perf_counter() - start) * 1e3)
+            return masks
+        alone, probs = plain.segmenter.segment_with_probabilities(frame)
+        plain.latency_ms.append((time.perf_counter() - start) * 1e3)
+        state = fused.fusion
+        mask = state.mask(state.update(frame, probs, header_seconds(msg.header.stamp)),
+                          frame.shape)
+        fused.latency_ms.append((time.perf_counter() - start) * 1e3)
+        return [alone, mask]
     except ModelRunError as exc:
         # The model's network raised (any other error is a bug and keeps its traceback): the
         # bag is fine and the other models may be, so say which model broke where, in one
         # line; the traceback stays in the debug log.
-        log.debug('model %s failed', track.name, exc_info=True)
-        raise ModelRunError(f'model {track.name} failed on frame {index + 1} of {topic} '
+        log.debug('model %s failed', plain.name, exc_info=True)
+        raise ModelRunError(f'model {plain.name} failed on frame {index + 1} of {topic} '
                             f'(stamp {stamp_ns(msg)}): {exc.reason}', exc.reason) from exc
 
 
@@ -137,16 +169,19 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
     ``on_frame(frame, stamp, tracks, masks)``, when given, is called after each frame
     has been scored, with the tracks and each one's mask at the flow's working size.
     ``write_bag``: a path where the drive is copied with every model's masks (MCAP).
-    ``fusion``: temporal fusion's settings, one state per model (None: per-frame masks).
+    ``fusion``: temporal fusion's settings, one state per model, each model then scored with
+    its per-frame and its fused masks, two tracks (None: per-frame masks only).
     """
-    tracks = [ModelTrack(n, Segmenter(m), fusion=fusion and TemporalFusion(fusion))
-              for n, m in zip(_names(models), models)]
+    runs = _runs(models, fusion)
+    tracks = [t for run in runs for t in run if t is not None]
+    # The annotated bag holds what the node publishes: fused masks if fused, under the model.
+    published = [tracks.index(fused or plain) for plain, fused in runs]
     stream = StreamFlow()
     matcher = StampMatcher() if label_topic and label_topic != topic else None
     stamps, rejected = [], 0
     topics = [topic] + ([label_topic] if matcher else [])
     with open_bag(bag) as reader, \
-            (AnnotatedBag(write_bag, reader, [t.name for t in tracks]) if write_bag
+            (AnnotatedBag(write_bag, reader, [plain.name for plain, _ in runs]) if write_bag
              else nullcontext()) as annotated:
         total = sum(c.msgcount for c in reader.connections if c.topic == topic)
         bar = tqdm(total=min(total, max_frames or total), desc='eval-bag', unit='frame',
@@ -167,13 +202,11 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
                 continue
             stamp = stamp_ns(msg)
             motion = stream.update(frame)
-            masks, small_masks = [], []
-            for track in tracks:
-                start = time.perf_counter()
-                masks.append(_segment(track, frame, len(stamps), msg, topic))
-                track.latency_ms.append((time.perf_counter() - start) * 1e3)
-                small_masks.append(stream.shrink(masks[-1], nearest=True))
-                track.add_mask(stamp, masks[-1], small_masks[-1], motion)
+            masks = [m for plain, fused in runs
+                     for m in _segment(plain, fused, frame, len(stamps), msg, topic)]
+            small_masks = [stream.shrink(m, nearest=True) for m in masks]
+            for track, mask, small in zip(tracks, masks, small_masks):
+                track.add_mask(stamp, mask, small, motion)
             for track in tracks:
                 track.keep_moment(frame, stamp, masks)
             if matcher is not None:
@@ -182,8 +215,8 @@ def evaluate_bag(bag, models, topic: str, label_topic: str = None,
                     _score(tracks, masks, label)
             if annotated:
                 annotated.add_masks(bag_time, stamp, msg.header.frame_id,
-                                    [(m, t.segmenter.colorize(m))
-                                     for t, m in zip(tracks, masks)])
+                                    [(masks[i], tracks[i].segmenter.colorize(masks[i]))
+                                     for i in published])
             if on_frame is not None:
                 on_frame(frame, stamp, tracks, small_masks)
             stamps.append(stamp)

@@ -24,19 +24,21 @@ log = logging.getLogger(__name__)
 
 def eval_bag(bag, models, topic: str, *, label_topic: str = None, report: str = None,
              write_bag: str = None, max_frames: int = None,
-             temporal_fusion: bool = False) -> dict:
+             temporal_fusion: bool = False, fusion: FusionSettings = None) -> dict:
     """
     Run ``models`` over ``topic`` of ``bag``; returns the summary (metrics.json's content).
 
-    ``temporal_fusion``: each model's masks fused along the drive with the stage's default
-    settings, as segment_node's ``temporal_fusion`` publishes them.
+    ``temporal_fusion``: each model scored with its per-frame masks and, from the same forward
+    pass, with its masks fused along the drive, as segment_node's ``temporal_fusion``
+    publishes them; ``fusion`` the stage's settings (given, fusion is on; None: the
+    defaults).
     """
     if not models:
         raise InputError('give at least one --model')
     if write_bag:
         check_destination(write_bag)
     models = [str(m) for m in models]
-    fusion = FusionSettings() if temporal_fusion else None
+    fusion = fusion or (FusionSettings() if temporal_fusion else None)
     # One pass feeds the report's video and the annotated bag; each output is renamed into
     # place only once the pass and the report are whole.
     with ExitStack() as outputs:

@@ -37,6 +37,7 @@ def summarize(result: dict) -> dict:
         steps = [f for f in t.flicker if not np.isnan(f)]
         entry = {
             'frames': len(t.latency_ms),
+            'temporal_fusion': t.fusion.settings.describe() if t.fusion else 'off',
             **t.stability.summary(classes),
             'flicker_p95': float(np.percentile(steps, 95)) if steps else float('nan'),
             'latency_ms': {f'p{q}': float(np.percentile(lat, q)) for q in (50, 95, 99)},

@@ -39,7 +39,9 @@ def drive_line(summary: dict) -> str:
     rate = f' at {summary["fps"]:.2f} fps' if summary.get('fps') else ''
     fusion = summary['temporal_fusion']
     masks = ('each frame segmented alone (temporal fusion: off)' if fusion == 'off' else
-             f"each model's drive one stream (temporal fusion: on, {fusion})")
+             "each model's per-frame masks (its name) and, from the same forward pass, its "
+             f'fused masks, the drive one stream (its name + fusion; temporal fusion: on, '
+             f'{fusion})')
     return (f'Topic {summary["topic"]}: {summary["frames"]} frames over '
             f'{summary["duration_s"]:.2f} s{rate} (header stamps)'
             f'{", labeled" if summary["labeled"] else ""}; {summary["rejected_frames"]} '

@@ -102,14 +102,16 @@ def check_label_store(cfg, teacher_path, out):
 
 
 def evaluate_model(model_path, config_path, json_path=None, overrides=(),
-                   backend: str = 'torch', temporal_fusion: bool = False) -> dict:
+                   backend: str = 'torch', temporal_fusion: bool = False,
+                   fusion: FusionSettings = None) -> dict:
     """
     Evaluate a model on the config's validation split.
 
     ``backend`` 'torch' reads a model file; 'onnxruntime' an ONNX export (FP32 or INT8), run
     on the CPU by the Segmenter, exactly as segment_node runs it. ``temporal_fusion`` runs
-    each held-out street as one fused stream from its first frame (the stage's default
-    settings), as segment_node with ``temporal_fusion`` would.
+    each held-out street as one fused stream from its first frame, as segment_node with
+    ``temporal_fusion`` would, with the stage's settings ``fusion`` (given, fusion is on;
+    None: the defaults).
     """
     cfg = load_config(config_path, overrides)
     device = 'cpu' if backend == 'onnxruntime' else str(resolve_device(cfg.train.device))
@@ -121,7 +123,7 @@ def evaluate_model(model_path, config_path, json_path=None, overrides=(),
                          f'{cfg.data.dataset} has {len(val.classes)}')
     e = cfg.evaluation
     result = evaluate(segmenter, val, flow=evaluation_flow(e), max_clips=e.max_clips,
-                      fusion=FusionSettings() if temporal_fusion else None)
+                      fusion=fusion or (FusionSettings() if temporal_fusion else None))
     result.update({'model': str(model_path), 'arch': meta['arch'], 'dataset': cfg.data.dataset,
                    'backend': backend, 'device': device,
                    'precision': meta.get('quantization', {}).get('precision', 'float32')})
