@@ -74,7 +74,8 @@ def generate_launch_description():
     share = get_package_share_directory('stkd_ros')
     return LaunchDescription([
         DeclareLaunchArgument('model', description='model file: .safetensors (backend torch) '
-                                                   'or .onnx from `stkd export` (onnxruntime)'),
+                                                   'or .onnx from `stkd export` (onnxruntime, '
+                                                   'openvino)'),
         DeclareLaunchArgument('image', default_value='image',
                               description='camera image topic (sensor_msgs/Image); with '
                                           'cameras, the topic under each camera'),
@@ -91,7 +92,7 @@ def generate_launch_description():
         DeclareLaunchArgument('log_level', default_value='info',
                               description='ROS log level'),
         DeclareLaunchArgument('backend', default_value='torch',
-                              description='torch or onnxruntime'),
+                              description='torch, onnxruntime or openvino'),
         DeclareLaunchArgument('device', default_value='cpu',
                               description='torch device: cpu, cuda, cuda:N'),
         DeclareLaunchArgument('respawn', default_value='false',

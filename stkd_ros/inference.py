@@ -24,7 +24,7 @@ anywhere else on the path (preprocessing, postprocessing) is this package's bug 
 traceback.
 
 The network runs on a backend (``stkd_ros.backends``), imported only when chosen: with
-``onnxruntime`` nothing here loads PyTorch.
+``onnxruntime`` or ``openvino`` nothing here loads PyTorch.
 """
 
 import cv2
@@ -61,7 +61,7 @@ def model_input(frames: np.ndarray, size, mean, std) -> np.ndarray:
 
 class Segmenter:
     """
-    A model ready to segment frames of any size (PyTorch or ONNX Runtime backend).
+    A model ready to segment frames of any size (PyTorch, ONNX Runtime or OpenVINO backend).
 
     Built from a model file (``Segmenter(path)``: the nodes, ``stkd evaluate``, eval-bag) or
     from a module in memory (:meth:`from_module`: validation during training); both take the
@@ -70,15 +70,17 @@ class Segmenter:
     ``resize_classes``; ``segment_batch`` does the same for frames of several cameras in one
     forward pass. ``colorize`` and ``overlay`` draw a map with the model's palette. ``meta``
     is the model file's metadata. ``input_size`` overrides the model's (height, width).
+    ``precision`` is OpenVINO's inference precision ('bf16' or 'f32'; None: bf16 where the CPU
+    has it); ``self.precision`` says what the backend runs at.
     """
 
     def __init__(self, model_path, *, backend: str = 'torch', device: str = 'cpu',
-                 threads: int = 0, onnx_path=None, input_size=None):
+                 threads: int = 0, onnx_path=None, input_size=None, precision=None):
         if backend not in BACKENDS:
             raise InputError(f'unknown backend {backend!r}; expected one of '
                              f'{tuple(BACKENDS)}')
         self.source = str(model_path if backend == 'torch' else onnx_path or model_path)
-        self._net, meta = BACKENDS[backend](self.source, device, threads)
+        self._net, meta = BACKENDS[backend](self.source, device, threads, precision)
         self._setup(backend, device, meta, input_size)
 
     @classmethod
@@ -98,6 +100,7 @@ class Segmenter:
 
     def _setup(self, backend, device, meta, input_size):
         self.backend, self.device, self.meta = backend, device, meta
+        self.precision = self._net.precision
         self.input_size = tuple(input_size or meta['input_size'])
         if len(self.input_size) != 2 or min(self.input_size) < 16:
             raise InputError(f'input size must be (height, width) >= 16, got {input_size}')

@@ -2,9 +2,10 @@
 The model file's metadata: its format, its required keys, and reading it without PyTorch.
 
 A model file (``stkd_ros.model_file``) is one ``.safetensors`` with a JSON entry ``stkd``; an
-ONNX export carries the same JSON as its custom metadata. Reading it parses only the
-safetensors header: nothing is unpickled, and no PyTorch is imported, so a node on another
-backend can name a bad file without loading torch.
+ONNX export carries the same JSON as its custom metadata, checked by the same
+``parse_metadata`` (``stkd_ros.backends.onnx_file``). Reading it parses only the safetensors
+header: nothing is unpickled, and no PyTorch is imported, so a node on another backend can
+name a bad file without loading torch.
 """
 
 import json
@@ -38,6 +39,11 @@ def read_metadata(path) -> dict:
     if raw is None:
         raise ModelFileError(f'{path} is a safetensors file but not a stkd model file (no '
                              f'"{KEY}" metadata)')
+    return parse_metadata(path, raw)
+
+
+def parse_metadata(path, raw: str) -> dict:
+    """Parse the JSON metadata ``raw`` read from ``path`` and check its format and keys."""
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError:

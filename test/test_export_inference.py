@@ -1,13 +1,14 @@
-"""ONNX export matches PyTorch; the Segmenter maps frames to masks as evaluation does."""
+"""ONNX export matches PyTorch on each backend; the Segmenter maps frames as evaluation does."""
 
 import numpy as np
 import pytest
-from stkd_ros.commands.export import export_onnx
+from stkd_ros.commands.export import export_onnx, write_metadata
 from stkd_ros.data.clip import Clip
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
 from stkd_ros.data.transforms import train_transforms
 from stkd_ros.inference import resize_classes, Segmenter
 from stkd_ros.model_file import load_model_file, save_model_file
+from stkd_ros.model_meta import ModelFileError, read_metadata
 from stkd_ros.models import build_model
 from stkd_ros.models.registry import STUDENTS
 from stkd_ros.temporal_fusion import TemporalFusion
@@ -156,3 +157,54 @@ def test_temporal_fusion_is_off_unless_a_stream_state_is_passed(tmp_path, backen
         batch = seg.segment_batch([frame, frame], cameras, [t / 30] * 2)
         for mask in batch:
             assert (mask == fused).mean() > 0.999
+
+
+@pytest.mark.parametrize('precision', ['f32', 'bf16'])
+def test_openvino_masks_agree_with_pytorch_at_its_precision(tmp_path, precision):
+    """The FP32 export runs on OpenVINO at the precision asked; its masks are PyTorch's."""
+    from stkd_ros.backends.openvino_model import cpu_has_bf16, OpenVINOModel
+    import openvino as ov
+    if precision == 'bf16' and not cpu_has_bf16(ov.Core()):
+        pytest.skip('this CPU has no bfloat16')
+    path = _model_file(tmp_path, 'bisenet_lite')
+    onnx_path = export_onnx(path, tmp_path / 'm.onnx')
+    torch_seg = Segmenter(path)
+    seg = Segmenter(path, backend='openvino', onnx_path=onnx_path, threads=1,
+                    precision=precision)
+    assert seg.meta == read_metadata(path) and seg.precision == precision
+    net, _ = OpenVINOModel.load(onnx_path, threads=1, precision=precision)
+    assert net.compiled.get_property('INFERENCE_NUM_THREADS') == 1
+    assert set(net.layer_precisions()) == {precision}   # every convolution
+    frames = SyntheticWorld(SyntheticConfig(height=150, width=260, frames=4, seed=5)).clip(0)
+    x = np.concatenate([torch_seg.preprocess(f) for f in frames.frames])
+    gap = np.abs(seg.logits(x) - torch_seg.logits(x)).max()
+    # float32 is PyTorch's arithmetic in another order; bfloat16 keeps 8 bits of mantissa.
+    assert gap < 1e-4 if precision == 'f32' else 1e-4 < gap < 0.05
+    share = {'f32': 0.999, 'bf16': 0.98}[precision]
+    for frame in frames.frames:
+        mask = torch_seg.segment(frame)
+        assert len(np.unique(mask)) > 1
+        assert (seg.segment(frame) == mask).mean() >= share
+    assert [m.shape for m in seg.segment_batch(frames.frames[:2])] == [(150, 260)] * 2
+
+
+def test_onnx_backends_read_and_refuse_the_metadata_alike(tmp_path):
+    """ONNX Runtime and OpenVINO share the check of the export's metadata."""
+    path = _model_file(tmp_path, 'bisenet_lite')
+    onnx_path = export_onnx(path, tmp_path / 'm.onnx')
+    metas = [Segmenter(onnx_path, backend=b).meta for b in ('onnxruntime', 'openvino')]
+    assert metas == [read_metadata(path)] * 2
+    write_metadata(onnx_path, {**metas[0], 'format': 'stkd_ros.model/0'})
+    for backend in ('onnxruntime', 'openvino'):
+        with pytest.raises(ModelFileError,
+                           match=r"unsupported model file format 'stkd_ros\.model/0'"):
+            Segmenter(onnx_path, backend=backend)
+    junk = tmp_path / 'junk.onnx'
+    junk.write_bytes(b'not a model')
+    for backend in ('onnxruntime', 'openvino'):
+        with pytest.raises(ModelFileError, match='junk.onnx is not a readable ONNX model: .'):
+            Segmenter(junk, backend=backend)
+    with pytest.raises(ValueError, match='precision is for openvino'):
+        Segmenter(path, precision='f32')
+    with pytest.raises(ValueError, match="precision must be one of \\('bf16', 'f32'\\)"):
+        Segmenter(onnx_path, backend='openvino', precision='f16')

@@ -50,7 +50,8 @@ main()
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp('model')
     path = tiny_model_file(folder / 'student.safetensors', seed=0)
-    return {'torch': path, 'onnxruntime': export_onnx(path, folder / 'student.onnx')}
+    onnx = export_onnx(path, folder / 'student.onnx')
+    return {'torch': path, 'onnxruntime': onnx, 'openvino': onnx}
 
 
 def _start(module, modules_file, *ros_args):
@@ -74,7 +75,7 @@ def _loaded(modules: set) -> set:
     return {name.split('.')[0] for name in modules} & TORCH
 
 
-@pytest.mark.parametrize('backend', ['onnxruntime', 'torch'])
+@pytest.mark.parametrize('backend', ['onnxruntime', 'openvino', 'torch'])
 def test_segment_node_loads_pytorch_only_for_the_torch_backend(ros, models, tmp_path, backend):
     listing = tmp_path / 'modules.txt'
     proc = _start('segment_node', listing, '-p', f'model_path:={models[backend]}', '-p',
@@ -97,7 +98,7 @@ def test_segment_node_loads_pytorch_only_for_the_torch_backend(ros, models, tmp_
     if backend == 'torch':
         assert _loaded(modules) >= {'torch', 'torchvision'}, out
     else:
-        assert 'onnxruntime' in modules and not _loaded(modules), _loaded(modules)
+        assert backend in modules and not _loaded(modules), _loaded(modules)
 
 
 def test_flicker_monitor_with_dis_flow_loads_no_pytorch(ros, tmp_path):

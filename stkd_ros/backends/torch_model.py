@@ -8,6 +8,8 @@ import torch
 class TorchModel:
     """A module in eval mode on ``device``; the argmax runs where the logits are."""
 
+    precision = 'f32'   # the model file's weights, run as they are
+
     def __init__(self, model, device='cpu'):
         self.model, self.device = model, torch.device(device)
 

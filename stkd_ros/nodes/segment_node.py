@@ -88,7 +88,7 @@ class SegmentNode(Node):
         size = tuple(p['input_size']) if any(p['input_size']) else None
         self.segmenter = Segmenter(p['model_path'], backend=p['backend'], device=p['device'],
                                    threads=p['threads'], onnx_path=p['onnx_path'] or None,
-                                   input_size=size)
+                                   input_size=size, precision=p['precision'] or None)
         if p['palette']:
             self.segmenter.lut = palette_lut(np.array(p['palette'], np.uint8).reshape(-1, 3))
         self.overlay_alpha = p['overlay_alpha']
@@ -123,7 +123,8 @@ class SegmentNode(Node):
         topics = ', '.join(self.resolve_topic_name(f'{c.prefix}image')
                            for c in self.cameras.values())
         self.get_logger().info(
-            f'segmenting {topics} with {self.segmenter.meta["arch"]} ({p["backend"]}, '
+            f'segmenting {topics} with {self.segmenter.meta["arch"]} ({p["backend"]} '
+            f'{self.segmenter.precision}, '
             f'{p["device"]}, input {self.segmenter.input_size[0]}x'
             f'{self.segmenter.input_size[1]}); temporal fusion '
             f'{self.fusion.describe() if self.fusion else "off"}')
@@ -133,10 +134,12 @@ class SegmentNode(Node):
                                                              step=0.0)]
         specs = [
             ('model_path', '', describe('model file: .safetensors, or .onnx from `stkd export` '
-                                        'for the onnxruntime backend', True)),
-            ('backend', 'torch', describe('torch or onnxruntime', True)),
-            ('onnx_path', '', describe('ONNX file for the onnxruntime backend when model_path '
-                                       'is the .safetensors file', True)),
+                                        'for the onnxruntime and openvino backends', True)),
+            ('backend', 'torch', describe('torch, onnxruntime or openvino', True)),
+            ('onnx_path', '', describe('ONNX file for the onnxruntime and openvino backends '
+                                       'when model_path is the .safetensors file', True)),
+            ('precision', '', describe("openvino's inference precision: bf16 or f32; empty = "
+                                       'bf16 where the CPU has it', True)),
             ('device', 'cpu', describe('torch device: cpu, cuda, cuda:N', True)),
             ('threads', 0, describe('CPU threads for inference, 0 = library default', True,
                                     integer_range=int_range(0, 256))),

@@ -103,19 +103,19 @@ def check_label_store(cfg, teacher_path, out):
 
 def evaluate_model(model_path, config_path, json_path=None, overrides=(),
                    backend: str = 'torch', temporal_fusion: bool = False,
-                   fusion: FusionSettings = None) -> dict:
+                   fusion: FusionSettings = None, precision: str = None) -> dict:
     """
     Evaluate a model on the config's validation split.
 
-    ``backend`` 'torch' reads a model file; 'onnxruntime' an ONNX export (FP32 or INT8), run
-    on the CPU by the Segmenter, exactly as segment_node runs it. ``temporal_fusion`` runs
-    each held-out street as one fused stream from its first frame, as segment_node with
-    ``temporal_fusion`` would, with the stage's settings ``fusion`` (given, fusion is on;
-    None: the defaults).
+    ``backend`` 'torch' reads a model file; 'onnxruntime' and 'openvino' an ONNX export (FP32
+    or INT8), run on the CPU by the Segmenter (OpenVINO at ``precision``), exactly as
+    segment_node runs it. ``temporal_fusion`` runs each held-out street as one fused stream
+    from its first frame, as segment_node with ``temporal_fusion`` would, with the stage's
+    settings ``fusion`` (given, fusion is on; None: the defaults).
     """
     cfg = load_config(config_path, overrides)
-    device = 'cpu' if backend == 'onnxruntime' else str(resolve_device(cfg.train.device))
-    segmenter = Segmenter(model_path, backend=backend, device=device)
+    device = 'cpu' if backend != 'torch' else str(resolve_device(cfg.train.device))
+    segmenter = Segmenter(model_path, backend=backend, device=device, precision=precision)
     meta = segmenter.meta
     val = build_clips(cfg.data, cfg.evaluation.split, clip_length=2, gap=cfg.data.eval_gap)
     if len(val.classes) != meta['num_classes']:
@@ -126,7 +126,8 @@ def evaluate_model(model_path, config_path, json_path=None, overrides=(),
                       fusion=fusion or (FusionSettings() if temporal_fusion else None))
     result.update({'model': str(model_path), 'arch': meta['arch'], 'dataset': cfg.data.dataset,
                    'backend': backend, 'device': device,
-                   'precision': meta.get('quantization', {}).get('precision', 'float32')})
+                   'precision': meta.get('quantization', {}).get('precision', 'float32'),
+                   'inference_precision': segmenter.precision})
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2))
