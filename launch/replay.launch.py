@@ -51,6 +51,11 @@ def generate_launch_description():
         DeclareLaunchArgument('rate', default_value='1.0',
                               description='playback speed, times the recorded timing'),
         DeclareLaunchArgument('loop', default_value='false', description='replay forever'),
+        DeclareLaunchArgument('temporal_fusion', default_value='false',
+                              description="segment_node's temporal_fusion, over "
+                                          "params_file's: fuse each frame's class "
+                                          'probabilities with the past carried along the '
+                                          'flow (its settings: params_file)'),
         DeclareLaunchArgument('params_file',
                               default_value=os.path.join(share, 'config', 'segment.yaml'),
                               description='parameters of segment_node and flicker_monitor'),
@@ -64,6 +69,7 @@ def generate_launch_description():
              output='screen', remappings=[('image', image)], arguments=log,
              parameters=[params_file, {'model_path': LaunchConfiguration('model'),
                                        'backend': LaunchConfiguration('backend'),
+                                       'temporal_fusion': LaunchConfiguration('temporal_fusion'),
                                        **replay_settings.SEGMENT_NODE}],
              on_exit=Shutdown(reason='segment_node exited')),
         Node(package='stkd_ros', executable='flicker_monitor', name='flicker_monitor',

@@ -53,10 +53,10 @@ def test_cameras_launch_runs_one_node_for_two_cameras(ros2_workspace, ros2_files
 @pytest.mark.ros
 @pytest.mark.slow
 def test_replay_launch_gives_every_frame_of_the_bag_a_mask(ros2_workspace, ros2_files):
-    """replay.launch.py on a `stkd synth --bag` bag, with the ONNX Runtime backend."""
+    """replay.launch.py on a `stkd synth --bag` bag, ONNX Runtime backend, temporal fusion."""
     report = _launch_test('test_replay.launch.py', f'bag:={ros2_files["bag"]}',
                           f'model:={ros2_files["onnx"]}', 'backend:=onnxruntime',
-                          f'frames:={ros2_files["frames"]}')
+                          'temporal_fusion:=true', f'frames:={ros2_files["frames"]}')
     assert 'Ran 1 test' in report
     print(next(line for line in report.splitlines() if line.startswith('replay: ')))
 

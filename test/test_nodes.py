@@ -601,7 +601,9 @@ def test_flicker_monitor_measures_consistent_and_flickering_masks(ros):
         ros.destroy_subscription(sub)
 
 
-def test_the_demos_replay_gives_every_frame_a_flicker_step(model_path, frames, tmp_path):
+@pytest.mark.parametrize('temporal_fusion', [False, True])
+def test_the_demos_replay_gives_every_frame_a_flicker_step(model_path, frames, tmp_path,
+                                                           temporal_fusion):
     """Frames 10 ms apart outrun the model: a live node would drop some, a replay may not."""
     from stkd_ros.bag.writer import ImageBagWriter
     from stkd_ros.commands.replay import replay
@@ -609,8 +611,13 @@ def test_the_demos_replay_gives_every_frame_a_flicker_step(model_path, frames, t
     with ImageBagWriter(bag, ['/camera/image_raw']) as writer:
         for i, frame in enumerate(frames):
             writer.write('/camera/image_raw', frame, 1_000_000_000 + i * 10_000_000)
-    result = replay(bag, model_path, '/camera/image_raw', tmp_path / 'replay', timeout=120)
+    result = replay(bag, model_path, '/camera/image_raw', tmp_path / 'replay', timeout=120,
+                    temporal_fusion=temporal_fusion)
     assert result['steps'] == len(frames) - 1, result
+    # segment_node's start line names the fusion it runs: the parameter arrived.
+    said = (tmp_path / 'replay' / 'segment_node.log').read_text()
+    assert ('temporal fusion flow-guided temporal fusion: ' if temporal_fusion
+            else 'temporal fusion off') in said, said
     # A domain safe on Linux (0-101; 102 and up may collide with ephemeral ports), not 0.
     assert 1 <= result['domain_id'] <= 101, result
 

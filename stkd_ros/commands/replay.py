@@ -32,7 +32,8 @@ def _node(module, params: dict, *ros_args, env):
                             stderr=subprocess.STDOUT, text=True)
 
 
-def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
+def replay(bag, model, topic: str, log_dir, timeout: float = 300.0,
+           temporal_fusion: bool = False) -> dict:
     """
     Play ``bag``'s ``topic`` into segment_node + flicker_monitor; live flicker figures.
 
@@ -40,6 +41,8 @@ def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
     gets a mask and every pair a flicker step. The nodes run in a domain of their own; once
     the bag is played, the replay ends when flicker_monitor reports a step for every pair of
     frames on /diagnostics (or when a node exits, or after ``SETTLE_TIMEOUT_S``).
+    ``temporal_fusion``: segment_node's parameter (its default settings), as replay.launch.py's
+    argument of that name sets it.
     """
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +56,7 @@ def replay(bag, model, topic: str, log_dir, timeout: float = 300.0) -> dict:
     remap = ['-r', f'image:={topic}']
     segment = _node('segment_node', {'model_path': model, 'publish_color': 'false',
                                      'publish_overlay': 'false',
+                                     'temporal_fusion': str(temporal_fusion).lower(),
                                      **replay_settings.SEGMENT_NODE}, *remap, env=env)
     monitor = _node('flicker_node', {'log_path': csv_path, **replay_settings.FLICKER_MONITOR},
                     *remap, env=env)

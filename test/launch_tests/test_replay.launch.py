@@ -2,9 +2,9 @@
 Launch test (launch_testing): replay.launch.py as installed by colcon.
 
 Run by test/test_launch.py as `launch_test test_replay.launch.py bag:=... model:=...
-backend:=... frames:=N`: every frame of the bag must be segmented and its mask reach
-flicker_monitor, with no race at start (the player waits for segment_node and
-flicker_monitor).
+backend:=... temporal_fusion:=... frames:=N`: every frame of the bag must be segmented and its
+mask reach flicker_monitor, with no race at start (the player waits for segment_node and
+flicker_monitor), and segment_node must say it runs temporal fusion as the launch asked.
 """
 
 import os
@@ -22,7 +22,7 @@ import rclpy
 from ros_harness import qos, spin_until
 
 SHARE = get_package_share_directory('stkd_ros')
-ARGS = ('bag', 'model', 'backend')
+ARGS = ('bag', 'model', 'backend', 'temporal_fusion')
 
 
 def generate_test_description():
@@ -55,7 +55,12 @@ class TestReplay(unittest.TestCase):
         one subscriber matched there (wait_for_mask_subscribers), and that must be
         flicker_monitor.
         """
-        frames = int(launch_service.context.launch_configurations['frames'])
+        configured = launch_service.context.launch_configurations
+        frames = int(configured['frames'])
+        # segment_node's start line names the fusion it runs (its parameter, as it arrived).
+        fusion = {'true': 'temporal fusion flow-guided temporal fusion: ',
+                  'false': 'temporal fusion off'}[configured['temporal_fusion']]
+        proc_output.assertWaitFor(fusion, timeout=120, stream='stderr')
         rclpy.init()
         ros = rclpy.create_node('replay_test_client')
         diagnostics = []
