@@ -145,9 +145,10 @@ class BagVideo:
         with open_bag(bag) as reader:
             self.count = topic_frames(reader, bag, topic)
         # The sequence's name (``name``: the drive's among others, drive_names), and the
-        # clips' names, which key the flow cache: the drive's digest tells drives apart.
+        # clips' names, which key the flow cache: the drive's digest tells drives apart, the
+        # size runs of two training sizes (flow fields of two sizes).
         self.name = f'{name or drive_name(bag)}{topic.replace("/", "_")}'
-        self.clip_prefix = f'{self.name}_{self.path.stem.rsplit("_", 2)[1]}'
+        self.clip_prefix = '_'.join([self.name] + self.path.stem.rsplit('_', 2)[1:])
         self.gap, self.clip_length = FrameGap(gap), clip_length
         if self.count <= (clip_length - 1) * self.gap.high:
             raise BagError(f'{bag}: {self.count} frames of {topic} hold no clip of '

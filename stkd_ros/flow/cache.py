@@ -2,8 +2,8 @@
 On-disk cache of flow fields: each frame pair's flow is computed once, whatever the epoch.
 
 The key names the dataset, the clip (its key frame or synthetic start; a drive's clip names
-carry the drive's digest, so two drives never share an entry), the frame gap, the flow
-method and its settings; flows are stored as float16 ``.npy`` (0.06 px resolution at
+carry the drive's digest and frame size, so two drives never share an entry), the frame gap,
+the flow method and its settings; flows are stored as float16 ``.npy`` (0.06 px resolution at
 100 px of motion), written atomically so that parallel workers never read half a file.
 """
 
