@@ -43,9 +43,10 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument('bag', description='bag directory or file (MCAP or sqlite3)'),
         DeclareLaunchArgument('model', description='model file: .safetensors (backend torch) '
-                                                   'or .onnx from `stkd export` (onnxruntime)'),
+                                                   'or .onnx from `stkd export` (onnxruntime, '
+                                                   'openvino)'),
         DeclareLaunchArgument('backend', default_value='torch',
-                              description='torch or onnxruntime'),
+                              description='torch, onnxruntime or openvino'),
         DeclareLaunchArgument('image', default_value='/camera/image_raw',
                               description='image topic in the bag'),
         DeclareLaunchArgument('rate', default_value='1.0',
