@@ -168,6 +168,7 @@ def test_segment_node_with_temporal_fusion_publishes_the_masks_eval_bag_scored(d
     import rclpy
     from ros_harness import (image_msg, qos, ros_env, spin_until, start_node, stop_node,
                              until_answered, wait_for_readers)
+    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     bag, model = drive
     frames = _read(bag, IMAGE_TOPIC, mask=False)
@@ -186,8 +187,10 @@ def test_segment_node_with_temporal_fusion_publishes_the_masks_eval_bag_scored(d
     ros_env()
     rclpy.init()
     ros = rclpy.create_node('stkd_fusion_test')
-    masks = []
+    masks, diagnostics = [], []
     sub = ros.create_subscription(Image, '/fbag/mask', masks.append, qos(True, 50))
+    diag_sub = ros.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append,
+                                       qos(True, 50))
     pub = ros.create_publisher(Image, '/fbag/image', qos(True, 50))
     try:
         assert wait_for_readers(ros, [pub], 1, EVENT_TIMEOUT), 'segment_node did not subscribe'
@@ -214,8 +217,17 @@ def test_segment_node_with_temporal_fusion_publishes_the_masks_eval_bag_scored(d
             assert stamp_ns(msg) == stamp
             np.testing.assert_array_equal(mask_to_array(msg), mask,
                                           f'frame {msg.header.frame_id}')
+
+        def rejected():    # the node's count of frames it could not decode, as last reported
+            counts = [kv.value for d in diagnostics for s in d.status
+                      if s.name == 'segment_node: segmentation'
+                      for kv in s.values if kv.key == 'rejected']
+            return counts[-1] if counts else None
+
+        assert spin_until(ros, lambda: rejected() == '1', EVENT_TIMEOUT), rejected()
     finally:
         stop_node(proc)
+        ros.destroy_subscription(diag_sub)
         ros.destroy_subscription(sub)
         ros.destroy_publisher(pub)
         ros.destroy_node()
