@@ -33,12 +33,9 @@ def _cmd_train(args):
 
 def _cmd_distill(args):
     from stkd_ros.training.commands import distill
-    sets = list(args.set)
-    # JSON is YAML: paths with spaces or colons pass through the override intact.
-    if args.unlabeled_bag:
-        sets.append(f'data.unlabeled_bags={json.dumps(args.unlabeled_bag)}')
-    if args.unlabeled_topic:
-        sets.append(f'data.unlabeled_topic={json.dumps(args.unlabeled_topic)}')
+    from stkd_ros.data.unlabeled import bag_overrides
+    sets = list(args.set) + bag_overrides(args.config, args.set, args.unlabeled_bag,
+                                          args.unlabeled_topic)
     if args.labels:
         sets.append(f'data.labels={json.dumps(args.labels)}')
     metrics = distill(args.config, args.teacher, args.out, args.steps, sets)
@@ -173,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--unlabeled-bag', action='append', default=[], metavar='PATH',
                    help='a recorded drive (ROS 2 MCAP or sqlite3, or ROS 1 bag; or a folder or '
                    'quoted glob of the bags or MCAP files of one split drive) to learn from '
-                   'without labels; repeatable')
+                   "without labels, added to the config's data.unlabeled_bags (as stkd label "
+                   '--bag adds); repeatable')
     p.add_argument('--unlabeled-topic', default=None, metavar='TOPIC',
                    help='the image topic (Image or CompressedImage) of the unlabeled bags')
     p.add_argument('--labels', default=None, metavar='STORE',
@@ -189,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', required=True, help='the label store (resumes if it has frames)')
     p.add_argument('--bag', action='append', default=[], metavar='PATH',
                    help='a recorded drive to label too (ROS 2 MCAP or sqlite3, or ROS 1 bag; or '
-                   'a folder or quoted glob of the parts of one split drive); repeatable')
+                   'a folder or quoted glob of the parts of one split drive), added to the '
+                   "config's data.unlabeled_bags (as stkd distill --unlabeled-bag adds); "
+                   'repeatable')
     p.add_argument('--topic', default=None, help='the image topic of the bags')
     p.add_argument('--shard', default=None, metavar='I/N',
                    help='label sequences i with i %% N == I (several machines, one store); '
