@@ -74,10 +74,19 @@ def _fusion(args):
 
 def _cmd_evaluate(args):
     from stkd_ros.training.commands import evaluate_model
+    backend = args.backend or ('onnxruntime' if args.onnx else 'torch')
+    if (backend == 'torch') != bool(args.model):
+        raise InputError(f'--backend {backend} runs ' + (
+            'a model file: give it with --model' if backend == 'torch'
+            else 'an ONNX export (`stkd export`): give it with --onnx'))
+    if args.precision and backend != 'openvino':
+        raise InputError(f'--precision is for --backend openvino, not {backend}')
     r = evaluate_model(args.model or args.onnx, args.config, args.json, args.set,
-                       backend='onnxruntime' if args.onnx else 'torch',
-                       temporal_fusion=args.temporal_fusion, fusion=_fusion(args))
-    print(f'{r["model"]} ({r["backend"]}): mIoU {r["miou"]:.4f}  flicker {r["flicker"]:.4f}  '
+                       backend=backend, temporal_fusion=args.temporal_fusion,
+                       fusion=_fusion(args), precision=args.precision)
+    int8 = ', INT8 export' if r['precision'] == 'int8' else ''
+    print(f'{r["model"]} ({r["backend"]} {r["inference_precision"]}{int8}): '
+          f'mIoU {r["miou"]:.4f}  flicker {r["flicker"]:.4f}  '
           f'TC {r["tc"]:.4f} (ETC\'s, occluded pixels too: {r["tc_etc"]:.4f})  '
           f'{r["fps"]:.1f} fps on {r["device"]}')
     print(f'  flicker and TC along {r["stability_flow"]}')
@@ -205,8 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('evaluate', help='mIoU, TC, flicker and speed of a model file')
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument('--model', help='a model file (PyTorch)')
-    which.add_argument('--onnx', help='an ONNX export, FP32 or INT8 (ONNX Runtime, CPU), '
-                       'run by the Segmenter as segment_node runs it')
+    which.add_argument('--onnx', help='an ONNX export, FP32 or INT8 (ONNX Runtime unless '
+                       '--backend openvino; CPU), run by the Segmenter as segment_node runs it')
+    p.add_argument('--backend', choices=['torch', 'onnxruntime', 'openvino'], default=None,
+                   help='default: torch for --model, onnxruntime for --onnx')
+    p.add_argument('--precision', choices=['bf16', 'f32'], default=None,
+                   help="openvino's inference precision (default: bf16 where the CPU has it)")
     p.add_argument('--config', required=True)
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')

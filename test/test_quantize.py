@@ -1,4 +1,4 @@
-"""INT8 export (ONNX Runtime static quantization): masks, accuracy against FP32, bad input."""
+"""INT8 export (ONNX Runtime static quantization), run by ONNX Runtime and OpenVINO."""
 
 import json
 import sys
@@ -73,6 +73,53 @@ def test_int8_miou_stays_within_the_stated_loss_of_fp32(trained, tmp_path):
           f'int8 {int8_r["miou"]:.4f}; TC {fp32_r["tc"]:.4f} / {int8_r["tc"]:.4f}',
           file=sys.stderr)
     assert int8_r['miou'] >= fp32_r['miou'] - MAX_LOSS
+
+
+@pytest.mark.slow
+def test_openvino_runs_the_int8_and_bf16_exports_within_the_stated_loss(trained, tmp_path):
+    """OpenVINO: the QDQ export's convolutions in INT8, its masks and mIoU near PyTorch's."""
+    from stkd_ros.backends.openvino_model import OpenVINOModel
+    model, fp32, int8 = trained
+    net, meta = OpenVINOModel.load(int8)
+    assert meta == Segmenter(int8, backend='onnxruntime').meta and 'quantization' in meta
+    convolutions = net.layer_precisions()
+    assert convolutions['u8'] > 0.9 * sum(convolutions.values()), convolutions
+    torch_r = evaluate_model(model, CONFIG, overrides=TINY)
+    sets = [a for s in TINY for a in ('--set', s)]
+    runs = {}
+    for name, file in (('fp32', fp32), ('int8', int8)):
+        assert main(['evaluate', '--onnx', str(file), '--backend', 'openvino', '--config',
+                     CONFIG, '--json', str(tmp_path / f'{name}.json')] + sets) == 0
+        runs[name] = json.loads((tmp_path / f'{name}.json').read_text())
+        assert runs[name]['backend'] == 'openvino'
+    print(f'mIoU torch {torch_r["miou"]:.4f} OpenVINO {runs["fp32"]["inference_precision"]} '
+          f'{runs["fp32"]["miou"]:.4f} int8 {runs["int8"]["miou"]:.4f}', file=sys.stderr)
+    assert runs['int8']['precision'] == 'int8' and runs['fp32']['precision'] == 'float32'
+    for r in runs.values():
+        assert r['miou'] >= torch_r['miou'] - MAX_LOSS
+    torch_seg = Segmenter(model)
+    frames = np.random.default_rng(4).integers(0, 255, (3, 96, 160, 3), dtype=np.uint8)
+    for file, share in ((fp32, 0.98), (int8, 0.9)):
+        seg = Segmenter(file, backend='openvino')
+        agree = np.mean([(seg.segment(f) == torch_seg.segment(f)).mean() for f in frames])
+        assert agree >= share, (file, agree)
+
+
+def test_evaluate_backend_bad_combinations_are_one_line(tmp_path, capsys, monkeypatch):
+    model = _model_file(tmp_path)
+    onnx = str(export_onnx(model, tmp_path / 'm.onnx'))
+    base = ['evaluate', '--config', CONFIG]
+    _one_line_error(capsys, base + ['--model', str(model), '--backend', 'openvino'],
+                    'give it with --onnx')
+    _one_line_error(capsys, base + ['--onnx', onnx, '--backend', 'torch'],
+                    'give it with --model')
+    _one_line_error(capsys, base + ['--onnx', onnx, '--precision', 'f32'],
+                    '--precision is for --backend openvino, not onnxruntime')
+    # Without the openvino package (as on a machine that installed only ONNX Runtime):
+    monkeypatch.setitem(sys.modules, 'openvino', None)
+    monkeypatch.delitem(sys.modules, 'stkd_ros.backends.openvino_model', raising=False)
+    _one_line_error(capsys, base + ['--onnx', onnx, '--backend', 'openvino'],
+                    'backend openvino needs the Python package openvino')
 
 
 def _model_file(tmp_path, dataset='synthetic'):
