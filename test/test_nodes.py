@@ -413,12 +413,15 @@ def test_a_node_whose_frames_keep_failing_exits_1_after_max_consecutive_failures
                       'workers:=2'], 'temporal_fusion fuses each frame with the one before'),
     ('segment_node', ['-p', 'model_path:={model}', '-p', 'temporal_fusion:=true', '-p',
                       'fusion_max_gap:=0.0'], 'max_gap_s must be above 0'),
+    ('segment_node', ['-p', 'model_path:={model}', '-p', 'temporal_fusion:=true', '-p',
+                      'fusion_flow_finest_scale:=-1'], 'flow_finest_scale must be 0 or more'),
     ('bag_player_node', ['-p', 'bag:={tmp}/none'], 'bag not found'),
     ('bag_player_node', ['-p', 'bag:={tmp}/none', '-p', 'start_delay:=-1.0'],
      'start_delay must be 0 or more'),
     ('flicker_node', ['-p', 'window:=many'], "expecting type 'INTEGER'"),
 ], ids=['no-model', 'missing-file', 'backend-mismatch', 'out-of-range', 'same-camera',
-        'bad-camera-name', 'fusion-needs-one-worker', 'fusion-gap', 'missing-bag',
+        'bad-camera-name', 'fusion-needs-one-worker', 'fusion-gap', 'fusion-flow-level',
+        'missing-bag',
         'negative-delay', 'wrong-type'])
 def test_startup_errors_print_one_line_and_exit_1(tmp_path, model_path, node, args, error):
     args = [a.format(tmp=tmp_path, model=model_path) for a in args]

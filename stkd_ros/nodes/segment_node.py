@@ -197,6 +197,9 @@ class SegmentNode(Node):
             ('fusion_max_gap', fusion.max_gap_s, describe(
                 "temporal fusion: seconds between stamps above which the camera's fusion "
                 'starts over (zero stamps are not checked)', True)),
+            ('fusion_flow_finest_scale', fusion.flow_finest_scale, describe(
+                "temporal fusion: the finest DIS level of the flow, 0 = the model's output "
+                'grid, each step up halves it (cheaper, coarser motion)', True)),
         ]
         values = declare(self, specs)
         if not values['model_path']:
@@ -226,7 +229,8 @@ class SegmentNode(Node):
         return FusionSettings(fresh_weight=p['fusion_fresh_weight'],
                               confidence_weight=p['fusion_confidence_weight'],
                               photometric_threshold=p['fusion_photometric_threshold'],
-                              cut_share=p['fusion_cut_share'], max_gap_s=p['fusion_max_gap'])
+                              cut_share=p['fusion_cut_share'], max_gap_s=p['fusion_max_gap'],
+                              flow_finest_scale=p['fusion_flow_finest_scale'])
 
     def _on_set(self, params):
         for param in params:
