@@ -99,7 +99,7 @@ DRIFT_FRAMES, DRIFT_LAPS, DRIFT_SEED = 450, 10, 4545
 
 
 def model_command(name: str) -> list:
-    """The `stkd` command that trains model ``name`` into OUT/name."""
+    """Return the `stkd` command that trains model ``name`` into OUT/name."""
     _, weights, settings = MODELS[name]
     sets = ['train.seed=0', 'evaluation.split=tune']
     sets += [f'{k}={v}' for k, v in settings.items()]
@@ -196,8 +196,8 @@ def held_out(pick: dict, names) -> dict:
         off = street_scores(name, 'val', None)
         on = street_scores(name, 'val', settings)
         d = paired_bootstrap(off, on)
-        met = {'flicker': d['flicker_relative']['mean'] <= TARGET_FLICKER
-               and d['flicker_relative']['high'] < 0,
+        relative = d['flicker_relative']
+        met = {'flicker': relative['mean'] <= TARGET_FLICKER and relative['high'] < 0,
                'miou': d['miou']['low'] > MIOU_MARGIN}
         models[name] = {'what': MODELS[name][0], 'command': shown(model_command(name)),
                         'off': summary(off), 'on': summary(on), 'difference': d,
@@ -302,7 +302,7 @@ def parser():
 
 
 def commands() -> list:
-    """The commands this experiment runs (test_experiments.py resolves them)."""
+    """Return the commands this experiment runs (test_experiments.py resolves them)."""
     return [shown(model_command(name)) for name in MODELS]
 
 
