@@ -18,6 +18,7 @@ issue's target is at most 3 ms more per frame at 360x480 on 2 cores.
 """
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 import tempfile
 import time
@@ -73,9 +74,15 @@ def main():
     parser.add_argument('--model', default=None, metavar='FILE',
                         help='a model file (default: the default student, random weights, at '
                         'the default input size)')
+    parser.add_argument('--levels', default=None,
+                        help="finest DIS levels to time, e.g. '0,1,2' (default: the settings')")
+    parser.add_argument('--fusion', action='append', default=[], metavar='KEY=VALUE',
+                        help='a FusionSettings field, as on `stkd evaluate` (repeatable)')
     parser.add_argument('--out', default=None, help='results folder (default bench/results)')
     args = parser.parse_args()
-    settings = FusionSettings()
+    base = FusionSettings.parse(args.fusion)
+    levels = ([int(v) for v in args.levels.split(',')] if args.levels
+              else [base.flow_finest_scale])
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or random_model_file(Path(tmp) / 'student.safetensors',
                                                 ModelConfig().arch, DataConfig().eval_size)
@@ -86,7 +93,9 @@ def main():
             world = SyntheticWorld(SyntheticConfig(height=h, width=w, frames=args.frames))
             frames = [world.frame(0, t)[0] for t in range(args.frames)]
             probs = [segmenter.probabilities(segmenter.preprocess(f))[0] for f in frames]
-            for threads in (int(n) for n in args.threads.split(',')):
+            for level, threads in ((v, int(n)) for v in levels
+                                   for n in args.threads.split(',')):
+                settings = replace(base, flow_finest_scale=level)
                 cv2.setNumThreads(threads)
                 torch.set_num_threads(threads)
                 stream(frames[:5], probs[:5], settings)          # warm-up
@@ -94,15 +103,16 @@ def main():
                 off, on = segment_times(segmenter, frames, settings)
                 off_ms, on_ms = (percentiles_ms(x)['median_ms'] for x in (off, on))
                 rows.append({'frame': size, 'probabilities': 'x'.join(map(str, probs[0].shape)),
-                             'threads': threads, **percentiles_ms(times), 'frames': len(frames),
+                             'flow_finest_scale': level, 'threads': threads,
+                             **percentiles_ms(times), 'frames': len(frames),
                              'resets': resets, 'segment_off_ms': off_ms,
-                             'segment_on_ms': on_ms, 'added_ms': on_ms - off_ms})
+                             'segment_on_ms': on_ms, 'added_ms': on_ms - off_ms,
+                             'fusion': settings.describe()})
     for row in rows:
-        row.update(model=str(args.model or f'{ModelConfig().arch} (random weights)'),
-                   fusion=settings.describe())
-    emit('temporal_fusion', rows, ['frame', 'probabilities', 'threads', 'median_ms', 'p90_ms',
-                                   'resets', 'segment_off_ms', 'segment_on_ms', 'added_ms'],
-         args.out)
+        row.update(model=str(args.model or f'{ModelConfig().arch} (random weights)'))
+    emit('temporal_fusion', rows, ['frame', 'probabilities', 'flow_finest_scale', 'threads',
+                                   'median_ms', 'p90_ms', 'resets', 'segment_off_ms',
+                                   'segment_on_ms', 'added_ms'], args.out)
 
 
 if __name__ == '__main__':

@@ -4,8 +4,8 @@ Run-time temporal fusion: each frame's class probabilities fused with the stream
 One :class:`TemporalFusion` per stream (camera). For frame t, at the model's output size:
 
 - the flow from frame t to frame t-1 (DIS 'fast', as the flicker monitor's, but refined down
-  to the output grid itself: the preset's coarser finest level misses an object's motion on
-  a grid this small) carries the fused probabilities of t-1 into t's pixel grid (a backward
+  to half the output grid, ``flow_finest_scale`` 1: the preset's own finest level misses an
+  object's motion on a grid this small, and the grid itself costs 10 ms a frame) carries the fused probabilities of t-1 into t's pixel grid (a backward
   warp: t's pixel p takes what t-1 held at ``p + flow[p]``);
 - a pixel takes the carried past only where it passes the photometric check (frame t-1
   carried along the same flow looks like frame t, mean absolute RGB difference below
@@ -19,14 +19,15 @@ One :class:`TemporalFusion` per stream (camera). For frame t, at the model's out
   the past fades geometrically, so nothing drifts (Deep Feature Flow, CVPR 2017, lost
   accuracy carrying the past alone; NetWarp, ICCV 2017, fused it with the fresh one).
 
-The defaults were picked on the synthetic world's tuning streets, for one quickly trained
-``bisenet_lite`` at 96x192 (flicker off 0.0356, mIoU 0.4548). A constant weight (``s`` 0)
-steadied most (``w`` 0.3: flicker 0.0186, mIoU 0.4584; 0.5: 0.0224, 0.4575) but leaves a trail
-behind a moving object: DIS flow bleeds into the background it uncovers, a smooth surface
-passes the colour test there, and the past outweighs a sure fresh prediction
-(test_temporal_fusion.py's moving square). Lifting the weight by the confidence (``s`` 1)
-keeps the mask on the object, at flicker 0.0249 and mIoU 0.4561 (``w`` 0.5: 0.0275, 0.4559).
-Not yet the issue-45 protocol.
+The defaults are issue 45's protocol's pick (experiments/temporal_fusion.py; the figures in
+docs/results.md): on the tuning streets, for the default recipe's student, the settings
+with the least flicker at no loss of mIoU at each finest DIS level, the level the finest
+whose cost per frame stays within 3 ms at 360x480 (level 1: half the output grid; DIS on the
+grid itself added 10 ms), and of its settings the first that keeps a moving object's mask
+on the object: a constant-ish past (``s`` 0.5) steadied more but left a trail behind a
+moving square, because DIS flow bleeds into the background the object uncovers, a smooth
+surface passes the colour test there, and the past outweighs a sure fresh prediction
+(test_temporal_fusion.py's moving square).
 
 The state starts over (the frame's own prediction is returned, as with fusion off) on the
 first frame, a change of frame or output size, a gap in the stamps (or a stamp going back),
@@ -54,13 +55,13 @@ log = logging.getLogger(__name__)
 class FusionSettings:
     """The stage's knobs (the module's docstring says how the defaults were chosen)."""
 
-    fresh_weight: float = 0.3           # the fresh prediction's least weight (at no confidence)
+    fresh_weight: float = 0.2           # the fresh prediction's least weight (at no confidence)
     confidence_weight: float = 1.0      # how far its confidence lifts that weight toward 1
     photometric_threshold: float = 0.08  # mean |RGB| difference (0..1) of a carried pixel
     cut_share: float = 0.5              # more pixels than this failing the check: a cut
     max_gap_s: float = 0.5              # a larger step between stamps starts over
     flow_preset: str = 'fast'           # DIS preset (the flicker monitor's)
-    flow_finest_scale: int = 0          # DIS down to the output grid itself (already small)
+    flow_finest_scale: int = 1          # DIS down to half the output grid (0: the grid itself)
 
     def __post_init__(self):
         for name in ('fresh_weight', 'confidence_weight', 'photometric_threshold',
