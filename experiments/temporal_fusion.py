@@ -47,12 +47,20 @@ pair into its first frame: a check of the stream). mIoU, flicker
 and TC of each lap along the exact flow. No drift: the last lap's fused mIoU at least the
 first's - 0.005 and its flicker at most the first's + 10%.
 
+A recorded drive (`--drive`, added after the tuning, before any drive run): one generated
+drive (`stkd synth --bag`, DRIVE_FRAMES frames at 30 Hz, 96x192, a seed of its own, labels on
+every frame), `stkd eval-bag --temporal-fusion` with the pick and the three models: each
+model's per-frame and fused rows from one forward pass. Its flicker is measured along DIS
+flow (a bag has no exact flow), the fusion's own kind of flow, so it favours the fusion; one
+drive, no interval.
+
 Run from the repository root:
   python -m experiments.temporal_fusion --train      # the three models (resumable)
   python -m experiments.temporal_fusion --tune       # the grid on the tuning streets
   python -m experiments.temporal_fusion --held-out --pick JSON  # off vs the pick, 128 streets
   python -m experiments.temporal_fusion --drift --pick JSON     # the 10-minute stream
-Writes experiments/results/temporal_fusion_{tune,held_out,drift}.json.
+  python -m experiments.temporal_fusion --drive --pick JSON     # a recorded drive
+Writes experiments/results/temporal_fusion_{tune,held_out,drift,drive}.json.
 (Written before the runs except the drift's stream, which replaced a 9000-frame street of
 its own before any drift run: the world's streets are not built for 9000 frames, its frames
 rendered at 0.2 s each.)
@@ -96,6 +104,8 @@ BOOTSTRAP = 2000
 TARGET_FLICKER = -0.40
 MIOU_MARGIN = -0.005
 DRIFT_FRAMES, DRIFT_LAPS, DRIFT_SEED = 450, 10, 4545
+DRIVE_FRAMES, DRIVE_SEED = 600, 4546
+DRIVE = OUT / 'drive'
 
 
 def model_command(name: str) -> list:
@@ -286,6 +296,40 @@ def drift(settings: FusionSettings) -> dict:
     return result
 
 
+def drive_commands(pick: dict) -> list:
+    """The `stkd` commands that make the drive and score the models on it."""
+    synth = STKD + ['synth', '--out', str(DRIVE), '--clips', '1', '--frames',
+                    str(DRIVE_FRAMES), '--size', '96x192', '--seed', str(DRIVE_SEED), '--bag']
+    score = STKD + ['eval-bag', '--bag', str(DRIVE / 'bag'), '--topic', '/camera/image_raw',
+                    '--label-topic', '/camera/labels', '--report', str(OUT / 'drive_report')]
+    for name in MODELS:
+        score += ['--model', str(OUT / name / 'model.safetensors')]
+    for key, value in pick.items():
+        score += ['--fusion', f'{key}={value}']
+    return [synth, score]
+
+
+def drive(pick: dict) -> dict:
+    """Each model per frame and fused on one generated drive, from eval-bag's metrics.json."""
+    synth, score = drive_commands(pick)
+    if not (DRIVE / 'bag').is_dir():
+        run(synth, OUT / 'drive.log')
+    if not (OUT / 'drive_report' / 'metrics.json').is_file():
+        run(score, OUT / 'drive.log')
+    metrics = json.loads((OUT / 'drive_report' / 'metrics.json').read_text())
+    keep = ('miou', 'flicker', 'tc', 'latency_ms', 'temporal_fusion')
+    out = {'commands': [shown(synth), shown(score)], 'frames': metrics.get('frames'),
+           'stability_flow': metrics.get('stability_flow'),
+           'models': {name: {k: m[k] for k in keep if k in m}
+                      for name, m in metrics['models'].items()},
+           'provenance': provenance()}
+    (RESULTS / 'temporal_fusion_drive.json').write_text(json.dumps(out, indent=2))
+    for name, m in out['models'].items():
+        print(f'{name}: mIoU {m.get("miou", float("nan")):.4f} flicker {m["flicker"]:.4f} '
+              f'TC {m["tc"]:.4f}')
+    return out
+
+
 def parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--train', action='store_true')
@@ -298,12 +342,15 @@ def parser():
                    help="JSON of the settings the rule picked (the tuning's ranking and the "
                    "stage's timing decide it), e.g. '{\"fresh_weight\": 0.3}'")
     p.add_argument('--drift', action='store_true')
+    p.add_argument('--drive', action='store_true')
     return p
 
 
 def commands() -> list:
     """Return the commands this experiment runs (test_experiments.py resolves them)."""
-    return [shown(model_command(name)) for name in MODELS]
+    pick = {'fresh_weight': 0.2, 'confidence_weight': 1.0, 'flow_finest_scale': 1}
+    return [shown(model_command(name)) for name in MODELS] + [
+        shown(c) for c in drive_commands(pick)]
 
 
 def main():
@@ -312,7 +359,7 @@ def main():
         train(args.jobs)
     if args.tune:
         tune()
-    if args.held_out or args.drift:
+    if args.held_out or args.drift or args.drive:
         if not args.pick:
             raise SystemExit('--held-out and --drift need --pick: the rule picks from the '
                              "tuning's ranking and the stage's timing")
@@ -321,6 +368,8 @@ def main():
         held_out(pick, args.models.split(','))
     if args.drift:
         drift(replace(FusionSettings(), **pick))
+    if args.drive:
+        drive(pick)
 
 
 if __name__ == '__main__':
