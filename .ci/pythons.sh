@@ -33,7 +33,7 @@ fi
 root=$dest/debian-sid
 apt_packages="python3.14 python3-venv python3-numpy python3-opencv python3-yaml python3-torch
   python3-torchvision python3-matplotlib python3-tqdm"
-pins=$(grep -E '^(timm|onnxruntime|rosbags|tensorboard|safetensors|onnx|cityscapesscripts)==' \
+pins=$(grep -E '^(timm|onnxruntime|openvino|rosbags|tensorboard|safetensors|onnx|cityscapesscripts)==' \
        "$here/requirements.txt"; grep -E '^pytest==' "$here/requirements-dev.txt")
 want=$(echo "$apt_packages setuptools $pins" | sha256sum | cut -c1-16)
 if [ "$(cat "$root/.stamp" 2>/dev/null)" != "$want" ]; then

@@ -298,7 +298,7 @@ def drift(settings: FusionSettings) -> dict:
 
 
 def drive_commands(pick: dict) -> list:
-    """The `stkd` commands that make the drive and score the models on it."""
+    """Return the `stkd` commands that make the drive and score the models on it."""
     synth = STKD + ['synth', '--out', str(DRIVE), '--clips', '1', '--frames',
                     str(DRIVE_FRAMES), '--size', '96x192', '--seed', str(DRIVE_SEED), '--bag']
     score = STKD + ['eval-bag', '--bag', str(DRIVE / 'bag'), '--topic', '/camera/image_raw',

@@ -31,11 +31,26 @@ def _cmd_train(args):
           f'TC {metrics.get("tc", 0):.4f}  flicker {metrics.get("flicker", 0):.4f}')
 
 
+def _bag_overrides(config, overrides, bags, topic) -> list:
+    """
+    ``--set`` assignments that add ``bags`` to the config's (``with_bags``) and set ``topic``.
+
+    For a command whose config is read from overrides (`stkd distill`); JSON is YAML, so
+    paths with spaces or colons pass through intact.
+    """
+    from stkd_ros.config import load_config
+    from stkd_ros.data.unlabeled import with_bags
+    sets = [f'data.unlabeled_topic={json.dumps(topic)}'] if topic else []
+    if bags:
+        there = load_config(config, list(overrides) + sets).data.unlabeled_bags
+        sets.append(f'data.unlabeled_bags={json.dumps(with_bags(there, bags))}')
+    return sets
+
+
 def _cmd_distill(args):
     from stkd_ros.training.commands import distill
-    from stkd_ros.data.unlabeled import bag_overrides
-    sets = list(args.set) + bag_overrides(args.config, args.set, args.unlabeled_bag,
-                                          args.unlabeled_topic)
+    sets = list(args.set) + _bag_overrides(args.config, args.set, args.unlabeled_bag,
+                                           args.unlabeled_topic)
     if args.labels:
         sets.append(f'data.labels={json.dumps(args.labels)}')
     metrics = distill(args.config, args.teacher, args.out, args.steps, sets)

@@ -5,8 +5,9 @@ One :class:`TemporalFusion` per stream (camera). For frame t, at the model's out
 
 - the flow from frame t to frame t-1 (DIS 'fast', as the flicker monitor's, but refined down
   to half the output grid, ``flow_finest_scale`` 1: the preset's own finest level misses an
-  object's motion on a grid this small, and the grid itself costs 10 ms a frame) carries the fused probabilities of t-1 into t's pixel grid (a backward
-  warp: t's pixel p takes what t-1 held at ``p + flow[p]``);
+  object's motion on a grid this small, and the grid itself costs 10 ms a frame) carries
+  the fused probabilities of t-1 into t's pixel grid (a backward warp: t's pixel p takes
+  what t-1 held at ``p + flow[p]``);
 - a pixel takes the carried past only where it passes the photometric check (frame t-1
   carried along the same flow looks like frame t, mean absolute RGB difference below
   ``photometric_threshold``, as the exact-flow check of evaluation) and its flow target lies

@@ -6,7 +6,6 @@ Cityscapes (``data.unlabeled_video``), and recorded drives (``data.unlabeled_bag
 Distillation trains on it and `stkd label` labels it: both build it here.
 """
 
-import json
 import os
 
 from stkd_ros.data.datasets import synthetic_world
@@ -28,21 +27,6 @@ def with_bags(config_bags, bags) -> list:
             seen.add(os.path.abspath(bag))
             merged.append(bag)
     return merged
-
-
-def bag_overrides(config, overrides, bags, topic) -> list:
-    """
-    ``--set`` assignments that add ``bags`` to the config's (:func:`with_bags`) and set ``topic``.
-
-    For a command whose config is read from overrides (`stkd distill`); JSON is YAML, so
-    paths with spaces or colons pass through intact.
-    """
-    from stkd_ros.config import load_config
-    sets = [f'data.unlabeled_topic={json.dumps(topic)}'] if topic else []
-    if bags:
-        there = load_config(config, list(overrides) + sets).data.unlabeled_bags
-        sets.append(f'data.unlabeled_bags={json.dumps(with_bags(there, bags))}')
-    return sets
 
 
 def unlabeled_streets(cfg, *, clip_length: int = 1, gap=1):
