@@ -106,9 +106,12 @@ def test_a_node_whose_frames_keep_failing_ends_the_launch_or_is_respawned(
              'backend:=onnxruntime', 'image:=/camera/image_raw', 'use_flicker_monitor:=true',
              f'respawn:={str(respawn).lower()}', 'respawn_delay:=0.5'],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # A session of its own: `ros2 run` starts the player as its child, and a player left
+        # looping would publish into the later tests' domain.
         player = subprocess.Popen(['ros2', 'run', 'stkd_ros', 'bag_player', '--ros-args', '-p',
                                    f'bag:={ros2_files["bag"]}', '-p', 'loop:=true'],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
     try:
         if respawn:
             # Given up, started again, given up again: the launch goes on until Ctrl-C.
@@ -119,9 +122,11 @@ def test_a_node_whose_frames_keep_failing_ends_the_launch_or_is_respawned(
         assert launch.wait(timeout=120) is not None
     finally:
         for proc in (player, launch):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)   # the whole session, children included
+            except ProcessLookupError:
+                pass
+            proc.wait()
     text = log.read_text(errors='replace')
     assert gave_up in text and 'segment_node-1]: process has died' in text, text
     assert 'exit code 1' in text, text
