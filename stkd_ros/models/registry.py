@@ -4,6 +4,7 @@ import inspect
 
 from stkd_ros.errors import InputError
 from stkd_ros.models.bisenet import BiSeNetLite
+from stkd_ros.models.fast_scnn import FastSCNN
 from stkd_ros.models.lraspp import LRASPPMobileNetV3
 from stkd_ros.models.pspnet import PSPNetResNet18
 from stkd_ros.models.teacher import Teacher
@@ -12,10 +13,11 @@ MODELS = {
     'lraspp_mobilenetv3': LRASPPMobileNetV3,
     'pspnet_resnet18': PSPNetResNet18,
     'bisenet_lite': BiSeNetLite,
+    'fast_scnn': FastSCNN,
     'teacher': Teacher,
 }
 
-STUDENTS = ('lraspp_mobilenetv3', 'pspnet_resnet18', 'bisenet_lite')
+STUDENTS = ('lraspp_mobilenetv3', 'pspnet_resnet18', 'bisenet_lite', 'fast_scnn')
 
 
 def build_model(name: str, num_classes: int, **kwargs):
