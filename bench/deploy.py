@@ -1,8 +1,9 @@
 """
-Benchmark: the deploy paths of the default student on this CPU, beside torchvision's LR-ASPP.
+Benchmark: the deploy paths of the students on this CPU, beside torchvision's LR-ASPP.
 
-Rows, at each ``--sizes`` input size, batch 1, ``--threads`` threads: the default student
-(random weights, latency only) in PyTorch FP32, ONNX Runtime FP32 and INT8 (the QDQ file of
+Rows, at each ``--sizes`` input size, batch 1, ``--threads`` threads: each of ``--students``
+(default: the default student, LR-ASPP MobileNetV3, and Fast-SCNN, built for INT8; random
+weights, latency only) in PyTorch FP32, ONNX Runtime FP32 and INT8 (the QDQ file of
 ``stkd export --int8``), OpenVINO f32, bf16 (where the CPU has it) and INT8 (the same QDQ
 file; the layers it leaves in float at OpenVINO's default precision), and the reference:
 torchvision's ``lraspp_mobilenet_v3_large`` (random weights, 11 classes) exported to ONNX and
@@ -38,7 +39,8 @@ from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import read_metadata
 import torch
 
-STUDENT = 'lraspp_mobilenetv3'   # the default student (config/distill/*.yaml)
+# The default student (config/distill/*.yaml) and the one built for CPUs (issue 47).
+STUDENTS = ('lraspp_mobilenetv3', 'fast_scnn')
 REFERENCE = 'torchvision lraspp, onnxruntime fp32 (reference)'
 TARGET_SIZE, TARGET_SPEEDUP = '512x1024', 2.7
 
@@ -55,25 +57,27 @@ print(int(status['VmRSS'].split()[0]) / 1024)
 """
 
 
-def deploy_paths(size, folder, calibration, bf16) -> dict:
-    """Row name -> (backend, file, precision) for the student and the reference at ``size``."""
+def deploy_paths(size, folder, calibration, bf16, students=STUDENTS) -> dict:
+    """Row name -> (backend, file, precision) for each student and the reference at ``size``."""
     folder = Path(folder)
     tag = f'{size[0]}x{size[1]}'
-    model = random_model_file(folder / f'student_{tag}.safetensors', STUDENT, size)
-    fp32 = export_onnx(model, folder / f'student_{tag}.onnx')
-    int8 = quantize_int8(model, folder / f'student_{tag}.int8.onnx', calibration)
-    paths = {
-        REFERENCE: ('onnxruntime', reference_onnx(folder / f'reference_{tag}.onnx', model),
-                    None),
-        'student, torch fp32': ('torch', model, None),
-        'student, onnxruntime fp32': ('onnxruntime', fp32, None),
-        'student, onnxruntime int8': ('onnxruntime', int8, None),
-        'student, openvino f32': ('openvino', fp32, 'f32'),
-        'student, openvino bf16': ('openvino', fp32, 'bf16'),
-        f'student, openvino int8 (rest {"bf16" if bf16 else "f32"})': ('openvino', int8, None),
-    }
-    if not bf16:
-        del paths['student, openvino bf16']
+    paths = {}
+    for arch in students:
+        model = random_model_file(folder / f'{arch}_{tag}.safetensors', arch, size)
+        fp32 = export_onnx(model, folder / f'{arch}_{tag}.onnx')
+        int8 = quantize_int8(model, folder / f'{arch}_{tag}.int8.onnx', calibration)
+        if not paths:
+            paths[REFERENCE] = ('onnxruntime',
+                                reference_onnx(folder / f'reference_{tag}.onnx', model), None)
+        paths.update({
+            f'{arch}, torch fp32': ('torch', model, None),
+            f'{arch}, onnxruntime fp32': ('onnxruntime', fp32, None),
+            f'{arch}, onnxruntime int8': ('onnxruntime', int8, None),
+            f'{arch}, openvino f32': ('openvino', fp32, 'f32'),
+            **({f'{arch}, openvino bf16': ('openvino', fp32, 'bf16')} if bf16 else {}),
+            f'{arch}, openvino int8 (rest {"bf16" if bf16 else "f32"})': ('openvino', int8,
+                                                                          None),
+        })
     return paths
 
 
@@ -115,7 +119,7 @@ def resident_mb(backend, path, precision, threads, size) -> float:
 def measure(size, args, bf16) -> list:
     tag = f'{size[0]}x{size[1]}'
     with tempfile.TemporaryDirectory() as tmp:
-        paths = deploy_paths(size, tmp, args.calibration, bf16)
+        paths = deploy_paths(size, tmp, args.calibration, bf16, args.students)
         segmenters = {name: Segmenter(path, backend=backend, threads=args.threads,
                                       precision=precision)
                       for name, (backend, path, precision) in paths.items()}
@@ -138,10 +142,24 @@ def measure(size, args, bf16) -> list:
     return rows
 
 
+def students_arg(text: str) -> tuple:
+    """Parse ``--students``: comma-separated names of the registry's students."""
+    from stkd_ros.models.registry import STUDENTS as KNOWN
+    names = tuple(n.strip() for n in text.split(',') if n.strip())
+    unknown = [n for n in names if n not in KNOWN]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f'expected students among {", ".join(KNOWN)}, got '
+                                         f'{text!r}')
+    return names
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--sizes', default='360x480,512x1024,1024x2048')
+    parser.add_argument('--students', type=students_arg, default=STUDENTS,
+                        help='comma-separated student archs, each with every deploy path '
+                             f'(default {",".join(STUDENTS)})')
     parser.add_argument('--repeats', type=int, default=15)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--calibration', type=int, default=16,
