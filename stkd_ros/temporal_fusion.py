@@ -40,6 +40,7 @@ NumPy and OpenCV only: the node can run it without PyTorch.
 
 from dataclasses import asdict, dataclass, fields
 import logging
+import time
 from typing import Optional
 
 import cv2
@@ -138,9 +139,13 @@ class TemporalFusion:
     """
     The fused state of one stream: feed frames in time order with their probabilities.
 
-    ``update(frame, probs, stamp)`` returns the fused probabilities (K, h, w) of this frame;
+    ``update(frame, probs, stamp)`` returns the fused probabilities (h, w, K) of this frame;
     :meth:`mask` the class map at the frame's size. ``last_reset`` names why the last frame
-    started over (None when it was fused), for logs and tests.
+    started over (None when it was fused), for logs and tests; ``last_seconds`` how long the
+    last :meth:`fused_mask` took (eval-bag's latency of the stage).
+
+    The fused state is kept channels-last, (h, w, K): the layout cv2.remap carries and the
+    argmax reduces over its last, contiguous axis, so no frame pays a transposing copy of it.
     """
 
     def __init__(self, settings: FusionSettings = FusionSettings()):
@@ -151,14 +156,16 @@ class TemporalFusion:
     def reset(self):
         self._prev = None           # (frame shape, small RGB, small gray, fused, stamp)
         self.last_reset = 'first frame'
+        self.last_seconds = 0.0
 
     def update(self, frame: np.ndarray, probs: np.ndarray,
                stamp: Optional[float] = None) -> np.ndarray:
         """
-        Fuse frame t's probabilities (K, h, w) with the past; return the fused (K, h, w).
+        Fuse frame t's probabilities (K, h, w) with the past; return the fused (h, w, K).
 
         ``frame`` is HxWx3 uint8 RGB at its own size; ``stamp`` its time in seconds (None:
-        no gap check, for frames known to be consecutive).
+        no gap check, for frames known to be consecutive). ``probs`` comes as the Segmenter
+        gives it; a frame that starts over returns (and keeps) it channels-last.
         """
         if frame.ndim != 3 or frame.shape[2] != 3 or probs.ndim != 3:
             raise InputError(f'temporal fusion needs an HxWx3 frame and (K, h, w) '
@@ -167,9 +174,11 @@ class TemporalFusion:
         small = cv2.resize(frame, probs.shape[:0:-1], interpolation=cv2.INTER_AREA)
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         prev, reason = self._prev, self._start_over(frame, probs, stamp)
-        fused = probs
+        fused = None
         if reason is None:
             fused, reason = self._fuse(small, gray, probs, prev)
+        if fused is None:       # starts over: the frame's own prediction
+            fused = np.ascontiguousarray(probs.transpose(1, 2, 0))
         if reason is not None and prev is not None:
             log.debug('temporal fusion starts over: %s', reason)
         self.last_reset = reason
@@ -177,15 +186,23 @@ class TemporalFusion:
         return fused
 
     def mask(self, fused: np.ndarray, shape) -> np.ndarray:
-        """Class ids (H, W uint8) at the frame's size: the Segmenter's own resize."""
-        return resize_classes(fused.argmax(0).astype(np.uint8), shape[:2])
+        """Fused (h, w, K) -> class ids (H, W uint8) at the frame's size (Segmenter's resize)."""
+        return resize_classes(fused.argmax(2).astype(np.uint8), shape[:2])
+
+    def fused_mask(self, frame: np.ndarray, probs: np.ndarray,
+                   stamp: Optional[float] = None) -> np.ndarray:
+        """:meth:`update` then :meth:`mask`: the frame's fused class ids at its own size."""
+        start = time.perf_counter()
+        mask = self.mask(self.update(frame, probs, stamp), frame.shape)
+        self.last_seconds = time.perf_counter() - start
+        return mask
 
     def _start_over(self, frame, probs, stamp) -> Optional[str]:
         """Why this frame cannot be fused with the state (None: it can)."""
         if self._prev is None:
             return 'first frame'
         shape, _, _, fused, last = self._prev
-        if shape != frame.shape or fused.shape != probs.shape:
+        if shape != frame.shape or fused.shape != probs.shape[1:] + probs.shape[:1]:
             return f'size changed from {shape[:2]} to {frame.shape[:2]}'
         if stamp is not None and last is not None:
             step = stamp - last
@@ -201,10 +218,16 @@ class TemporalFusion:
         valid = in_image(flow) & (error < self.settings.photometric_threshold)
         failing = 1.0 - valid.mean()
         if failing > self.settings.cut_share:
-            return probs, f'scene cut ({failing:.0%} of pixels fail the check)'
-        carried = carry(fused_prev.transpose(1, 2, 0), flow).transpose(2, 0, 1)
+            return None, f'scene cut ({failing:.0%} of pixels fail the check)'
+        # (h, w, K) as the state (remap returns one channel as (h, w): K = 1 keeps its axis)
+        carried = carry(fused_prev, flow).reshape(fused_prev.shape)
         k, w = probs.shape[0], self.settings.fresh_weight
         confidence = (probs.max(0) - 1.0 / k) / (1.0 - 1.0 / k) if k > 1 else 1.0
         lift = self.settings.confidence_weight * np.clip(confidence, 0.0, 1.0)
-        a = np.where(valid, w + (1.0 - w) * lift, 1.0)
-        return (a * probs + (1.0 - a) * carried).astype(np.float32), None
+        a = np.where(valid, w + (1.0 - w) * lift, 1.0).astype(np.float32, copy=False)
+        a = a[..., None]
+        # a p + (1 - a) carried, element by element as before; the fresh (K, h, w) is read
+        # through a channels-last view, written into the (h, w, K) result, never copied.
+        fused = np.multiply(a, probs.transpose(1, 2, 0), out=np.empty_like(carried))
+        fused += (1.0 - a) * carried
+        return fused, None

@@ -136,7 +136,7 @@ def test_the_state_starts_over(change):
     expected = {'cut': 'scene cut', 'size': 'size changed', 'gap': 'gap of',
                 'back_in_time': 'gap of'}[change]
     assert fusion.last_reset.startswith(expected)
-    np.testing.assert_array_equal(fused, probs)
+    np.testing.assert_array_equal(fused, probs.transpose(1, 2, 0))
     # And the next frame fuses with the new start.
     fusion.update(frame, probs, stamp + 1 / 30)
     assert fusion.last_reset is None
@@ -148,7 +148,9 @@ def test_frames_at_another_size_than_the_output_fuse_at_the_output_size():
         frame, truth = _scene(t)
         big = cv2.resize(frame, (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
         fused = fusion.update(big, _probs(truth), t / 30)
-        assert fused.shape == (2, H, W)
+        # Channels-last at the output size, the layout the state is carried in.
+        assert fused.shape == (H, W, 2) and fused.flags.c_contiguous
+        assert fused.dtype == np.float32
         mask = fusion.mask(fused, big.shape)
         assert mask.shape == (2 * H, 2 * W)
         wrong = mask != cv2.resize(truth, (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
@@ -165,7 +167,7 @@ def test_a_certain_fresh_prediction_overrides_the_past_only_by_its_confidence_we
     fused = fusion.update(frame, certain, 1 / 30)
     assert fusion.last_reset is None
     # Lifted all the way by its certainty, the fresh prediction stands alone.
-    assert np.array_equal(fused, certain) == (confidence_weight == 1.0)
+    assert np.array_equal(fused, certain.transpose(1, 2, 0)) == (confidence_weight == 1.0)
 
 
 def test_bad_settings_and_inputs_are_one_line_errors():
