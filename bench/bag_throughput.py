@@ -73,7 +73,9 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--size', default='1080x1920', help='the generated drive (HxW)')
     parser.add_argument('--frames', type=int, default=5400, help='default: 3 min at 30 Hz')
-    parser.add_argument('--drive', default=None, help='a drive made before (skips synth)')
+    parser.add_argument('--drive', default=None, help='a drive made before (skips synth), e.g. '
+                        'by long_drive.py')
+    parser.add_argument('--topic', default=IMAGE_TOPIC, help="the drive's image topic")
     parser.add_argument('--work', default=None, help='where the drive and caches go')
     parser.add_argument('--student', default='lraspp_mobilenetv3', help="eval-bag's model")
     parser.add_argument('--machines', type=int, default=8)
@@ -90,7 +92,7 @@ def main():
     for size in sizes:
         cache = work / f'frames_{size[0]}x{size[1]}'
         start = time.perf_counter()
-        pack = decode_topic(drive, IMAGE_TOPIC, cache, size)
+        pack = decode_topic(drive, args.topic, cache, size)
         seconds = time.perf_counter() - start
         frames = len(PackReader(pack))
         pack_bytes = pack.stat().st_size + index_path(pack).stat().st_size
@@ -107,7 +109,7 @@ def main():
         overrides = ['data.synthetic.unlabeled_clips=0', f'data.frame_cache={frame_cache}'] + \
             settings
         store = work / f'labels_{name}'
-        summary = label(CONFIG, teacher, store, bags=[drive], topic=IMAGE_TOPIC,
+        summary = label(CONFIG, teacher, store, bags=[drive], topic=args.topic,
                         overrides=overrides, progress=False)
         rows.append(rate_row(f'label, TTA {name} ({summary["passes"]} passes)',
                              summary['frames_labeled'], summary['seconds'], args.machines,
@@ -116,7 +118,7 @@ def main():
     model = random_model_file(work / 'student.safetensors', args.student,
                               tuple(cfg.data.eval_size))
     start = time.perf_counter()
-    result = eval_bag(drive, [str(model)], IMAGE_TOPIC)
+    result = eval_bag(drive, [str(model)], args.topic)
     rows.append(rate_row(f'eval-bag ({args.student})', result['frames'],
                          time.perf_counter() - start, args.machines))
 

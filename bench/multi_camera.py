@@ -16,11 +16,10 @@ accuracy, is measured).
 
 import argparse
 import os
-from pathlib import Path
 import tempfile
 import time
 
-from node_bench import (bench_node, camera_frames, model_file, percentiles_ms,
+from node_bench import (bench_node, camera_frames, model_file, percentiles_ms, rss_mib,
                         start_segment_node, use_private_domain)
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -35,13 +34,6 @@ def start_node(model, threads, workers, device, cameras=None, camera=None):
         extra = ['-r', f'__node:=segment_{camera}', '-r', f'image:={camera}/image', '-r',
                  f'segmentation/mask:={camera}/segmentation/mask']
     return start_segment_node(model, threads, workers, device, *extra)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmRSS:'):
-            return int(line.split()[1]) / 1024
-    return float('nan')
 
 
 def run_case(node, model, frames, cameras, batched, rate_hz, seconds, device='cpu'):

@@ -32,9 +32,21 @@ def start_segment_node(model, threads: int, workers: int, device: str, *ros_args
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def camera_frames(count: int = 8) -> list:
-    """480x360 RGB frames of one synthetic street, as a camera would send them."""
-    world = SyntheticWorld(SyntheticConfig(height=360, width=480, frames=count, seed=3))
+def rss_mib(pid: int) -> float:
+    """Resident memory (VmRSS) of process ``pid`` in MiB; NaN once it has ended."""
+    try:
+        lines = Path(f'/proc/{pid}/status').read_text().splitlines()
+    except FileNotFoundError:
+        return float('nan')
+    for line in lines:
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def camera_frames(count: int = 8, size=(360, 480)) -> list:
+    """RGB frames (HxW ``size``) of one synthetic street, as a camera would send them."""
+    world = SyntheticWorld(SyntheticConfig(height=size[0], width=size[1], frames=count, seed=3))
     return [world.frame(0, t)[0] for t in range(count)]
 
 

@@ -1,5 +1,6 @@
 """Build and decode sensor_msgs/Image and CompressedImage with the `rosbags` type store."""
 
+import cv2
 import numpy as np
 from rosbags.typesys import get_typestore, Stores
 from stkd_ros.errors import InputError
@@ -7,6 +8,7 @@ from stkd_ros.image_msgs import compressed_to_rgb, image_to_rgb
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
 
 
 def image_message(array: np.ndarray, stamp_ns: int, frame_id: str):
@@ -20,12 +22,30 @@ def image_message(array: np.ndarray, stamp_ns: int, frame_id: str):
     if encoding is None:
         raise InputError(f'image_message supports 1 or 3 channels, got {channels}')
     h, w = array.shape[:2]
-    header = types['std_msgs/msg/Header'](
+    return types[IMAGE](header=_header(stamp_ns, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0,
+                        step=w * channels, data=np.ascontiguousarray(array).reshape(-1))
+
+
+def _header(stamp_ns: int, frame_id: str):
+    types = TYPESTORE.types
+    return types['std_msgs/msg/Header'](
         stamp=types['builtin_interfaces/msg/Time'](sec=stamp_ns // 1_000_000_000,
                                                    nanosec=stamp_ns % 1_000_000_000),
         frame_id=frame_id)
-    return types[IMAGE](header=header, height=h, width=w, encoding=encoding, is_bigendian=0,
-                        step=w * channels, data=np.ascontiguousarray(array).reshape(-1))
+
+
+def jpeg_message(array: np.ndarray, stamp_ns: int, frame_id: str, quality: int = 95):
+    """An rgb8 HxWx3 array as a CompressedImage, JPEG, as image_transport's plugin sends it."""
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise InputError(f'jpeg_message expects uint8 HxWx3 RGB, got {array.dtype} '
+                         f'{array.shape}')
+    ok, data = cv2.imencode('.jpg', np.ascontiguousarray(array[..., ::-1]),
+                            [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise InputError(f'JPEG encoding failed for a {array.shape} frame')
+    return TYPESTORE.types[COMPRESSED_IMAGE](header=_header(stamp_ns, frame_id),
+                                             format='rgb8; jpeg compressed bgr8',
+                                             data=data.reshape(-1))
 
 
 def decode(msgtype: str, msg) -> np.ndarray:
