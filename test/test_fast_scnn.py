@@ -15,16 +15,13 @@ from stkd_ros.model_file import read_metadata
 from stkd_ros.models import build_model
 from stkd_ros.training.commands import train_student
 from test_distill import FULL_SETS
+from test_quantize import TINY as QUANTIZE_TINY
 import torch
 
 # The tiny world and short training of test_quantize.py, for this student: far enough from
 # random that its two best classes rarely tie, so INT8's argmax has something to agree with.
-TINY = ['data.crop_size=[64,128]', 'data.eval_size=[64,128]', 'data.scale_range=[0.8,1.2]',
-        'data.synthetic.height=64', 'data.synthetic.width=128', 'data.synthetic.frames=8',
-        'data.synthetic.train_clips=8', 'data.synthetic.val_clips=3',
-        'data.synthetic.keys_per_clip=2', 'train.batch_size=4', 'train.workers=0',
-        'train.warmup_steps=5', 'train.log_every=10', 'train.eval_every=1000',
-        'train.checkpoint_every=1000', 'train.lr=0.005', 'student.arch=fast_scnn']
+TINY = [s for s in QUANTIZE_TINY if not s.startswith('student.arch=')]
+TINY.append('student.arch=fast_scnn')
 # Share of held-out pixels whose INT8 argmax must equal FP32's. INT8 moves each logit by a
 # fraction of its range, so only pixels whose two best classes nearly tie may flip; after 60
 # steps those are a thin band along class borders (measured here: 0.989 of the pixels of the 6
