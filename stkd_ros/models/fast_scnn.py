@@ -29,7 +29,7 @@ class DepthwiseSeparable(nn.Sequential):
 
 
 class Bottleneck(nn.Module):
-    """MobileNetV2's inverted residual: expand, depthwise, linear projection; skip if shapes hold."""
+    """MobileNetV2's inverted residual: expand, depthwise, linear projection, skip if it fits."""
 
     def __init__(self, cin: int, cout: int, stride: int, expansion: int = 6):
         super().__init__()
