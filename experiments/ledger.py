@@ -9,12 +9,12 @@ again. Several protocol processes may record into one ledger: each merges the ot
 under a lock before it writes.
 """
 
-from contextlib import contextmanager
-import fcntl
 import json
 import os
 from pathlib import Path
 import shlex
+
+from stkd_ros.atomic_write import locked_beside
 
 #: Options naming where a run's files lie, not what it trains (the files go by their hash).
 PATH_OPTIONS = ('--out', '--teacher', '--labels')
@@ -33,17 +33,6 @@ def same_run(recorded: str, planned: str, retired=()) -> bool:
                 if w not in PATH_OPTIONS and (i == 0 or words[i - 1] not in PATH_OPTIONS)
                 and w not in retired]
     return essential(recorded) == essential(planned)
-
-
-@contextmanager
-def locked(path: Path):
-    """Hold an exclusive lock beside ``path`` (two protocol processes may share one JSON)."""
-    with open(path.with_name(path.name + '.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class Ledger:
@@ -91,7 +80,7 @@ class Ledger:
         merged in, not overwritten.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with locked(self.path):
+        with locked_beside(self.path):
             for row, seeds in self.kept(quiet=True).items():
                 for seed, run in seeds.items():
                     scores.setdefault(row, {}).setdefault(seed, run)

@@ -6,6 +6,8 @@ sharing a file system): the temporary file's name carries the host and the proce
 writers share one, and a reader sees the old file or the new one, never half of either.
 """
 
+from contextlib import contextmanager
+import fcntl
 import glob
 import os
 from pathlib import Path
@@ -45,3 +47,21 @@ def remove_stale_temporaries(path) -> list:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+@contextmanager
+def locked_beside(path):
+    """
+    Hold ``path.lock`` (beside ``path``) exclusively while the block runs: one writer a host.
+
+    The lock file stays: deleting it would let a process waiting on it lock a file that a
+    newcomer no longer sees. The kernel drops the lock when its holder ends, killed or not.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + '.lock'), 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -69,7 +69,9 @@ class DataConfig:
     unlabeled_topic: Optional[str] = None
     unlabeled_ratio: float = 1.0            # unlabeled pairs per labeled pair in a batch
     labels: Optional[str] = None            # a label store (stkd label) of the unlabeled video
-    frame_cache: Optional[str] = None       # decoded bag frames; default: <out>/frame_cache
+    # Decoded bag frames (JPEG packs named by drive digest and size), shared by stkd label
+    # and stkd distill; default: $XDG_CACHE_HOME/stkd_ros/frames (~/.cache/stkd_ros/frames).
+    frame_cache: Optional[str] = None
 
     def __post_init__(self):
         _one_of('data.dataset', self.dataset, DATASETS, 'dataset')

@@ -1,6 +1,8 @@
 """
 Shared fixtures: a small synthetic world, rendered once per session; a colcon workspace.
 
+A user cache of the session's own, for every test (``private_user_cache``).
+
 And a ROS client node per test module, for the tests of real node processes.
 """
 
@@ -9,6 +11,24 @@ import subprocess
 
 import pytest
 from stkd_ros.data.synthetic import SyntheticConfig, SyntheticWorld
+
+
+@pytest.fixture(scope='session', autouse=True)
+def private_user_cache(tmp_path_factory):
+    """
+    Point ``XDG_CACHE_HOME`` at a folder of the session, for the tests and what they start.
+
+    The package's user caches (decoded bag frames: ``stkd_ros/frames``) would otherwise fill
+    the real ``~/.cache``, and a test could find there what an earlier run left.
+    """
+    cache = tmp_path_factory.mktemp('user_cache')
+    before = os.environ.get('XDG_CACHE_HOME')
+    os.environ['XDG_CACHE_HOME'] = str(cache)
+    yield cache
+    if before is None:
+        os.environ.pop('XDG_CACHE_HOME', None)
+    else:
+        os.environ['XDG_CACHE_HOME'] = before
 
 
 @pytest.fixture(scope='session')

@@ -107,7 +107,7 @@ def test_the_loader_gives_each_unlabeled_clip_its_stores_classes(tmp_path):
     assert (batch['confidence'][unlabeled][theirs != 255] == 1.0).all()
     # Find each unlabeled frame in the world (either way round: clips may be flipped); its
     # classes must be the world's labels of that frame, flipped with it.
-    streets = build_unlabeled(cfg.data, clip_length=2, gap=(1, 2), cache_dir=None).world
+    streets = build_unlabeled(cfg.data, clip_length=2, gap=(1, 2)).world
     rendered = [streets.frame(i, t)[:2] for i in range(2) for t in range(6)]
     mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
     std = torch.tensor(IMAGENET_STD)[:, None, None]

@@ -75,6 +75,14 @@ def drive(tmp_path_factory):
     return synth_bag(tmp_path_factory.mktemp('drive'), frames=5, size='32x64')
 
 
+@pytest.fixture
+def frames(tmp_path, monkeypatch):
+    """Give the test a user cache of its own; return where decoded frames go by default."""
+    from stkd_ros.data.bag_video import default_frame_cache
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    return default_frame_cache()
+
+
 def _files(root):
     """Every frame file of a store, relative to it."""
     return sorted(str(p.relative_to(root)) for kind in ('labels', 'confidence')
@@ -141,7 +149,7 @@ def test_a_clip_names_its_frames_as_the_store_does(fused_store):
     out, _ = fused_store
     store = LabelStore.open(out)
     # What distillation draws: pairs two frames apart from the unlabeled streets.
-    streets = build_unlabeled(_data_cfg(), clip_length=2, gap=(2, 2), cache_dir=None)
+    streets = build_unlabeled(_data_cfg(), clip_length=2, gap=(2, 2))
     clip = streets[3]
     assert clip.sequence in store.sequences and len(clip.times) == 2
     assert clip.times[1] - clip.times[0] == 2
@@ -457,7 +465,7 @@ def test_review_writes_the_first_sequences_as_video_to_scrub_through(tmp_path, f
 
 # --- other sources ---------------------------------------------------------------------------
 
-def test_a_recorded_drive_is_labeled(tmp_path, teacher, drive):
+def test_a_recorded_drive_is_labeled(tmp_path, teacher, drive, frames):
     out = tmp_path / 'drive'
     summary = label(CONFIG, teacher, out, bags=[drive], topic=TOPIC, overrides=DRIVE_ONLY,
                     progress=False)
@@ -468,16 +476,17 @@ def test_a_recorded_drive_is_labeled(tmp_path, teacher, drive):
     assert re.fullmatch(f'bag\\(name=bag,topic={TOPIC},frames=5,content=[0-9a-f]{{16}},'
                         f'size=128x256\\)', store.source), store.source
     assert store.source == source_identity(load_config(CONFIG, DRIVE_ONLY).data, [drive], TOPIC)
-    assert (out / 'frame_cache').is_dir()
-    from stkd_ros.data.bag_video import BagVideo
-    video = BagVideo(drive, TOPIC, cache_dir=out / 'frame_cache', size=(128, 256))
+    assert not (out / 'frame_cache').exists()             # decoded into the shared cache
+    from stkd_ros.data.bag_video import BagVideo, cache_path
+    assert list(frames.glob('*.jpgs')) == [cache_path(drive, TOPIC, frames, (128, 256))]
+    video = BagVideo(drive, TOPIC, cache_dir=frames, size=(128, 256))
     clip = video[2]
     assert clip.sequence == 'bag_camera_image_raw' and clip.times == (2, 3)
     assert (clip.frames[1] == video.sequence_frame(clip.sequence, 3)[0]).all()
     store.read(clip.sequence, 3)
 
 
-def test_a_shard_decodes_only_the_drives_it_labels(tmp_path, teacher, drive):
+def test_a_shard_decodes_only_the_drives_it_labels(tmp_path, teacher, drive, frames):
     other = synth_bag(tmp_path / 'other', frames=5, size='32x64', seed=10)
     out = tmp_path / 'store'
     summary = label(CONFIG, teacher, out, bags=[drive, other], topic=TOPIC, shard='1/2',
@@ -487,8 +496,24 @@ def test_a_shard_decodes_only_the_drives_it_labels(tmp_path, teacher, drive):
     from stkd_ros.data.bag_video import cache_path
     from stkd_ros.labeling.store import read_manifest
     assert [bool(done_frames(out, n)) for n in read_manifest(out)['sequences']] == [False, True]
-    assert list((out / 'frame_cache').glob('*.jpgs')) == [
-        cache_path(other, TOPIC, out / 'frame_cache', (128, 256))]
+    assert list(frames.glob('*.jpgs')) == [cache_path(other, TOPIC, frames, (128, 256))]
+
+
+@pytest.mark.slow
+def test_label_then_distill_decode_the_drive_once(tmp_path, teacher, drive, frames):
+    from cli_helpers import TINY
+    store = tmp_path / 'store'
+    label(CONFIG, teacher, store, bags=[drive], topic=TOPIC, overrides=TINY + DRIVE_ONLY,
+          progress=False)
+    (pack,) = frames.glob('*.jpgs')
+    before = pack.stat()
+    res = subprocess.run(_cmd('distill', tmp_path / 'd', 1, DRIVE_ONLY) + [
+        '--teacher', str(teacher), '--labels', str(store), '--unlabeled-bag', str(drive),
+        '--unlabeled-topic', TOPIC], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    # The one pack label made, read by distill as it was: not written again, nor elsewhere.
+    assert list(tmp_path.rglob('*.jpgs')) == [pack]
+    assert (pack.stat().st_ino, pack.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 @pytest.mark.slow
@@ -540,7 +565,7 @@ def test_split_drives_in_folders_of_one_name_make_a_store_distill_reads(tmp_path
     cfg = load_config(CONFIG, DRIVE_ONLY + [f'data.unlabeled_bags={json.dumps(sources)}',
                                             f'data.unlabeled_topic={TOPIC}',
                                             f'data.labels={out}'])
-    check_label_store(cfg, teacher, tmp_path / 'run')
+    check_label_store(cfg, teacher)
 
 
 def _camvid_video_tree(root, rng):

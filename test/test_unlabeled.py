@@ -1,6 +1,8 @@
 """Unlabeled video in distillation: never-labeled streets and recorded drives (bags)."""
 
 import csv
+import logging
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 from stkd_ros.bag.reader import BagError
 from stkd_ros.config import DataConfig, DistillFlowConfig, SyntheticDataConfig
-from stkd_ros.data.bag_video import BagVideo, cache_path
+from stkd_ros.data.bag_video import BagVideo, cache_path, decode_topic, default_frame_cache
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.data.unlabeled import build_unlabeled
 from stkd_ros.flow import build_flow
@@ -95,7 +97,55 @@ def test_a_bag_topic_is_decoded_once_at_the_training_size_into_unlabeled_pairs(d
     stamp = pack.stat().st_mtime_ns
     BagVideo(drive, '/camera/image_raw', cache_dir=tmp_path, size=SIZE)
     assert pack.stat().st_mtime_ns == stamp          # read back, not decoded again
-    assert sorted(p.name for p in tmp_path.iterdir()) == [pack.name, f'{pack.name}.index.npy']
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        pack.name, f'{pack.name}.index.npy', f'{pack.name}.lock']
+
+
+def test_a_training_loader_over_a_drive_decodes_nothing_until_a_clip_is_read(drive, tmp_path):
+    cfg = _data(unlabeled_clips=0)
+    cfg.unlabeled_bags, cfg.unlabeled_topic = [str(drive)], TOPIC
+    cfg.frame_cache = str(tmp_path / 'frames')
+    loader = train_loader(cfg, DataNeeds(frames=2, unlabeled=True), batch_size=2, seed=5,
+                          start_step=0, workers=0, run_dir=tmp_path / 'run')
+    # Its clips counted from the bag's index: one at each frame a gap of up to 3 leaves.
+    assert len(loader.dataset.streams['unlabeled']) == 6 - max(cfg.gap)
+    assert not list(tmp_path.rglob('*.jpgs'))
+    batch = next(iter(loader))
+    assert batch['frames'].shape[0] == 4
+    assert [p.name for p in tmp_path.rglob('*.jpgs')] == [
+        cache_path(drive, TOPIC, cfg.frame_cache, tuple(cfg.eval_size)).name]
+
+
+def _decode_when_all_are_ready(barrier, bag, cache, decodes):
+    """In a process of its own: decode ``bag`` at the same moment as the others."""
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logger = logging.getLogger('stkd_ros.data.bag_video')
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    barrier.wait()
+    decode_topic(bag, TOPIC, cache, SIZE)
+    decodes.put(sum(r.getMessage().startswith('decoding') for r in seen))
+
+
+def test_processes_reading_one_new_drive_at_once_decode_it_once(drive, tmp_path):
+    # Data-loader workers (and label shards) that first read one drive together: one decodes
+    # it, the others wait for its pack and read that.
+    context = multiprocessing.get_context('fork')
+    barrier, decodes = context.Barrier(3), context.Queue()
+    workers = [context.Process(target=_decode_when_all_are_ready,
+                               args=(barrier, drive, tmp_path, decodes)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    counts = [decodes.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
+    assert sorted(counts) == [0, 0, 1]
+    video = BagVideo(drive, TOPIC, cache_dir=tmp_path, size=SIZE)
+    expected = cv2.resize(_bag_frames(drive)[4], SIZE[::-1], interpolation=cv2.INTER_LINEAR)
+    assert np.abs(video.sequence_frame(video.name, 4)[0].astype(int) - expected).mean() < 3
 
 
 def test_a_torn_frame_pack_is_written_again_and_a_dead_writers_files_removed(drive, tmp_path):
@@ -191,13 +241,14 @@ def test_globs_and_folders_of_one_name_are_distinct_sources(drive, other_drive, 
     for bags in (globs, [str(drive), str(other_drive)]):
         cfg = _data()
         cfg.synthetic.unlabeled_clips, cfg.unlabeled_bags, cfg.unlabeled_topic = 0, bags, TOPIC
-        video = build_unlabeled(cfg, clip_length=1, gap=1, cache_dir=tmp_path / 'frames')
+        cfg.frame_cache = str(tmp_path / 'frames')
+        video = build_unlabeled(cfg, clip_length=1, gap=1)
         names = [s.name for s in video_sequences(video)]
         assert len(set(names)) == 2 and all('*' not in n and '/' not in n for n in names)
         identity = source_identity(cfg)
         assert all(f'bag(name={n[:-len("_camera_image_raw")]},' in identity for n in names)
         # Stable: the same sources, built again, have the same names.
-        again = build_unlabeled(cfg, clip_length=1, gap=1, cache_dir=tmp_path / 'frames')
+        again = build_unlabeled(cfg, clip_length=1, gap=1)
         assert [s.name for s in video_sequences(again)] == names
 
 
@@ -222,7 +273,8 @@ def test_a_drive_recorded_again_at_the_same_path_is_other_video_to_a_store(
 
 
 @pytest.mark.slow
-def test_stkd_distill_learns_from_a_recorded_drive(drive, tmp_path):
+def test_stkd_distill_learns_from_a_recorded_drive(drive, tmp_path, monkeypatch):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
     subprocess.run(_cmd('train-teacher', tmp_path / 't', 2, ['train.eval_every=2']),
                    check=True, capture_output=True)
     teacher = ['--teacher', str(tmp_path / 't' / 'model.safetensors')]
@@ -230,7 +282,9 @@ def test_stkd_distill_learns_from_a_recorded_drive(drive, tmp_path):
         '--unlabeled-bag', str(drive), '--unlabeled-topic', '/camera/image_raw']
     res = subprocess.run(args, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert len(list((tmp_path / 'd' / 'frame_cache').glob('*_64x128.jpgs'))) == 1
+    assert default_frame_cache() == tmp_path / 'cache' / 'stkd_ros' / 'frames'
+    assert len(list(default_frame_cache().glob('*_64x128.jpgs'))) == 1
+    assert not (tmp_path / 'd' / 'frame_cache').exists()
     with open(tmp_path / 'd' / 'metrics.csv', newline='') as f:
         assert 'train/pseudo_label' in {r['tag'] for r in csv.DictReader(f)}
     config = (tmp_path / 'd' / 'config.yaml').read_text()

@@ -71,8 +71,7 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: Optional[str] = N
     passes = TeacherPasses(model, meta, scales=settings.scales, flip=settings.flip, device=dev)
     check_out(out)
     # A drive is decoded when its frames are first read: by the shard that labels it.
-    video = build_unlabeled(cfg.data, clip_length=1, gap=1, decode_bags=False,
-                            cache_dir=cfg.data.frame_cache or Path(out) / 'frame_cache')
+    video = build_unlabeled(cfg.data, clip_length=1, gap=1)
     if video is None:
         raise InputError(f'{config} has no unlabeled video to label: set '
                          f'data.synthetic.unlabeled_clips (synthetic), data.unlabeled_video: '

@@ -1,9 +1,13 @@
 """
 A recorded drive as unlabeled training video: frame pairs from one image topic of a bag.
 
-The topic's frames are decoded once, resized to the training size, into a frame pack beside
-the run (``stkd_ros.data.frame_pack``: each frame a JPEG, read one at a time when a clip asks
-for it), so an epoch neither decodes the bag again nor holds more than its clips' frames.
+The topic's frames are decoded once, resized to the training size, into a frame pack
+(``stkd_ros.data.frame_pack``: each frame a JPEG, read one at a time when a clip asks for
+it), so an epoch neither decodes the bag again nor holds more than its clips' frames. A drive
+is decoded when a clip of it is first read, not before: the frame count comes from the bag's
+index. Packs go into one cache that `stkd label` and `stkd distill` share
+(:func:`default_frame_cache`, or ``data.frame_cache``), so a drive labeled and then learned
+from is decoded once; one process of a host decodes a pack while the others wait for it.
 Disk per hour of 1080p at 30 Hz (108,000 frames), from the bytes per frame measured on 30
 generated 1080p frames (`stkd synth --bag`, stkd_ros.data.frame_pack): 1.6 GB at the
 synthetic config's 128x256 (15.1 kB a frame), 15.9 GB at 512x1024 (147 kB); the generated
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from stkd_ros.atomic_write import locked_beside
 from stkd_ros.bag.messages import decode
 from stkd_ros.bag.reader import (bag_paths, BagError, IMAGE_TYPES, iter_messages, open_bag,
                                  topic_type)
@@ -81,6 +86,19 @@ def drive_names(sources) -> list:
             for n, s in zip(names, sources)]
 
 
+def default_frame_cache() -> Path:
+    """
+    Where decoded frames go unless ``data.frame_cache`` says: the user's cache, shared by runs.
+
+    ``$XDG_CACHE_HOME/stkd_ros/frames``, ``~/.cache/stkd_ros/frames`` where that is unset
+    (or relative, which the XDG specification says to ignore). A pack's name carries its
+    drive's digest and the training size, so runs of any command share what they can.
+    """
+    root = os.environ.get('XDG_CACHE_HOME', '')
+    base = Path(root) if os.path.isabs(root) else Path.home() / '.cache'
+    return base / 'stkd_ros' / 'frames'
+
+
 def cache_path(bag, topic: str, cache_dir, size) -> Path:
     """Where the frames of ``topic`` at ``size`` (h, w) go: named by the drive and its digest."""
     h, w = size
@@ -110,19 +128,27 @@ def decode_topic(bag, topic: str, cache_dir, size) -> Path:
     """
     Decode every frame of ``topic`` once, resized to ``size`` (h, w), into a frame pack.
 
-    Returns the pack (``stkd_ros.data.frame_pack``); one written whole before is reused, a
-    torn one (a killed run) is written again. One frame is in memory at a time.
+    Returns the pack (``stkd_ros.data.frame_pack``); one written whole before, or by another
+    process while this one waited for it, is reused; a torn one (a killed run) is written
+    again. One frame is in memory at a time.
     """
     path = cache_path(bag, topic, cache_dir, size)
     if is_complete(path):
         return path
-    with open_bag(bag) as reader:
-        count = topic_frames(reader, bag, topic)
-        log.info('decoding %d frames of %s in %s once, at %dx%d, into %s', count, topic, bag,
-                 size[0], size[1], path)
-        frames = (_resized(decode(msgtype, msg), size)
-                  for _, msgtype, _, msg in iter_messages(reader, [topic]))
-        write_pack(path, frames, count, f'{bag}: topic {topic}')
+    # One decoder per pack on a host: data-loader workers and label shards that first read a
+    # drive together wait for the first one's pack. Hosts sharing a file system are not
+    # locked out: each writes a whole pack of the same frames and renames it over the path,
+    # so the later one's work is redundant, never torn.
+    with locked_beside(path):
+        if is_complete(path):   # written while this process waited
+            return path
+        with open_bag(bag) as reader:
+            count = topic_frames(reader, bag, topic)
+            log.info('decoding %d frames of %s in %s once, at %dx%d, into %s', count, topic,
+                     bag, size[0], size[1], path)
+            frames = (_resized(decode(msgtype, msg), size)
+                      for _, msgtype, _, msg in iter_messages(reader, [topic]))
+            write_pack(path, frames, count, f'{bag}: topic {topic}')
     return path
 
 
@@ -132,14 +158,15 @@ class BagVideo:
 
     Frames are at ``size`` (h, w): the training size, ``data.eval_size``, the model's input,
     which the labeled frames have before training's random scale and crop and every frame
-    is resized to at run time. They are decoded when the video is built, or with
-    ``decode_now`` False at the first read (`stkd label`: each shard decodes the drives it
-    labels, no others). Labels are 255 everywhere: what the student learns here comes from
-    the teacher and from the video's own consistency.
+    is resized to at run time. Building the video reads the bag's index alone; the frames are
+    decoded into ``cache_dir`` at the first read (so a `stkd label` shard decodes the drives it
+    labels, and training those its clips draw, when it draws them). Labels are 255
+    everywhere: what the student learns here comes from the teacher and from the video's own
+    consistency.
     """
 
     def __init__(self, bag, topic: str, *, cache_dir, size, gap=1, clip_length: int = 2,
-                 name: str = None, decode_now: bool = True):
+                 name: str = None):
         self.bag, self.topic, self.size = bag, topic, tuple(int(v) for v in size)
         self.path = cache_path(bag, topic, cache_dir, self.size)
         with open_bag(bag) as reader:
@@ -153,12 +180,10 @@ class BagVideo:
         if self.count <= (clip_length - 1) * self.gap.high:
             raise BagError(f'{bag}: {self.count} frames of {topic} hold no clip of '
                            f'{clip_length} frames {self.gap.high} apart')
-        self._pack = None
-        if decode_now:   # before data-loader workers start, each of which would decode it
-            self.frames()
+        self._pack = None   # each data-loader worker opens it at its first read
 
     def frames(self) -> PackReader:
-        """Return the drive's frames at ``size``, decoded now if they were not (``decode_now``)."""
+        """Return the drive's frames at ``size``, decoded first if no process has yet."""
         if self._pack is None:
             self._pack = PackReader(decode_topic(self.bag, self.topic, self.path.parent,
                                                  self.size))

@@ -60,7 +60,7 @@ def warm_render_cache(cfg, *, eval_split: str, workers: int) -> int:
     datasets = [build_clips(cfg, eval_split, clip_length=2, gap=cfg.eval_gap)]
     for length in (1, 2):
         datasets.append(build_clips(cfg, 'train', clip_length=length, gap=gap))
-        unlabeled = build_unlabeled(cfg, clip_length=length, gap=gap, cache_dir=None)
+        unlabeled = build_unlabeled(cfg, clip_length=length, gap=gap)
         if unlabeled is not None:
             datasets.append(unlabeled)
     return warm_all(datasets, workers)

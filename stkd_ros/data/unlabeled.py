@@ -38,31 +38,30 @@ def unlabeled_streets(cfg, *, clip_length: int = 1, gap=1):
                           cache_dir=s.render_cache)
 
 
-# The builders of each source; each returns a list of Clips datasets. cache_dir is where
-# decoded bag frames go unless data.frame_cache says otherwise, decode_bags whether they are
-# decoded now or at the first read; the other sources need neither.
+# The builders of each source; each returns a list of Clips datasets.
 # Bag frames are kept at data.eval_size, the model's input: training scales and crops them
-# from there, as it does the labeled frames.
+# from there, as it does the labeled frames. They are decoded at a drive's first read, into
+# data.frame_cache or else the user's cache that every run shares (default_frame_cache).
 
-def _streets(cfg, clip_length: int, gap, cache_dir, decode_bags: bool):
+def _streets(cfg, clip_length: int, gap):
     return [unlabeled_streets(cfg, clip_length=clip_length, gap=gap)]
 
 
-def _camvid_video(cfg, clip_length: int, gap, cache_dir, decode_bags: bool):
+def _camvid_video(cfg, clip_length: int, gap):
     from stkd_ros.data.camvid import camvid_video
     return [camvid_video(cfg.root, gap=gap, clip_length=clip_length)]
 
 
-def _cityscapes_video(cfg, clip_length: int, gap, cache_dir, decode_bags: bool):
+def _cityscapes_video(cfg, clip_length: int, gap):
     from stkd_ros.data.cityscapes import cityscapes_video
     return [cityscapes_video(cfg.root, gap=gap, clip_length=clip_length)]
 
 
-def _recorded_drives(cfg, clip_length: int, gap, cache_dir, decode_bags: bool):
-    from stkd_ros.data.bag_video import BagVideo, drive_names
-    cache, bags = cfg.frame_cache or cache_dir, cfg.unlabeled_bags
+def _recorded_drives(cfg, clip_length: int, gap):
+    from stkd_ros.data.bag_video import BagVideo, default_frame_cache, drive_names
+    cache, bags = cfg.frame_cache or default_frame_cache(), cfg.unlabeled_bags
     return [BagVideo(bag, cfg.unlabeled_topic, cache_dir=cache, size=cfg.eval_size, gap=gap,
-                     clip_length=clip_length, name=name, decode_now=decode_bags)
+                     clip_length=clip_length, name=name)
             for bag, name in zip(bags, drive_names(bags))]
 
 
@@ -81,14 +80,14 @@ def has_unlabeled_video(cfg) -> bool:
     return any(names(cfg) for names, _ in UNLABELED_SOURCES)
 
 
-def build_unlabeled(cfg, *, clip_length: int, gap, cache_dir, decode_bags: bool = True):
+def build_unlabeled(cfg, *, clip_length: int, gap):
     """
     Build the unlabeled video of ``cfg``: one dataset of Clips, or None when there is none.
 
-    ``decode_bags`` False leaves each drive's frames to be decoded at its first read.
+    Nothing is decoded yet: a recorded drive's frames are, at the first read of one.
     """
     parts = [part for names, build in UNLABELED_SOURCES if names(cfg)
-             for part in build(cfg, clip_length, gap, cache_dir, decode_bags)]
+             for part in build(cfg, clip_length, gap)]
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)

@@ -7,7 +7,6 @@ Layout (as Cityscapes ships one PNG per frame in a predictable tree)::
     STORE/labels/<sequence>/<t:06d>.png      uint8 class ids (255: none)
     STORE/confidence/<sequence>/<t:06d>.png  uint8: the fused top-class probability x 255
     STORE/quality.json                       the labels against ground truth, where known
-    STORE/frame_cache/                       decoded bag frames (a cache: delete at will)
 
 The manifest's keys: ``format`` and ``version``; ``oracle`` (true where the labels used
 knowledge no real recording has: exact flow, or the ground truth itself);
@@ -43,7 +42,8 @@ MANIFEST = 'manifest.json'
 QUALITY = 'quality.json'
 LABELS, CONFIDENCE = 'labels', 'confidence'
 REVIEW = 'review'
-#: What a store folder may hold; anything else means --out points at something else.
+#: What a store folder may hold; anything else means --out points at something else. Stores
+#: made before bag frames moved to the shared frame cache hold a frame_cache/ of their own.
 _OWN = {MANIFEST, QUALITY, LABELS, CONFIDENCE, REVIEW, 'frame_cache'}
 #: Manifest entries that must agree before a run adds frames to an existing store.
 _IDENTITY = (('format', 'format'), ('version', 'format version'),

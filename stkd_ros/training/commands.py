@@ -58,7 +58,7 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
         raise InputError(f'{teacher_path}: teacher predicts {meta["num_classes"]} classes, '
                          f'{cfg.data.dataset} has {len(classes)}')
     if needs.store:
-        check_label_store(cfg, teacher_path, out)
+        check_label_store(cfg, teacher_path)
     elif cfg.distill.weights.pseudo_label:
         log.info('the teacher labels every unlabeled view online; `stkd label` once and '
                  '--labels make each step cost about a plain one')
@@ -68,7 +68,7 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
                  'distilled', needs)
 
 
-def check_label_store(cfg, teacher_path, out):
+def check_label_store(cfg, teacher_path):
     """
     Stop with one line unless ``data.labels`` is a store this run can learn from.
 
@@ -94,7 +94,7 @@ def check_label_store(cfg, teacher_path, out):
     if store.source != here:
         raise InputError(f'--labels {path} labels other video ({store.source}); this run '
                          f'learns from {here}')
-    video = build_unlabeled(cfg.data, clip_length=1, gap=1, cache_dir=Path(out) / 'frame_cache')
+    video = build_unlabeled(cfg.data, clip_length=1, gap=1)
     missing = [s.name for s in video_sequences(video) if s.name not in store.sequences]
     if missing:
         raise InputError(f'--labels {path} lacks {len(missing)} sequence(s) this run learns '

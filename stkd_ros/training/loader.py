@@ -1,7 +1,5 @@
 """The loader of training batches: a config's clips, with what the run needs of them."""
 
-from pathlib import Path
-
 from stkd_ros.config import DataConfig
 from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.sampling import MixedBatches, ResumableBatchSampler, SeededClips, Streams
@@ -29,7 +27,8 @@ def train_loader(cfg: DataConfig, needs: DataNeeds, *, batch_size: int, seed: in
     ``data.unlabeled_ratio`` times as many unlabeled ones, drawn with their own seed. With
     ``needs.flow``, each clip brings its flow t -> t+k (``flows``) and the pixels that pass
     the photometric check (``visible``); with ``needs.store``, the store's classes
-    (``targets``, ``confidence``). Caches go into ``run_dir`` unless the config names others.
+    (``targets``, ``confidence``). Flow is cached in ``run_dir`` unless the config names a
+    cache; recorded drives are decoded into the shared frame cache at their first read.
     """
     gap, frames = tuple(cfg.gap), needs.frames
     flow = needs.flow
@@ -37,9 +36,7 @@ def train_loader(cfg: DataConfig, needs: DataNeeds, *, batch_size: int, seed: in
         crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range),
         extra=[VisibleAlongFlow(flow.photometric_threshold)] if flow is not None else ())
     clips = build_clips(cfg, 'train', clip_length=frames, gap=gap)
-    extra = (build_unlabeled(cfg, clip_length=frames, gap=gap,
-                             cache_dir=None if run_dir is None else Path(run_dir) / 'frame_cache')
-             if needs.unlabeled else None)
+    extra = build_unlabeled(cfg, clip_length=frames, gap=gap) if needs.unlabeled else None
     if needs.store and extra is not None:
         # The unlabeled clips' classes, labeled once offline (stkd label).
         clips, extra = StoreTargets(clips), StoreTargets(extra, LabelStore.open(needs.store))
