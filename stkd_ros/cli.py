@@ -214,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                    'a folder or quoted glob of the parts of one split drive), added to the '
                    "config's data.unlabeled_bags (as stkd distill --unlabeled-bag adds); "
                    'repeatable')
-    p.add_argument('--topic', default=None, help='the image topic of the bags')
+    p.add_argument('--topic', default=None, metavar='TOPIC',
+                   help="the image topic (Image or CompressedImage) of the bags: --bag's and "
+                   "the config's data.unlabeled_bags (as stkd distill --unlabeled-topic)")
     p.add_argument('--shard', default=None, metavar='I/N',
                    help='label sequences i with i %% N == I (several machines, one store); '
                    "default: torchrun's RANK/WORLD_SIZE, or 0/1")

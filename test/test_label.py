@@ -499,6 +499,21 @@ def test_a_shard_decodes_only_the_drives_it_labels(tmp_path, teacher, drive, fra
     assert list(frames.glob('*.jpgs')) == [cache_path(other, TOPIC, frames, (128, 256))]
 
 
+def test_topic_alone_names_the_topic_of_the_configs_bags(tmp_path, teacher, drive, frames):
+    # As stkd distill --unlabeled-topic: the config names the drive, the command its topic.
+    in_config = DRIVE_ONLY + [f'data.unlabeled_bags={json.dumps([str(drive)])}']
+    summary = label(CONFIG, teacher, tmp_path / 'store', topic=TOPIC, overrides=in_config,
+                    progress=False)
+    assert summary['frames_labeled'] == 5 and summary['missing'] == 0
+    assert LabelStore.open(tmp_path / 'store').source == source_identity(
+        load_config(CONFIG, in_config + [f'data.unlabeled_topic={TOPIC}']).data)
+    # And --bag alone reads the config's topic.
+    with_topic = DRIVE_ONLY + [f'data.unlabeled_topic={TOPIC}']
+    summary = label(CONFIG, teacher, tmp_path / 'again', bags=[drive], overrides=with_topic,
+                    progress=False)
+    assert summary['frames_labeled'] == 5
+
+
 @pytest.mark.slow
 def test_label_then_distill_decode_the_drive_once(tmp_path, teacher, drive, frames):
     from cli_helpers import TINY
@@ -622,6 +637,9 @@ def test_bad_input_stops_with_one_line(tmp_path, teacher, drive, fused_store):
         ({'bags': [drive], 'topic': '/camera/nothing', 'overrides': DRIVE_ONLY}, BagError,
          'topic /camera/nothing is not in the bag'),
         ({'bags': [drive], 'overrides': DRIVE_ONLY}, InputError, '--bag needs --topic'),
+        ({'topic': TOPIC, 'overrides': DRIVE_ONLY}, InputError,
+         f'--topic {TOPIC}: no bags to read it from; give --bag PATH or set '
+         f'data.unlabeled_bags in {re.escape(CONFIG)}'),
         ({'overrides': DRIVE_ONLY}, InputError, 'has no unlabeled video to label'),
         ({'teacher': wrong}, InputError, 'predicts 11 classes .bicyclist'),
         ({'out': done, 'teacher': other}, StoreError, 'another teacher'),

@@ -14,6 +14,7 @@ store is complete and ground truth exists, the labels are scored (``quality.json
 frame, labels, confidence side by side).
 """
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -103,16 +104,19 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: Optional[str] = N
 
 def _checked_inputs(config, teacher, bags, topic, overrides):
     """Return the config (bags added) and the teacher's metadata, after the cheap checks."""
-    if bags and not topic:
-        raise InputError('--bag needs --topic TOPIC: the image topic to label')
-    if topic and not bags:
-        raise InputError('--topic names the image topic of --bag PATH; give the bags too')
     if not Path(teacher).is_file():
         raise FileNotFoundError(f'teacher model file not found: {teacher}')
-    cfg = load_config(config, overrides)
+    # As stkd distill's --unlabeled-topic: the topic of every bag, the config's included.
+    topic_set = [f'data.unlabeled_topic={json.dumps(topic)}'] if topic else []
+    cfg = load_config(config, list(overrides) + topic_set)
     data = cfg.data
     data.unlabeled_bags = with_bags(data.unlabeled_bags, bags)
-    data.unlabeled_topic = topic or data.unlabeled_topic
+    if bags and not data.unlabeled_topic:
+        raise InputError('--bag needs --topic TOPIC: the image topic to label (the config '
+                         'names none in data.unlabeled_topic)')
+    if topic and not data.unlabeled_bags:
+        raise InputError(f'--topic {topic}: no bags to read it from; give --bag PATH or set '
+                         f'data.unlabeled_bags in {config}')
     exact = cfg.label.fusion_radius > 0 and cfg.label.fusion_flow == 'ground_truth'
     if exact and (data.dataset != 'synthetic' or data.unlabeled_bags):
         raise InputError("label.fusion_flow: ground_truth is the synthetic world's exact flow "
