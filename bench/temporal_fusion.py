@@ -2,9 +2,9 @@
 Benchmark: the latency temporal fusion adds to each frame, at 360x480 and 512x1024.
 
 What segment_node does per frame with ``temporal_fusion`` on, beyond the per-frame mask: the
-stage's :meth:`TemporalFusion.update` (the frame shrunk to the model's output size, DIS flow
-to the frame before, the photometric check, the carry and the weighted sum) and its
-:meth:`~TemporalFusion.mask` (the argmax at the frame's size). The probabilities are the
+stage's :meth:`TemporalFusion.fused_mask`: its update (the frame shrunk to the model's output
+size, DIS flow to the frame before, the photometric check, the carry and the weighted sum) and
+its mask (the argmax at the frame's size). The probabilities are the
 Segmenter's for each frame, computed before the clock starts, at the output size the model
 gives for that frame: the default student (``ModelConfig.arch``, random weights) at the
 default model input size (``DataConfig.eval_size``), or the model file of ``--model``. The
@@ -46,7 +46,7 @@ def stream(frames, probs, settings) -> tuple:
     fusion, times, resets = TemporalFusion(settings), [], 0
     for t, (frame, p) in enumerate(zip(frames, probs)):
         start = time.perf_counter()
-        fusion.mask(fusion.update(frame, p, t / FPS), frame.shape)
+        fusion.fused_mask(frame, p, t / FPS)
         times.append(time.perf_counter() - start)
         resets += fusion.last_reset is not None
     return times, resets

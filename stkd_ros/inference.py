@@ -16,7 +16,8 @@ that evaluation scores (test/test_export_inference.py checks it).
 - With a stream's :class:`~stkd_ros.temporal_fusion.TemporalFusion` (off unless one is
   passed), the argmax is taken of the class probabilities at the model's size fused with the
   stream's past, then resized the same way; without one the masks are the per-frame masks,
-  bit for bit.
+  bit for bit. :meth:`Segmenter.per_frame_and_fused_masks` is that one path: it gives both
+  from one forward pass (eval-bag scores both), and segment/segment_batch take theirs from it.
 
 A model file whose network raises while it runs (its forward, the ONNX session) raises
 :class:`ModelRunError`, an input error that the command line states in one line; an error
@@ -160,21 +161,7 @@ class Segmenter:
         ``fusion``: the stream's :class:`~stkd_ros.temporal_fusion.TemporalFusion`, fed this
         frame and its ``stamp`` (seconds); None (the default) segments the frame alone.
         """
-        if fusion is None:
-            return resize_classes(self.argmax(self.preprocess(frame))[0], frame.shape[:2])
-        return self.segment_batch([frame], [fusion], [stamp])[0]
-
-    def segment_with_probabilities(self, frame: np.ndarray):
-        """
-        Return the per-frame mask (as :meth:`segment` alone gives it) and the probabilities.
-
-        Both from one forward pass: the class ids (HxW uint8) at the frame's size and the
-        class probabilities (K, h, w) at the model's, for a caller that scores a frame both
-        alone and fused (eval-bag with temporal fusion).
-        """
-        out = self._network(self.preprocess(frame))
-        return (resize_classes(self._net.argmax(out)[0], frame.shape[:2]),
-                self._net.probabilities(out)[0])
+        return self.segment_batch([frame], None if fusion is None else [fusion], [stamp])[0]
 
     def segment_batch(self, frames, fusions=None, stamps=None) -> list:
         """
@@ -183,15 +170,38 @@ class Segmenter:
         ``fusions``: one :class:`~stkd_ros.temporal_fusion.TemporalFusion` per frame (its
         camera's), with ``stamps``; None segments each frame alone.
         """
-        x = np.concatenate([self.preprocess(f) for f in frames])
         if fusions is None:
-            return [resize_classes(c, f.shape[:2]) for c, f in zip(self.argmax(x), frames)]
+            return [alone for alone, _ in self.per_frame_and_fused_masks(frames)]
+        return [fused for _, fused in self.per_frame_and_fused_masks(
+            frames, fusions, stamps, per_frame=False)]
+
+    def per_frame_and_fused_masks(self, frames, fusions=None, stamps=None, *,
+                                  per_frame: bool = True) -> list:
+        """
+        Each frame's (per-frame mask, fused mask), class ids at its own size, one forward pass.
+
+        The one path from frames to masks (segment_node, eval-bag, evaluation). The per-frame
+        mask is the argmax of the network's output: that of the probabilities the fusion
+        takes, and what :meth:`segment` gives with fusion off, bit for bit. ``fusions``: one
+        :class:`~stkd_ros.temporal_fusion.TemporalFusion` per frame (its stream's), fed the
+        frame, its probabilities and its stamp from ``stamps`` (seconds; None: no gap
+        check); without them the fused mask is None. ``per_frame=False`` (only with
+        ``fusions``) skips the per-frame masks (None), for a caller that publishes the fused.
+        """
+        x = np.concatenate([self.preprocess(f) for f in frames])
+        out = self._network(x)
+        alone = [None] * len(frames)
+        if per_frame or fusions is None:
+            alone = [resize_classes(c, f.shape[:2]) for c, f in zip(self._net.argmax(out), frames)]
+        if fusions is None:
+            return [(a, None) for a in alone]
         stamps = [None] * len(frames) if stamps is None else stamps
         if not len(fusions) == len(stamps) == len(frames):
             raise ValueError(f'{len(frames)} frames, {len(fusions)} fusion states and '
                              f'{len(stamps)} stamps')
-        return [fusion.mask(fusion.update(f, p, stamp), f.shape)
-                for f, p, fusion, stamp in zip(frames, self.probabilities(x), fusions, stamps)]
+        fused = [fusion.fused_mask(f, p, stamp) for f, p, fusion, stamp
+                 in zip(frames, self._net.probabilities(out), fusions, stamps)]
+        return list(zip(alone, fused))
 
     def colorize(self, classes: np.ndarray) -> np.ndarray:
         return self.lut[classes]

@@ -143,7 +143,7 @@ def test_temporal_fusion_is_off_unless_a_stream_state_is_passed(tmp_path, backen
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(probs.argmax(1), seg.argmax(x))
     cameras = [TemporalFusion(), TemporalFusion()]
-    alone = TemporalFusion()
+    alone, both, changed = TemporalFusion(), TemporalFusion(), False
     for t, frame in enumerate(clip.frames):
         per_frame = seg.segment(frame)
         np.testing.assert_array_equal(
@@ -157,6 +157,18 @@ def test_temporal_fusion_is_off_unless_a_stream_state_is_passed(tmp_path, backen
         batch = seg.segment_batch([frame, frame], cameras, [t / 30] * 2)
         for mask in batch:
             assert (mask == fused).mean() > 0.999
+        # eval-bag's call: both masks of one forward pass, each bit for bit what the node's
+        # path gives (the per-frame one segment's with fusion off, the fused one a stream's).
+        (own, both_fused), = seg.per_frame_and_fused_masks([frame], [both], [t / 30])
+        np.testing.assert_array_equal(own, per_frame)
+        np.testing.assert_array_equal(both_fused, fused)
+        changed |= bool((fused != per_frame).any())
+    assert changed, 'the fusion changed no pixel: the test could not tell the masks apart'
+    (only, none), = seg.per_frame_and_fused_masks([frame])
+    np.testing.assert_array_equal(only, per_frame)
+    assert none is None
+    (skipped, _), = seg.per_frame_and_fused_masks([frame], [TemporalFusion()], per_frame=False)
+    assert skipped is None
 
 
 @pytest.mark.parametrize('precision', ['f32', 'bf16'])

@@ -17,11 +17,12 @@ With temporal fusion (``--temporal-fusion``) each model is scored twice from one
 pass: its per-frame masks (the argmax of the probabilities the fusion takes, exactly the masks
 with fusion off) as ``<model>``, and its fused masks as ``<model> + fusion``, the drive one
 stream: one :class:`~stkd_ros.temporal_fusion.TemporalFusion` per model, fed each frame and its
-header stamp as segment_node's camera state is fed them. So one run gives the comparison on a
-drive: every figure and the video have both, side by side; the annotated bag holds the fused
-masks under the model's name, what the node publishes with ``temporal_fusion`` on. The
-per-frame row's latency is the forward pass (with the softmax the fusion needs); the fused
-row's adds the fusion.
+header stamp. Both come from :meth:`Segmenter.per_frame_and_fused_masks`, the path
+segment_node's masks take too, so eval-bag scores what the node publishes. So one run gives
+the comparison on a drive: every figure and the video have both, side by side; the annotated
+bag holds the fused masks under the model's name, what the node publishes with
+``temporal_fusion`` on. The per-frame row's latency is the forward pass (with the softmax the
+fusion needs) and the per-frame mask; the fused row's adds the fusion.
 """
 
 from contextlib import nullcontext
@@ -135,16 +136,16 @@ def _segment(plain: ModelTrack, fused: Optional[ModelTrack], frame: np.ndarray, 
     """Return the masks of the frame of ``plain`` (and of ``fused``), timing each track."""
     try:
         start = time.perf_counter()
+        fusions = None if fused is None else [fused.fusion]
+        (alone, mask), = plain.segmenter.per_frame_and_fused_masks(
+            [frame], fusions, [header_seconds(msg.header.stamp)])
+        seconds = time.perf_counter() - start
         if fused is None:
-            masks = [plain.segmenter.segment(frame)]
-            plain.latency_ms.append((time.perf_counter() - start) * 1e3)
-            return masks
-        alone, probs = plain.segmenter.segment_with_probabilities(frame)
-        plain.latency_ms.append((time.perf_counter() - start) * 1e3)
-        state = fused.fusion
-        mask = state.mask(state.update(frame, probs, header_seconds(msg.header.stamp)),
-                          frame.shape)
-        fused.latency_ms.append((time.perf_counter() - start) * 1e3)
+            plain.latency_ms.append(seconds * 1e3)
+            return [alone]
+        # The per-frame row: all but the stage's own time (its update and fused mask).
+        plain.latency_ms.append((seconds - fused.fusion.last_seconds) * 1e3)
+        fused.latency_ms.append(seconds * 1e3)
         return [alone, mask]
     except ModelRunError as exc:
         # The model's network raised (any other error is a bug and keeps its traceback): the
