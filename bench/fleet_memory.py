@@ -7,7 +7,8 @@ Runs each command as a user would, in a process of its own, on a drive `long_dri
 set size of it and its children (PSS: DataLoader workers share most of their pages with the
 parent, so their RSS would be counted twice). Each row gives the memory 2 minutes in and at
 the end, and their ratio: the target is an end within 10% of the 2-minute figure. The
-training cache's disk (the frame pack distill and label read) is set beside the bag's.
+training cache's disk (the frame pack distill and label read) is set beside the bag's; label
+and distill get a cache each, so that each run's memory includes decoding the drive.
 
     python long_drive.py --out /tmp/drive --size 480x640 --minutes 10
     python fleet_memory.py --drive /tmp/drive --teacher T.safetensors --student S.safetensors
@@ -27,7 +28,6 @@ import psutil
 from report import emit
 
 CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'distill' / 'synthetic.yaml'
-TWO_MINUTES = 120.0
 MB = 1e6
 
 
@@ -43,7 +43,7 @@ def tree_memory(process: psutil.Process) -> tuple:
     return rss, pss
 
 
-def watch(name: str, command: list, work: Path, every: float) -> dict:
+def watch(name: str, command: list, work: Path, every: float, mark: float) -> dict:
     """Run ``command`` to its end, sampling memory; the row and the samples."""
     log = work / f'{name}.log'
     start = time.monotonic()
@@ -56,7 +56,8 @@ def watch(name: str, command: list, work: Path, every: float) -> dict:
                 rss, pss = tree_memory(process)
             except psutil.NoSuchProcess:
                 break
-            samples.append((time.monotonic() - start, rss, pss))
+            if rss:   # 0: a process that has ended and is not yet reaped
+                samples.append((time.monotonic() - start, rss, pss))
             try:
                 proc.wait(timeout=every)
             except subprocess.TimeoutExpired:
@@ -64,9 +65,9 @@ def watch(name: str, command: list, work: Path, every: float) -> dict:
     seconds = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f'{name} failed (exit {proc.returncode}); see {log}')
-    at_two = next((s for s in samples if s[0] >= TWO_MINUTES), None)
+    at_two = next((s for s in samples if s[0] >= mark), None)
     if at_two is None:
-        sys.exit(f'{name} ended after {seconds:.0f} s, before the 2-minute sample')
+        sys.exit(f'{name} ended after {seconds:.0f} s, before the sample at {mark:.0f} s')
     end = samples[-1]
     return {'command': name, 'seconds': seconds,
             'rss_2min_mb': at_two[1] / MB, 'rss_end_mb': end[1] / MB,
@@ -90,9 +91,14 @@ def main():
     parser.add_argument('--label-topic', default='/camera/labels')
     parser.add_argument('--teacher', required=True, help="the config's teacher, trained")
     parser.add_argument('--student', required=True, help="eval-bag's model file")
+    parser.add_argument('--config', default=str(CONFIG), help='label and distill config')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='a config override for label and distill (repeatable)')
     parser.add_argument('--distill-steps', type=int, default=150)
     parser.add_argument('--commands', default='eval-bag,label,distill')
     parser.add_argument('--every', type=float, default=2.0, help='seconds between samples')
+    parser.add_argument('--mark', type=float, default=120.0,
+                        help='the early sample the end is compared with (seconds in)')
     parser.add_argument('--work', default=None)
     parser.add_argument('--out', default=None, help='JSON folder (default bench/results)')
     args = parser.parse_args()
@@ -102,16 +108,17 @@ def main():
     info_path = drive.parent / f'{drive.name}.json'
     drive_info = json.loads(info_path.read_text()) if info_path.exists() else {}
     stkd = [sys.executable, '-m', 'stkd_ros.cli']
-    only_the_drive = ['--set', 'data.synthetic.unlabeled_clips=0']
+    only_the_drive = [a for item in ['data.synthetic.unlabeled_clips=0', *args.set]
+                      for a in ('--set', item)]
     commands = {
         'eval-bag': stkd + ['eval-bag', '--bag', str(drive), '--model', args.student,
                             '--topic', args.topic, '--label-topic', args.label_topic,
                             '--report', str(work / 'report')],
-        'label': stkd + ['label', '--config', str(CONFIG), '--teacher', args.teacher,
+        'label': stkd + ['label', '--config', args.config, '--teacher', args.teacher,
                          '--out', str(work / 'store'), '--bag', str(drive),
                          '--topic', args.topic, *only_the_drive,
                          '--set', f'data.frame_cache={work / "frames_label"}'],
-        'distill': stkd + ['distill', '--config', str(CONFIG), '--teacher', args.teacher,
+        'distill': stkd + ['distill', '--config', args.config, '--teacher', args.teacher,
                            '--out', str(work / 'distill'), '--unlabeled-bag', str(drive),
                            '--unlabeled-topic', args.topic, '--steps',
                            str(args.distill_steps), *only_the_drive,
@@ -119,7 +126,7 @@ def main():
     }
     rows = []
     for name in args.commands.split(','):
-        row = watch(name, commands[name], work, args.every)
+        row = watch(name, commands[name], work, args.every, args.mark)
         print(f'{name}: {row["seconds"]:.0f} s, RSS {row["rss_2min_mb"]:.0f} -> '
               f'{row["rss_end_mb"]:.0f} MB', flush=True)
         rows.append(row)

@@ -11,8 +11,8 @@ by pixels, sees one long drive).
 
 Images go on ``/camera/image_raw/compressed`` as JPEG (quality 95, as a recorder of
 image_transport's compressed stream stores them) or, with ``--raw``, on ``/camera/image_raw``
-as rgb8; the labels go raw (mono8) on ``/camera/labels`` (none with ``--unlabeled``). What was written goes to
-``<out>.json`` beside the bag (`fleet_memory.py` reads it).
+as rgb8; the labels go raw (mono8) on ``/camera/labels`` (none with ``--unlabeled``). What was
+written goes to ``<out>.json`` beside the bag (`fleet_memory.py` reads it).
 
     python long_drive.py --out /tmp/drive_480 --size 480x640 --minutes 10
 """
@@ -89,7 +89,8 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     info = write_long_drive(Path(args.out), parse_size(args.size), args.minutes, args.street,
-                            streets=args.streets, seed=args.seed, raw=args.raw, labels=not args.unlabeled)
+                            streets=args.streets, seed=args.seed, raw=args.raw,
+                            labels=not args.unlabeled)
     out = Path(args.out)
     (out.parent / f'{out.name}.json').write_text(json.dumps(info, indent=2))
     log.info('%s', info)

@@ -17,6 +17,7 @@ Targets (issue 47): segment_node with a torch-free backend at most 250 MB after 
 """
 
 import argparse
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def _kb(text: str, key: str) -> int:
 
 def rss_parts_mb(pid: int) -> dict:
     """
-    The resident memory's parts and the proportional set size, in MB.
+    Read the resident memory's parts and the proportional set size, in MB.
 
     Private (anon), mapped files, shared memory (DDS's SHM), and PSS (each shared page divided
     among the processes mapping it).
@@ -158,9 +159,14 @@ def main():
     parser.add_argument('--frame-size', default='480x640', help='camera frames, HxW')
     parser.add_argument('--input-size', default='360x480', help="the model's input, HxW")
     parser.add_argument('--model', default=None, help='a trained model file (default: random)')
+    parser.add_argument('--dds-profile', default=None,
+                        help="a Fast DDS profile in place of the package's (its shared-memory "
+                             "segment size is counted in every node's RSS)")
     parser.add_argument('--out', default=None, help='JSON folder (default bench/results)')
     args = parser.parse_args()
     use_private_domain()
+    if args.dds_profile:
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(Path(args.dds_profile).resolve())
     frame_size = tuple(int(v) for v in args.frame_size.split('x'))
     input_size = tuple(int(v) for v in args.input_size.split('x'))
     frames = camera_frames(8, frame_size)
@@ -174,7 +180,8 @@ def main():
             print(rows[-2], rows[-1], flush=True)
     emit('node_memory', rows, ['node', 'backend', 'frames_sent', 'answers_per_s',
                                'rss_served_mb', 'rss_2min_mb', 'rss_end_mb', 'rssanon_mb',
-                               'rssfile_mb', 'rssshmem_mb', 'pss_mb', 'target_mb', 'target'], args.out)
+                               'rssfile_mb', 'rssshmem_mb', 'pss_mb', 'target_mb', 'target'],
+         args.out)
 
 
 if __name__ == '__main__':

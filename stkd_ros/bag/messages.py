@@ -22,7 +22,8 @@ def image_message(array: np.ndarray, stamp_ns: int, frame_id: str):
     if encoding is None:
         raise InputError(f'image_message supports 1 or 3 channels, got {channels}')
     h, w = array.shape[:2]
-    return types[IMAGE](header=_header(stamp_ns, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0,
+    return types[IMAGE](header=_header(stamp_ns, frame_id), height=h, width=w, encoding=encoding,
+                        is_bigendian=0,
                         step=w * channels, data=np.ascontiguousarray(array).reshape(-1))
 
 
@@ -35,7 +36,7 @@ def _header(stamp_ns: int, frame_id: str):
 
 
 def jpeg_message(array: np.ndarray, stamp_ns: int, frame_id: str, quality: int = 95):
-    """An rgb8 HxWx3 array as a CompressedImage, JPEG, as image_transport's plugin sends it."""
+    """Encode an rgb8 HxWx3 array as a JPEG CompressedImage, as image_transport's plugin does."""
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise InputError(f'jpeg_message expects uint8 HxWx3 RGB, got {array.dtype} '
                          f'{array.shape}')
