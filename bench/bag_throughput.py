@@ -8,7 +8,9 @@ made before, since rendering 1080p takes longer than everything measured here):
   (the frame pack training and `stkd label` read), at the config's ``data.eval_size`` and at
   512x1024, with the disk each takes a frame against the bag's own;
 - `stkd label`, per test-time augmentation setting (none: one pass at scale 1; the default:
-  the config's ``label.scales`` and ``label.flip``), reading the frames decoded above;
+  the config's ``label.scales`` and ``label.flip``), reading the frames decoded above (with
+  ``--tta-frames N``, the default setting labels the drive's first N frames only: it costs
+  several passes a frame);
 - `stkd eval-bag`, one model, no report.
 
 Models have random weights (speed, not accuracy): the config's teacher at its input size,
@@ -50,6 +52,23 @@ def generate_drive(work: Path, size: str, frames: int) -> Path:
     return work / 'synth' / 'bag'
 
 
+def first_frames(drive: Path, topic: str, count: int, out: Path) -> Path:
+    """Copy the first ``count`` messages of ``topic`` into the bag ``out`` (same bytes)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from stkd_ros.bag.reader import connections_for, open_bag
+    if out.exists():
+        return out
+    with open_bag(drive) as reader, Writer(out, version=9,
+                                          storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = connections_for(reader, [topic])[0]
+        target = writer.add_connection(topic, conn.msgtype, typestore=reader.typestore)
+        for n, (_, stamp, raw) in enumerate(reader.messages(connections=[conn])):
+            if n == count:
+                break
+            writer.write(target, stamp, raw)
+    return out
+
+
 def teacher_file(path: Path, cfg) -> Path:
     """Write the config's teacher with random weights, at the config's input size."""
     model = build_model(cfg.teacher.arch, len(CAMVID_CLASSES), **cfg.teacher.args)
@@ -79,6 +98,10 @@ def main():
     parser.add_argument('--work', default=None, help='where the drive and caches go')
     parser.add_argument('--student', default='lraspp_mobilenetv3', help="eval-bag's model")
     parser.add_argument('--machines', type=int, default=8)
+    parser.add_argument('--tta-frames', type=int, default=0,
+                        help='label with the default test-time augmentation only the first N '
+                             'frames (a copy of them; its rate per frame does not depend on '
+                             "the drive's length); 0: the whole drive")
     parser.add_argument('--out', default=None, help='JSON folder (default bench/results)')
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix='bag_throughput_'))
@@ -109,7 +132,11 @@ def main():
         overrides = ['data.synthetic.unlabeled_clips=0', f'data.frame_cache={frame_cache}'] + \
             settings
         store = work / f'labels_{name}'
-        summary = label(CONFIG, teacher, store, bags=[drive], topic=args.topic,
+        part = drive
+        if name == 'default' and args.tta_frames:
+            part = first_frames(drive, args.topic, args.tta_frames, work / 'first_frames')
+            decode_topic(part, args.topic, frame_cache, sizes[0])   # decoding is timed above
+        summary = label(CONFIG, teacher, store, bags=[part], topic=args.topic,
                         overrides=overrides, progress=False)
         rows.append(rate_row(f'label, TTA {name} ({summary["passes"]} passes)',
                              summary['frames_labeled'], summary['seconds'], args.machines,
