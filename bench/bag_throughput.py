@@ -58,8 +58,8 @@ def first_frames(drive: Path, topic: str, count: int, out: Path) -> Path:
     from stkd_ros.bag.reader import connections_for, open_bag
     if out.exists():
         return out
-    with open_bag(drive) as reader, Writer(out, version=9,
-                                          storage_plugin=StoragePlugin.MCAP) as writer:
+    writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
+    with open_bag(drive) as reader, writer:
         conn = connections_for(reader, [topic])[0]
         target = writer.add_connection(topic, conn.msgtype, typestore=reader.typestore)
         for n, (_, stamp, raw) in enumerate(reader.messages(connections=[conn])):
