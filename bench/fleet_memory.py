@@ -108,20 +108,20 @@ def main():
     info_path = drive.parent / f'{drive.name}.json'
     drive_info = json.loads(info_path.read_text()) if info_path.exists() else {}
     stkd = [sys.executable, '-m', 'stkd_ros.cli']
-    only_the_drive = [a for item in ['data.synthetic.unlabeled_clips=0', *args.set]
-                      for a in ('--set', item)]
+    overrides = [a for item in ['data.synthetic.unlabeled_clips=0', *args.set]
+                 for a in ('--set', item)]
     commands = {
         'eval-bag': stkd + ['eval-bag', '--bag', str(drive), '--model', args.student,
                             '--topic', args.topic, '--label-topic', args.label_topic,
                             '--report', str(work / 'report')],
         'label': stkd + ['label', '--config', args.config, '--teacher', args.teacher,
                          '--out', str(work / 'store'), '--bag', str(drive),
-                         '--topic', args.topic, *only_the_drive,
+                         '--topic', args.topic, *overrides,
                          '--set', f'data.frame_cache={work / "frames_label"}'],
         'distill': stkd + ['distill', '--config', args.config, '--teacher', args.teacher,
                            '--out', str(work / 'distill'), '--unlabeled-bag', str(drive),
                            '--unlabeled-topic', args.topic, '--steps',
-                           str(args.distill_steps), *only_the_drive,
+                           str(args.distill_steps), *overrides,
                            '--set', f'data.frame_cache={work / "frames_distill"}'],
     }
     rows = []

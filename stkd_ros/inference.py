@@ -188,7 +188,9 @@ class Segmenter:
         check); without them the fused mask is None. ``per_frame=False`` (only with
         ``fusions``) skips the per-frame masks (None), for a caller that publishes the fused.
         """
-        x = np.concatenate([self.preprocess(f) for f in frames])
+        # One camera's frame goes in as it is: concatenating a single input would copy it.
+        x = (self.preprocess(frames[0]) if len(frames) == 1
+             else np.concatenate([self.preprocess(f) for f in frames]))
         out = self._network(x)
         alone = [None] * len(frames)
         if per_frame or fusions is None:

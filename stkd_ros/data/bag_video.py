@@ -8,11 +8,10 @@ is decoded when a clip of it is first read, not before: the frame count comes fr
 index. Packs go into one cache that `stkd label` and `stkd distill` share
 (:func:`default_frame_cache`, or ``data.frame_cache``), so a drive labeled and then learned
 from is decoded once; one process of a host decodes a pack while the others wait for it.
-Disk per hour of 1080p at 30 Hz (108,000 frames), from the bytes per frame measured on 30
-generated 1080p frames (`stkd synth --bag`, stkd_ros.data.frame_pack): 1.6 GB at the
-synthetic config's 128x256 (15.1 kB a frame), 15.9 GB at 512x1024 (147 kB); the generated
-bag's raw rgb8 image messages take 6.22 MB a frame (672 GB an hour), and the same frames as
-a recorder's 1080p JPEG (quality 95) 287 kB (31 GB an hour).
+Disk per hour of 1080p at 30 Hz (108,000 frames), measured on a generated 3-minute drive
+(`bench/bag_throughput.py`): 1.7 GB at the synthetic config's 128x256 (15.7 kB a frame),
+15.9 GB at 512x1024 (148 kB), against 31 GB for the bag's JPEG (quality 95) frames; as raw
+rgb8 messages the same hour takes 672 GB.
 
 A drive has two names. Its short name (:func:`drive_names`: the bag's or folder's name, a
 glob's folder and a digest of its pattern, a digest of its path where two drives would share
