@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.synthetic import SyntheticClips
-from stkd_ros.data.unlabeled import build_unlabeled
+from stkd_ros.data.unlabeled import unlabeled_streets
 
 
 def frames(clips: SyntheticClips, start: int, gap: int):
@@ -52,7 +52,9 @@ def warm_render_cache(cfg, *, eval_split: str, workers: int) -> int:
 
     The views are every one that training (one- and two-frame runs) and scoring on
     ``eval_split`` can draw; ``workers`` processes share them. Returns how many frames were
-    rendered (a cached one costs a file check).
+    rendered (a cached one costs a file check). Of the unlabeled video only the world's
+    never-labeled streets are rendered: recorded drives (``data.unlabeled_bags``) are decoded
+    into the frame cache when first read.
     """
     if cfg.dataset != 'synthetic' or not cfg.synthetic.render_cache:
         return 0
@@ -60,7 +62,6 @@ def warm_render_cache(cfg, *, eval_split: str, workers: int) -> int:
     datasets = [build_clips(cfg, eval_split, clip_length=2, gap=cfg.eval_gap)]
     for length in (1, 2):
         datasets.append(build_clips(cfg, 'train', clip_length=length, gap=gap))
-        unlabeled = build_unlabeled(cfg, clip_length=length, gap=gap)
-        if unlabeled is not None:
-            datasets.append(unlabeled)
+        if cfg.synthetic.unlabeled_clips:
+            datasets.append(unlabeled_streets(cfg, clip_length=length, gap=gap))
     return warm_all(datasets, workers)
