@@ -344,3 +344,27 @@ def test_the_table_is_remade_from_the_recorded_json_alone(tmp_path):
     by_row = {r['row']: r for r in table}
     assert by_row['D']['miou - A (95% CI)'] == '+0.0132 [+0.0081, +0.0182] n=5'
     assert by_row['D']['flicker - A (95% CI)'] == '-0.0084 [-0.0095, -0.0074] n=5'
+
+
+def test_the_cpu_students_verdict_follows_the_rule_written_before_its_runs():
+    from experiments import cpu_student
+    recorded = json.loads((ROOT / 'experiments/results/best_student.json').read_text())['rows']
+
+    def shifted(row, by, seeds='012'):
+        # A spread across seeds, so the paired interval has a width.
+        return {s: {**recorded[row]['seeds'][s],
+                    'miou': recorded[row]['seeds'][s]['miou'] + by + 0.001 * int(s)}
+                for s in seeds}
+
+    assert cpu_student.verdict({'FA': shifted('A', -0.02)}).startswith('an option: FA')
+    assert cpu_student.verdict({'FA': shifted('A', 0.01)}) == 'open: FB missing'
+    assert cpu_student.verdict({'FA': shifted('A', 0.01), 'FB': shifted('B', 0.0, '01')}) \
+        == 'open: FB missing'
+    assert cpu_student.verdict({'FA': shifted('A', 0.01), 'FB': shifted('B', 0.01)}) \
+        == 'the default: both intervals above -0.005'
+    assert cpu_student.verdict({'FA': shifted('A', 0.01), 'FB': shifted('B', -0.02)}) \
+        .startswith('an option: FB')
+    # A drift check within one seed's noise keeps v2's A; beyond it, this commit's LR-ASPP.
+    assert cpu_student.baselines({'Ad': shifted('A', 0.004, '0')})['FA'][0] == 'A (v2)'
+    drifted = {'Ad': shifted('A', 0.02, '0')}
+    assert cpu_student.baselines(drifted)['FA'] == ('Ad', drifted['Ad'])
