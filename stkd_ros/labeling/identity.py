@@ -19,6 +19,8 @@ from stkd_ros.errors import InputError
 
 #: What a store made from the synthetic world's labels (not a teacher) names as its teacher.
 GROUND_TRUTH = 'ground_truth'
+#: What a store of labeled frames' truth carried along the flow names as its teacher.
+CARRIED_TRUTH = 'carried_truth'
 
 
 def file_sha256(path) -> str:
@@ -59,12 +61,25 @@ def source_identity(data_cfg, bags: Iterable = (), topic: Optional[str] = None) 
     return ' + '.join(parts)
 
 
-def _synthetic(s) -> str:
+def labeled_video_identity(data_cfg) -> str:
+    """
+    Name the labeled video of ``data_cfg``, as a store of carried labels does.
+
+    The synthetic world's training streets with the frames its labels are on
+    (``label_every``), or the dataset's video (whose annotated frames are the labeled ones).
+    """
+    if data_cfg.dataset == 'synthetic':
+        s = data_cfg.synthetic
+        return _synthetic(s, 'train')[:-1] + f',label_every={s.label_every})'
+    return _dataset_video(data_cfg)
+
+
+def _synthetic(s, split: str = 'unlabeled') -> str:
     from stkd_ros.data.render_cache import RENDER_VERSION
     from stkd_ros.data.synthetic import SyntheticClips
-    split_seed = s.seed + SyntheticClips.SPLIT_SEED['unlabeled']
+    split_seed = s.seed + SyntheticClips.SPLIT_SEED[split]
     return (f'synthetic(render=v{RENDER_VERSION},height={s.height},width={s.width},'
-            f'frames={s.frames},difficulty={s.difficulty},seed={s.seed},split=unlabeled,'
+            f'frames={s.frames},difficulty={s.difficulty},seed={s.seed},split={split},'
             f'split_seed={split_seed})')
 
 
