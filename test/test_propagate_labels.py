@@ -69,8 +69,9 @@ def _slide(frames=8):
 
 
 def _carried(sequence, k, flow, **kwargs):
-    return {t: (labels, d) for t, labels, d in
-            carry_sequence(sequence, {k: sequence.truth(k)}, flow, **kwargs)}
+    out = list(carry_sequence(sequence, {k: sequence.truth(k)}, flow, **kwargs))
+    assert len({t for t, _, _ in out}) == len(out)          # each frame once
+    return {t: (labels, d) for t, labels, d in out}
 
 
 def test_truth_carried_along_exact_flow_equals_the_truth_on_the_visible_pixels():

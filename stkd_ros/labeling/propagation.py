@@ -149,6 +149,7 @@ def carry_sequence(sequence, labeled: Dict[int, np.ndarray], flow: CarryFlow, *,
         k = chain[0]
         state, frame_prev = labeled[k], None
         if k in todo:
+            todo.discard(k)        # the first of its two chains gives it
             yield k, labeled[k], 0
         for i, t in enumerate(chain[1:], 1):
             if not todo.intersection(chain[i:]):
