@@ -70,13 +70,32 @@ def _cmd_label(args):
           + ('; ORACLE: fused along the exact flow' if r['oracle'] else ''))
     for path in r['reviews']:
         print(f'review: {path}')
+    _print_store_state(r, 'label', quality_table, 'no ground truth')
+
+
+def _print_store_state(r, verb: str, table, lacking: str):
+    """Print a label store's state: incomplete, its quality ``table``, or what it lacks."""
     if r['missing']:
-        print(f'store incomplete: {r["missing"]} of {r["frames"]} frames to label (other '
+        print(f'store incomplete: {r["missing"]} of {r["frames"]} frames to {verb} (other '
               f'shards, or run again to resume)')
     elif r.get('quality'):
-        print('\n'.join(quality_table(r['quality'])))
+        print('\n'.join(table(r['quality'])))
     else:
-        print(f'store complete: {r["frames"]} frames (no ground truth to score them against)')
+        print(f'store complete: {r["frames"]} frames ({lacking} to score them against)')
+
+
+def _cmd_propagate(args):
+    from stkd_ros.commands.propagate import propagate_labels
+    from stkd_ros.labeling.quality import distance_table
+    given = {key: getattr(args, key) for key in ('flow', 'check', 'threshold')
+             if getattr(args, key) is not None}     # the others: the command's defaults
+    r = propagate_labels(args.config, args.out, flow_args=args.flow_arg, shard=args.shard,
+                         overrides=args.set, **given)
+    speed = f', {r["seconds_per_frame"]:.3f} s/frame' if r['frames_carried'] else ''
+    print(f'propagate-labels: {r["frames_carried"]} frames carried into {r["store"]} (shard '
+          f'{r["shard"][0]}/{r["shard"][1]}{speed})'
+          + ('; ORACLE: along the exact flow' if r['oracle'] else ''))
+    _print_store_state(r, 'carry', distance_table, 'no ground truth beyond the labeled frames')
 
 
 def _fusion(args):
@@ -227,6 +246,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help='write the first N sequences of this shard as video to scrub through '
                    '(STORE/review/SEQUENCE.mp4: frame, labels, confidence side by side)')
     p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser('propagate-labels', help="carry the labeled frames' truth along the "
+                       'flow to the other frames of their sequences, into a label store')
+    p.add_argument('--config', required=True, help='YAML config: its labeled video (the '
+                   "synthetic world's training streets, or data.root's Cityscapes snippets or "
+                   'CamVid runs)')
+    p.add_argument('--out', required=True, help='the label store (resumes if it has frames)')
+    p.add_argument('--flow', default=None, choices=['dis', 'raft', 'farneback', 'ground_truth'],
+                   help="the flow (default dis; ground_truth: the synthetic world's exact "
+                   'flow, an oracle)')
+    p.add_argument('--flow-arg', action='append', default=[], metavar='KEY=VALUE',
+                   help='a setting of the flow, e.g. preset=fast (DIS) or weights=raft.pth '
+                   '(RAFT); repeatable')
+    p.add_argument('--check', default=None,
+                   choices=['forward-backward', 'photometric', 'both'],
+                   help='the occlusion check a carried pixel must pass (default photometric: '
+                   'colour constancy along the flow)')
+    p.add_argument('--threshold', type=float, default=None,
+                   help="the photometric check's mean absolute RGB difference (0..1; default "
+                   '0.08)')
+    p.add_argument('--shard', default=None, metavar='I/N',
+                   help='carry sequences i with i %% N == I (several machines, one store)')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='override a config key (repeatable)')
+    p.set_defaults(func=_cmd_propagate)
 
     p = sub.add_parser('evaluate', help='mIoU, TC, flicker and speed of a model file')
     which = p.add_mutually_exclusive_group(required=True)

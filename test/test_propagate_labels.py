@@ -1,14 +1,25 @@
 """Labels carried along the flow from a labeled frame to its sequence (label propagation)."""
 
+import filecmp
+import json
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+
 from cli_helpers import CONFIG
 import numpy as np
 import pytest
+from stkd_ros.commands.propagate import propagate_labels
 from stkd_ros.config import load_config
 from stkd_ros.data.classes import IGNORE_INDEX
+from stkd_ros.data.image_io import write_label, write_rgb
 from stkd_ros.errors import InputError
+from stkd_ros.labeling.identity import labeled_video_identity
 from stkd_ros.labeling.labeled_video import labeled_sequences
 from stkd_ros.labeling.propagation import carry, carry_sequence, CarryFlow, chains
 from stkd_ros.labeling.sources import Sequence
+from stkd_ros.labeling.store import LabelStore, StoreError
 
 #: The sliding world's occluder: its class, colour (no background pixel is near it), speed.
 OCCLUDER, MAGENTA, SPEED = 4, (255, 0, 255), -2
@@ -192,3 +203,196 @@ class _NoExactFlow(SlidingWorld):
     """A source without exact flow, as recorded video is."""
 
     exact_flow = None
+
+
+# --- stkd propagate-labels: the carried labels as a label store ------------------------------
+
+#: Two labeled streets of six 32x64 frames, labeled at frame 3 (label_every 6).
+WORLD = ['data.synthetic.height=32', 'data.synthetic.width=64', 'data.synthetic.frames=6',
+         'data.synthetic.train_clips=2', 'data.synthetic.label_every=6']
+STREETS = ['synthetic_0_00000', 'synthetic_0_00001']
+
+
+@pytest.fixture(scope='module')
+def store(tmp_path_factory):
+    out = tmp_path_factory.mktemp('carried') / 'store'
+    return out, propagate_labels(CONFIG, out, overrides=WORLD, progress=False)
+
+
+def _world():
+    return {s.name: s for s in labeled_sequences(load_config(CONFIG, WORLD).data)}
+
+
+def test_the_carried_labels_are_a_label_store(store):
+    out, summary = store
+    assert summary['frames_carried'] == 12 and summary['missing'] == 0
+    assert summary['oracle'] is False
+    manifest = json.loads((out / 'manifest.json').read_text())
+    assert manifest['teacher_sha256'] == 'carried_truth' and manifest['oracle'] is False
+    assert manifest['source'] == labeled_video_identity(load_config(CONFIG, WORLD).data)
+    assert 'split=train' in manifest['source'] and 'label_every=6' in manifest['source']
+    assert manifest['settings'] == {'labels': 'carried along the flow', 'flow': 'dis',
+                                    'flow_args': {}, 'check': 'photometric',
+                                    'threshold': 0.08}
+    assert manifest['sequences'] == {name: {'frames': 6, 'size': [32, 64]} for name in STREETS}
+    labels = LabelStore.open(out)
+    world = _world()
+    for name in STREETS:
+        street = world[name]
+        expected = {t: lab for t, lab, _ in carry_sequence(
+            street.sequence, street.labels(), CarryFlow('dis'))}
+        for t in range(6):
+            classes, confidence = labels.read(name, t)
+            np.testing.assert_array_equal(classes, expected[t])
+            np.testing.assert_array_equal(confidence, np.where(classes == 255, 0, 255))
+        np.testing.assert_array_equal(labels.read(name, 3)[0], street.sequence.truth(3))
+
+
+def test_the_quality_report_scores_the_kept_pixels_by_distance(store):
+    out, summary = store
+    quality = json.loads((out / 'quality.json').read_text())
+    assert quality == json.loads(json.dumps(summary['quality']))
+    rows = {row['distance']: row for row in quality['by_distance']}
+    assert sorted(rows) == [0, 1, 2, 3] and rows[0]['miou'] == 1.0 and rows[0]['kept'] == 1.0
+    assert quality['frames'] == 10 and rows[1]['frames'] == 4 and rows[3]['frames'] == 2
+    # Independently, two frames away: frames 1 and 5 of each street.
+    labels, world = LabelStore.open(out), _world()
+    kept = right = scored = 0
+    for name in STREETS:
+        for t in (1, 5):
+            carried, truth = labels.read(name, t)[0], world[name].sequence.truth(t)
+            valid = truth != IGNORE_INDEX
+            keep = valid & (carried != IGNORE_INDEX)
+            scored, kept = scored + valid.sum(), kept + keep.sum()
+            right += (keep & (carried == truth)).sum()
+    assert rows[2]['kept'] == pytest.approx(kept / scored) and 0.5 < rows[2]['kept'] < 1
+    assert rows[2]['pixel_accuracy'] == pytest.approx(right / kept)
+    assert 0 < quality['miou'] < 1 and quality['oracle'] is False
+
+
+def test_a_rerun_carries_only_the_missing_frames_and_gives_the_same_files(tmp_path, store):
+    done, _ = store
+    out = tmp_path / 'resumed'
+    shutil.copytree(done, out)
+    street = STREETS[0]
+    (out / 'labels' / street / '000005.png').unlink()          # killed between its two files
+    for kind in ('labels', 'confidence'):
+        (out / kind / street / '000001.png').unlink()
+        (out / kind / STREETS[1] / '000003.png').unlink()       # the labeled frame
+    (out / 'labels' / street / '000001.12345.tmp.png').write_bytes(b'half')
+    kept = {p: p.stat().st_mtime_ns for p in (out / 'labels').rglob('*.png')}
+    summary = propagate_labels(CONFIG, out, overrides=WORLD, progress=False)
+    assert summary['frames_carried'] == 3
+    assert _files(out) == _files(done)
+    _, mismatch, errors = filecmp.cmpfiles(done, out, _files(done), shallow=False)
+    assert not mismatch and not errors
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in kept.items() if p.exists())
+    assert not list(out.rglob('*.tmp.png'))
+    assert propagate_labels(CONFIG, out, overrides=WORLD, progress=False)['frames_carried'] == 0
+
+
+def test_two_shards_fill_one_store_as_one_run_does(tmp_path, store):
+    done, _ = store
+    out = tmp_path / 'sharded'
+    first = propagate_labels(CONFIG, out, overrides=WORLD, shard='1/2', progress=False)
+    assert first['frames_carried'] == 6 and first['missing'] == 6 and first['quality'] is None
+    second = propagate_labels(CONFIG, out, overrides=WORLD, shard='0/2', progress=False)
+    assert second['missing'] == 0 and second['quality'] is not None
+    _, mismatch, errors = filecmp.cmpfiles(done, out, _files(done), shallow=False)
+    assert not mismatch and not errors
+
+
+def test_exact_flow_makes_a_named_oracle(tmp_path):
+    summary = propagate_labels(CONFIG, tmp_path / 's', flow='ground_truth', overrides=WORLD,
+                               progress=False)
+    assert summary['oracle'] and summary['quality']['oracle']
+    assert LabelStore.open(tmp_path / 's').oracle
+    assert summary['quality']['by_distance'][1]['pixel_accuracy'] > 0.95
+
+
+def _files(root):
+    return sorted(str(p.relative_to(root)) for kind in ('labels', 'confidence')
+                  for p in (Path(root) / kind).rglob('*.png'))
+
+
+#: Cityscapes labelIds of trainIds 0..4 (road, sidewalk, building, wall, fence).
+LABEL_IDS = np.array([7, 8, 11, 12, 13], np.uint8)
+
+
+def _cityscapes_snippet(root):
+    """Write a 6-frame snippet of the sliding world in Cityscapes' layout, labeled at its 3rd."""
+    world = SlidingWorld(6, height=32, width=64)
+    for t in range(6):
+        frame, truth = world.sequence_frame('slide', t)
+        write_rgb(root / 'leftImg8bit_sequence' / 'train' / 'bonn'
+                  / f'bonn_000003_{17 + t:06d}_leftImg8bit.png', frame)
+    write_label(root / 'gtFine' / 'train' / 'bonn' / 'bonn_000003_000019_gtFine_labelIds.png',
+                LABEL_IDS[world.sequence_truth('slide', 2)])
+    return world
+
+
+def test_cityscapes_snippets_are_carried_from_their_fine_labels(tmp_path):
+    world = _cityscapes_snippet(tmp_path / 'cs')
+    sets = ['data.dataset=cityscapes', f'data.root={tmp_path / "cs"}']
+    summary = propagate_labels(CONFIG, tmp_path / 'store', overrides=sets, progress=False)
+    assert summary['frames_carried'] == 6 and summary['quality'] is None
+    store = LabelStore.open(tmp_path / 'store')
+    assert list(store.sequences) == ['bonn_000003_000017']
+    assert store.source == 'cityscapes_video(root=cs,frames=6)'
+    assert len(store.classes) == 19
+    np.testing.assert_array_equal(store.read('bonn_000003_000017', 2)[0],
+                                  world.sequence_truth('slide', 2))
+    for t in (0, 4):
+        carried, truth = store.read('bonn_000003_000017', t)[0], world.sequence_truth('slide', t)
+        kept = carried != IGNORE_INDEX
+        assert kept.mean() > 0.6 and (carried[kept] == truth[kept]).mean() > 0.95
+    with pytest.raises(InputError, match='cityscapes video has none'):
+        propagate_labels(CONFIG, tmp_path / 'gt', flow='ground_truth', overrides=sets)
+
+
+def test_bad_input_to_the_command_stops_with_one_line(tmp_path, store):
+    done, _ = store
+    (tmp_path / 'other').mkdir()
+    (tmp_path / 'other' / 'notes.txt').write_text('mine')
+    cases = [
+        ({'overrides': WORLD + ['data.synthetic.label_every=1']}, InputError,
+         'label_every is 1: every frame'),
+        ({'out': done, 'check': 'both'}, StoreError,
+         'another label settings .check: photometric there, both here'),
+        ({'out': done, 'overrides': WORLD + ['data.synthetic.seed=5']}, StoreError,
+         'another video source'),
+        ({'out': tmp_path / 'other'}, StoreError, 'is not a label store'),
+        ({'flow_args': ['preset']}, InputError, '--flow-arg: expected KEY=VALUE'),
+        ({'flow_args': ['speed=3']}, InputError, '--flow-arg: dis flow takes no such setting'),
+        ({'flow_args': ['preset=slow']}, InputError, "unknown DIS preset 'slow'"),
+        ({'shard': '2/2'}, InputError, 'expected I/N with 0 <= I < N'),
+        ({'overrides': ['data.dataset=cityscapes', f'data.root={tmp_path / "none"}']},
+         FileNotFoundError, 'does not exist'),
+    ]
+    for change, error, message in cases:
+        kwargs = {'out': tmp_path / 'new', 'progress': False, 'overrides': WORLD}
+        kwargs.update(change)
+        with pytest.raises(error, match=message) as caught:
+            propagate_labels(CONFIG, kwargs.pop('out'), **kwargs)
+        assert '\n' not in str(caught.value)
+
+
+def test_the_command_prints_its_report_and_errors_in_one_line(tmp_path):
+    args = [sys.executable, '-m', 'stkd_ros.cli', 'propagate-labels', '--config', CONFIG]
+    for item in WORLD:
+        args += ['--set', item]
+    res = subprocess.run(args + ['--out', str(tmp_path / 's'), '--flow-arg', 'preset=fast'],
+                         capture_output=True, text=True, check=True)
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith(f'propagate-labels: 12 frames carried into {tmp_path / "s"}')
+    assert lines[1].startswith('label quality on 10 carried frames with ground truth: mIoU')
+    assert lines[2].split() == ['frames', 'away', 'frames', 'mIoU', 'kept', 'pole',
+                                'pedestrian']
+    assert LabelStore.open(tmp_path / 's').manifest['settings']['flow_args'] == {
+        'preset': 'fast'}
+    res = subprocess.run(args + ['--out', str(tmp_path / 'e'), '--set',
+                                 'data.synthetic.label_every=1'], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        'stkd propagate-labels: error: data.synthetic.label_every is 1: every frame of the '
+        'labeled streets has its label, there is nothing to carry (set it to e.g. 30)']
