@@ -26,7 +26,16 @@ def _cmd_demo(args):
 def _cmd_train(args):
     from stkd_ros.training import commands
     fn = commands.train_teacher if args.command == 'train-teacher' else commands.train_student
-    metrics = fn(args.config, args.out, args.steps, args.set)
+    ratio = getattr(args, 'labels_ratio', None)
+    if ratio is not None and not args.labels:
+        raise InputError('--labels-ratio: give the label stores with --labels STORE')
+    if getattr(args, 'labels', None):
+        from stkd_ros.commands.self_training import train_teacher_with_stores
+        metrics = train_teacher_with_stores(
+            args.config, args.out, args.labels, steps=args.steps, overrides=args.set,
+            **({} if ratio is None else {'ratio': ratio}))
+    else:
+        metrics = fn(args.config, args.out, args.steps, args.set)
     print(f'{args.command}: {args.out}/model.safetensors  mIoU {metrics.get("miou", 0):.4f}  '
           f'TC {metrics.get("tc", 0):.4f}  flicker {metrics.get("flicker", 0):.4f}')
 
@@ -206,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _add_train_args(p)
         p.set_defaults(func=_cmd_train)
+    p = sub.choices['train-teacher']
+    p.add_argument('--labels', action='append', default=[], metavar='STORE',
+                   help='a label store to learn from beside the labeled frames (a self-training '
+                   "round): the labeled frames' truth carried along the flow (stkd "
+                   "propagate-labels), a teacher's labels of the unlabeled video (stkd label); "
+                   'repeatable')
+    p.add_argument('--labels-ratio', type=float, default=None, metavar='R',
+                   help='stored frames per labeled clip in each batch (default 1)')
 
     p = sub.add_parser('distill', help='distill the student from a trained teacher')
     _add_train_args(p)

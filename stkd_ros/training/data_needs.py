@@ -1,7 +1,7 @@
 """What a run needs from the data, derived once from its config, for the loader and the task."""
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from stkd_ros.config import Config, DistillFlowConfig
 from stkd_ros.data.unlabeled import has_unlabeled_video
@@ -17,13 +17,17 @@ class DataNeeds:
     config's unlabeled video join each batch. ``flow``: each clip brings its flow t -> t+k
     (``flows``) and the pixels it can be trusted on (``visible``), from this source. ``store``:
     a label store whose classes and confidence come with the clips (``targets``,
-    ``confidence``).
+    ``confidence``). ``stores``: label stores whose frames, labeled by them, follow the
+    labeled clips of each batch, ``stores_ratio`` times as many (a teacher's self-training:
+    `stkd train-teacher --labels`).
     """
 
     frames: int = 1
     unlabeled: bool = False
     flow: Optional[DistillFlowConfig] = None
     store: Optional[str] = None
+    stores: Tuple[str, ...] = ()
+    stores_ratio: float = 1.0
 
 
 def data_needs(cfg: Config, *, distill: bool) -> DataNeeds:

@@ -3,6 +3,7 @@
 from stkd_ros.config import DataConfig
 from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.sampling import MixedBatches, ResumableBatchSampler, SeededClips, Streams
+from stkd_ros.data.store_frames import stores_as_clips
 from stkd_ros.data.store_targets import StoreTargets
 from stkd_ros.data.transforms import train_transforms
 from stkd_ros.data.unlabeled import build_unlabeled
@@ -27,8 +28,10 @@ def train_loader(cfg: DataConfig, needs: DataNeeds, *, batch_size: int, seed: in
     ``data.unlabeled_ratio`` times as many unlabeled ones, drawn with their own seed. With
     ``needs.flow``, each clip brings its flow t -> t+k (``flows``) and the pixels that pass
     the photometric check (``visible``); with ``needs.store``, the store's classes
-    (``targets``, ``confidence``). Flow is cached in ``run_dir`` unless the config names a
-    cache; recorded drives are decoded into the shared frame cache at their first read.
+    (``targets``, ``confidence``); with ``needs.stores``, the second stream is the stores'
+    frames with their labels, ``needs.stores_ratio`` times as many. Flow is cached in
+    ``run_dir`` unless the config names a cache; recorded drives are decoded into the shared
+    frame cache at their first read.
     """
     gap, frames = tuple(cfg.gap), needs.frames
     flow = needs.flow
@@ -43,14 +46,19 @@ def train_loader(cfg: DataConfig, needs: DataNeeds, *, batch_size: int, seed: in
     source = training_flow(flow, cfg, run_dir) if flow is not None else None
     clips = FlowClips(clips, source)
     extra = FlowClips(extra, source) if extra is not None else None
+    ratio = cfg.unlabeled_ratio
+    if needs.stores:
+        # A teacher's self-training: the stores' frames, labeled, in the second stream.
+        classes = build_clips(cfg, 'val', clip_length=1, gap=1).classes
+        extra, ratio = FlowClips(stores_as_clips(cfg, needs.stores, classes)), needs.stores_ratio
     sampler = MixedBatches(ResumableBatchSampler(len(clips), batch_size, seed, start_step,
                                                  rank, world_size))
     streams = {'labeled': SeededClips(clips, transform, seed)}
     if extra is not None:
         useed = seed + UNLABELED_SEED_OFFSET
         sampler.unlabeled = ResumableBatchSampler(
-            len(extra), max(1, round(cfg.unlabeled_ratio * batch_size)), useed, start_step,
-            rank, world_size)
+            len(extra), max(1, round(ratio * batch_size)), useed, start_step, rank,
+            world_size)
         streams['unlabeled'] = SeededClips(extra, transform, useed)
     return torch.utils.data.DataLoader(
         Streams(**streams), batch_sampler=sampler, num_workers=workers,

@@ -1,0 +1,43 @@
+"""
+`stkd train-teacher --labels STORE ...`: a self-training round, the next teacher.
+
+Naive-Student (Chen et al. ECCV 2020): the next teacher learns from the labeled frames and
+from label stores made with no new annotation: the labeled frames' truth carried along the
+flow (`stkd propagate-labels`) and the current teacher's test-time-augmented labels of the
+unlabeled video (`stkd label`). Each batch holds ``train.batch_size`` labeled clips, as a
+run without stores draws them, followed by ``ratio`` times as many stored frames drawn
+from all the stores at once (``stkd_ros.data.store_frames``); the stores are checked before
+training starts, so a store of other video or classes stops in one line.
+"""
+
+from dataclasses import replace
+
+from stkd_ros.config import load_config
+from stkd_ros.data.datasets import build_clips
+from stkd_ros.data.store_frames import stores_as_clips
+from stkd_ros.errors import InputError
+from stkd_ros.training.data_needs import data_needs
+from stkd_ros.training.tasks import SupervisedTask
+from stkd_ros.training.trainer import train
+
+#: Stored frames per labeled clip in a batch.
+RATIO = 1.0
+
+
+def train_teacher_with_stores(config_path, out, stores, *, steps=None, overrides=(),
+                              ratio: float = RATIO) -> dict:
+    """Train the teacher on the config's labeled frames and the frames of ``stores``."""
+    if not stores:
+        raise InputError('--labels: name at least one label store')
+    if not ratio > 0:
+        raise InputError(f'--labels-ratio: expected stored frames per labeled clip above 0, '
+                         f'got {ratio}')
+    sets = list(overrides) + ([f'train.steps={int(steps)}'] if steps is not None else [])
+    cfg = load_config(config_path, sets)
+    classes = build_clips(cfg.data, 'val', clip_length=1, gap=1).classes
+    frames = stores_as_clips(cfg.data, stores, classes)       # one-line errors, before training
+    needs = replace(data_needs(cfg, distill=False), stores=tuple(str(s) for s in stores),
+                    stores_ratio=ratio)
+    metrics = train(cfg, out, cfg.teacher, lambda m: SupervisedTask(m, cfg.train.aux_weight),
+                    'teacher', needs)
+    return {**metrics, 'stored_frames': len(frames)}

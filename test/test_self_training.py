@@ -1,0 +1,138 @@
+"""`stkd train-teacher --labels STORE`: the next teacher learns from label stores too."""
+
+import subprocess
+import sys
+
+from cli_helpers import CONFIG
+import numpy as np
+import pytest
+from stkd_ros.commands.propagate import propagate_labels
+from stkd_ros.commands.self_training import train_teacher_with_stores
+from stkd_ros.config import load_config
+from stkd_ros.data.classes import CAMVID_CLASSES, IGNORE_INDEX
+from stkd_ros.data.datasets import build_clips
+from stkd_ros.data.store_frames import stores_as_clips
+from stkd_ros.data.unlabeled import build_unlabeled
+from stkd_ros.errors import InputError
+from stkd_ros.inference import Segmenter
+from stkd_ros.labeling.identity import source_identity
+from stkd_ros.labeling.labeled_video import labeled_sequences
+from stkd_ros.labeling.sources import video_sequences
+from stkd_ros.labeling.store import new_manifest, prepare_store, StoreError, write_frame
+from stkd_ros.training.data_needs import DataNeeds
+from stkd_ros.training.loader import train_loader
+
+#: A world of 32x64 frames: two labeled streets of six frames (labeled at frame 3), two
+#: never-labeled ones, two held out; the tiny teacher trains at that size.
+WORLD = ['data.crop_size=[32,64]', 'data.eval_size=[32,64]', 'data.scale_range=[1.0,1.0]',
+         'data.gap=[1,1]',
+         'data.synthetic.height=32', 'data.synthetic.width=64', 'data.synthetic.frames=6',
+         'data.synthetic.train_clips=2', 'data.synthetic.val_clips=2',
+         'data.synthetic.keys_per_clip=2', 'data.synthetic.unlabeled_clips=2',
+         'data.synthetic.label_every=6', 'train.batch_size=2', 'train.workers=0',
+         'train.warmup_steps=2', 'train.log_every=5', 'train.eval_every=1000',
+         'train.checkpoint_every=1000', 'train.optimizer=adamw', 'train.lr=0.003',
+         'evaluation.max_clips=1', 'evaluation.flow=ground_truth']
+#: The class the one-class store labels every pixel with: rare in the world's truth.
+BICYCLIST = CAMVID_CLASSES.index('bicyclist')
+
+
+def _cfg(extra=()):
+    return load_config(CONFIG, WORLD + list(extra))
+
+
+def _one_class_store(out, data_cfg, cls=BICYCLIST, classes=CAMVID_CLASSES):
+    """Write a store of the never-labeled streets labeling every pixel ``cls``."""
+    sequences = video_sequences(build_unlabeled(data_cfg, clip_length=1, gap=1))
+    prepare_store(out, new_manifest(teacher_sha256='f' * 64, teacher_path=None,
+                                    classes=classes, source=source_identity(data_cfg),
+                                    settings={'one_class': cls}, oracle=False,
+                                    sequences=sequences))
+    for sequence in sequences:
+        for t in range(sequence.frames):
+            labels = np.full(sequence.size(), cls, np.uint8)
+            write_frame(out, sequence.name, t, labels, np.full_like(labels, 255))
+    return out
+
+
+@pytest.fixture(scope='module')
+def one_class(tmp_path_factory):
+    return _one_class_store(tmp_path_factory.mktemp('stores') / 'one_class', _cfg().data)
+
+
+@pytest.fixture(scope='module')
+def carried(tmp_path_factory):
+    out = tmp_path_factory.mktemp('stores') / 'carried'
+    propagate_labels(CONFIG, out, overrides=WORLD, progress=False)
+    return out
+
+
+def test_the_stores_labels_follow_the_labeled_clips_in_each_batch(one_class, carried):
+    cfg = _cfg()
+    needs = DataNeeds(stores=(str(one_class), str(carried)), stores_ratio=2.0)
+    loader = train_loader(cfg.data, needs, batch_size=2, seed=0, start_step=0, workers=0)
+    frames = stores_as_clips(cfg.data, needs.stores, CAMVID_CLASSES)
+    assert len(frames) == 12 + 12        # both stores' frames: six of each of two streets
+    seen_one_class = 0
+    for _, batch in zip(range(6), loader):
+        labels = batch['labels'][:, 0]
+        assert labels.shape[0] == 2 + 4
+        assert set(labels[:2].unique().tolist()) - {IGNORE_INDEX, BICYCLIST}    # real truth
+        for stored in labels[2:]:
+            classes = set(stored.unique().tolist()) - {IGNORE_INDEX}
+            seen_one_class += classes == {BICYCLIST}
+    assert seen_one_class > 0
+
+
+def test_a_carried_store_gives_the_labeled_streets_frames_with_their_carried_labels(carried):
+    cfg = _cfg()
+    frames = stores_as_clips(cfg.data, [carried], CAMVID_CLASSES)
+    assert len(frames) == 12
+    clip = frames[3]                                   # the first street's labeled frame
+    assert clip.sequence == 'synthetic_0_00000' and clip.times == (3,)
+    truth = labeled_sequences(cfg.data)[0].sequence.read(3)
+    np.testing.assert_array_equal(clip.frames[0], truth[0])
+    np.testing.assert_array_equal(clip.labels[0], truth[1])
+
+
+@pytest.mark.slow
+def test_a_teacher_trained_with_a_store_fits_the_stores_labels(tmp_path, one_class):
+    # Four stored frames, all 'bicyclist', per labeled clip: the teacher learns to call most
+    # of a held-out street bicyclist, where the truth has almost none.
+    metrics = train_teacher_with_stores(CONFIG, tmp_path / 't', [one_class], steps=20,
+                                        overrides=WORLD, ratio=4.0)
+    assert metrics['stored_frames'] == 12
+    segmenter = Segmenter(tmp_path / 't' / 'model.safetensors')
+    val = build_clips(_cfg().data, 'val', clip_length=1, gap=1)
+    clip = val[0]
+    share = (segmenter.segment(clip.frames[0]) == BICYCLIST).mean()
+    assert (clip.labels[0] == BICYCLIST).mean() < 0.1
+    assert share > 0.5
+
+
+def test_bad_stores_stop_with_one_line(tmp_path, one_class):
+    other = _one_class_store(tmp_path / 'other', _cfg(['data.synthetic.seed=5']).data)
+    cases = [
+        ([], {}, InputError, 'name at least one label store'),
+        ([one_class], {'ratio': 0}, InputError, '--labels-ratio: expected'),
+        ([tmp_path / 'none'], {}, StoreError, 'label store not found'),
+        ([other], {}, StoreError, 'labels other video .synthetic.*seed=5'),
+        ([one_class], {'overrides': WORLD + ['data.synthetic.unlabeled_clips=0']}, StoreError,
+         'labels other video'),
+    ]
+    for stores, kwargs, error, message in cases:
+        kwargs = {'overrides': WORLD, 'steps': 1, **kwargs}
+        with pytest.raises(error, match=message) as caught:
+            train_teacher_with_stores(CONFIG, tmp_path / 'run', stores, **kwargs)
+        assert '\n' not in str(caught.value)
+    wrong = _one_class_store(tmp_path / 'wrong', _cfg().data, cls=0,
+                             classes=CAMVID_CLASSES[::-1])
+    with pytest.raises(StoreError, match='has 11 classes .bicyclist'):
+        stores_as_clips(_cfg().data, [wrong], CAMVID_CLASSES)
+    assert not (tmp_path / 'run').exists()
+    res = subprocess.run([sys.executable, '-m', 'stkd_ros.cli', 'train-teacher', '--config',
+                          CONFIG, '--out', str(tmp_path / 'r'), '--labels-ratio', '2'],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        'stkd train-teacher: error: --labels-ratio: give the label stores with --labels STORE']
