@@ -2,26 +2,31 @@
 A labeled frame's truth carried along the flow to the other frames of its sequence.
 
 Label propagation (Zhu et al. CVPR 2019, "Improving Semantic Segmentation via Video
-Propagation and Label Relaxation"), frame by frame: going out from a labeled frame k, frame t
-takes at pixel p the label its neighbour s (t - 1 going forward, t + 1 going back) has at
-``p + flow[t -> s](p)``, the nearest pixel (``stkd_ros.flow.warp.warp_labels``). A pixel keeps
-a label only where its flow target lies inside the image and the pair passes the occlusion
-check; elsewhere it is unlabeled (``IGNORE_INDEX``), and a pixel once lost stays lost further
-along the chain, since what it carries from there on is the ignore index.
+Propagation and Label Relaxation"), frame by frame, chaining the flows: going out from a
+labeled frame k, frame t's flow to k is its flow to its neighbour s (t - 1 going forward,
+t + 1 going back) followed by s's flow to k, read bilinearly (:func:`compose`); frame t
+takes at pixel p the label k has at the end of that chain, the nearest pixel
+(``stkd_ros.flow.warp.warp_labels``). Labels are sampled once, from k: chaining the labels
+themselves, nearest pixel at every link, drifts at each one and thin classes lose most (the
+protocol world's 40 labeled streets, label mIoU on the carried frames: DIS 0.770 chaining
+labels, 0.783 chaining flows; the exact flow 0.769 and 0.816). A pixel is
+carried only where its flow target lies inside the image and each link passes the
+occlusion check; elsewhere it is unlabeled (``IGNORE_INDEX``), and a point once lost stays
+lost further along the chain.
 
 Each frame is carried from its nearest labeled frame (the earlier one on a tie), so a
 sequence labeled at several frames (CamVid's 1 Hz) chains from each outward to the middle.
 The flow is what a user has (DIS, RAFT, ...); the synthetic world's exact flow is a check.
 """
 
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 from stkd_ros.data.classes import IGNORE_INDEX
 from stkd_ros.errors import InputError
 from stkd_ros.flow.base import build_flow
 from stkd_ros.flow.pairs import EXACT_FLOW_THRESHOLD
-from stkd_ros.flow.visible import forward_backward_visible, photometric_visible
+from stkd_ros.flow.visible import forward_backward_visible, photometric_visible, sample
 from stkd_ros.flow.warp import warp_labels
 import torch
 
@@ -122,18 +127,33 @@ def chains(frames: int, labeled: Iterable[int]) -> List[List[int]]:
     return out
 
 
+def compose(back: np.ndarray, alive: np.ndarray, flow: np.ndarray,
+            visible: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """
+    One link of a chain: frame t's flow to the labeled frame k, through its neighbour s.
+
+    ``back`` (H, W, 2) is s's flow to k and ``alive`` (H, W) bool the pixels of s still
+    carried; ``flow`` (H, W, 2) is t -> s and ``visible`` where it passed the occlusion
+    check. A pixel p of t lands at q = p + flow(p) in s and at q + back(q) in k, ``back`` read
+    bilinearly from the alive neighbours of q alone; p is carried where it is visible and
+    alive neighbours hold at least half of q's bilinear weight. Returns t's (back, alive).
+    """
+    summed = sample(np.dstack([back * alive[..., None], alive]).astype(np.float32), flow)
+    weight = summed[..., 2]
+    through = summed[..., :2] / np.maximum(weight, 1e-6)[..., None]
+    return np.asarray(flow, np.float32) + through, visible & (weight >= 0.5)
+
+
 def carry_sequence(sequence, labeled: Dict[int, np.ndarray], flow: CarryFlow, *,
-                   todo: Optional[Iterable[int]] = None,
-                   done: Optional[Callable[[int], np.ndarray]] = None
+                   todo: Optional[Iterable[int]] = None
                    ) -> Iterator[Tuple[int, np.ndarray, int]]:
     """
     Yield (t, labels (H, W) uint8, distance from its labeled frame) for each frame of ``todo``.
 
     ``sequence`` reads frames (``read(t)`` -> (RGB, truth or None); labeling.sources.Sequence);
     ``labeled`` maps the labeled frames to their label maps. ``todo`` (default: every frame)
-    are the frames wanted; ``done(t)`` returns the labels of a frame carried before (a store's),
-    so that a resumed run carries on from the last frame it wrote, the chain's state being
-    exactly that frame's labels.
+    are the frames wanted; a chain is followed from its labeled frame as far as its last
+    frame wanted, so a resumed run gives what an unbroken one does.
     """
     frames = sequence.frames
     todo = set(range(frames)) if todo is None else set(todo)
@@ -147,22 +167,18 @@ def carry_sequence(sequence, labeled: Dict[int, np.ndarray], flow: CarryFlow, *,
         if not todo.intersection(chain):
             continue
         k = chain[0]
-        state, frame_prev = labeled[k], None
         if k in todo:
             todo.discard(k)        # the first of its two chains gives it
             yield k, labeled[k], 0
+        back = np.zeros(labeled[k].shape + (2,), np.float32)
+        alive = np.ones(labeled[k].shape, bool)
+        frame_prev = sequence.read(k)[0]
         for i, t in enumerate(chain[1:], 1):
             if not todo.intersection(chain[i:]):
                 break
-            if t not in todo:
-                state, frame_prev = None, None      # read from the store if needed next
-                continue
-            s = chain[i - 1]
-            if state is None:
-                state = done(s)
-            if frame_prev is None:
-                frame_prev = sequence.read(s)[0]
             frame_t = sequence.read(t)[0]
-            state = carry(state, *flow.link(sequence, t, s, frame_t, frame_prev))
+            back, alive = compose(back, alive, *flow.link(sequence, t, chain[i - 1], frame_t,
+                                                          frame_prev))
             frame_prev = frame_t
-            yield t, state, abs(t - k)
+            if t in todo:
+                yield t, carry(labeled[k], back, alive), abs(t - k)
