@@ -2,10 +2,13 @@
 
 import filecmp
 import json
+import os
 from pathlib import Path
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 from cli_helpers import CONFIG
 import numpy as np
@@ -19,7 +22,7 @@ from stkd_ros.labeling.identity import labeled_video_identity
 from stkd_ros.labeling.labeled_video import labeled_sequences
 from stkd_ros.labeling.propagation import carry, carry_sequence, CarryFlow, chains
 from stkd_ros.labeling.sources import Sequence
-from stkd_ros.labeling.store import LabelStore, StoreError
+from stkd_ros.labeling.store import first_missing, LabelStore, StoreError
 
 #: The sliding world's occluder: its class, colour (no background pixel is near it), speed.
 OCCLUDER, MAGENTA, SPEED = 4, (255, 0, 255), -2
@@ -435,3 +438,30 @@ def test_the_command_prints_its_report_and_errors_in_one_line(tmp_path):
     assert res.stderr.strip().splitlines() == [
         'stkd propagate-labels: error: data.synthetic.label_every is 1: every frame of the '
         'labeled streets has its label, there is nothing to carry (set it to e.g. 30)']
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    world = [w.replace('frames=6', 'frames=30').replace('label_every=6', 'label_every=30')
+             .replace('train_clips=2', 'train_clips=4') for w in WORLD]
+    world += [f'data.synthetic.render_cache={tmp_path / "render"}']
+    args = [sys.executable, '-m', 'stkd_ros.cli', 'propagate-labels', '--config', CONFIG]
+    for item in world:
+        args += ['--set', item]
+    killed = tmp_path / 'killed'
+    proc = subprocess.Popen(args + ['--out', str(killed)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(killed.glob('labels/*/*.png'))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first_missing(killed, json.loads((killed / 'manifest.json').read_text()))
+    subprocess.run(args + ['--out', str(killed)], check=True, capture_output=True)
+    whole = tmp_path / 'whole'
+    subprocess.run(args + ['--out', str(whole)], check=True, capture_output=True)
+    assert _files(killed) == _files(whole) and len(_files(whole)) == 2 * 120
+    _, mismatch, errors = filecmp.cmpfiles(whole, killed, _files(whole), shallow=False)
+    assert not mismatch and not errors
+    assert json.loads((killed / 'quality.json').read_text()) == json.loads(
+        (whole / 'quality.json').read_text())
