@@ -392,6 +392,34 @@ def test_cityscapes_snippets_are_carried_from_their_fine_labels(tmp_path):
         propagate_labels(CONFIG, tmp_path / 'gt', flow='ground_truth', overrides=sets)
 
 
+def test_camvid_runs_are_carried_from_each_annotated_frame(tmp_path):
+    # A 1 Hz annotation of a 30 Hz drive, here two annotated frames of a 10-frame run.
+    world = SlidingWorld(10, height=32, width=64)
+    root = tmp_path / 'camvid'
+    for t in range(10):
+        write_rgb(root / 'sequences' / '0001TP' / f'0001TP_{t:06d}.png',
+                  world.sequence_frame('slide', t)[0])
+    for t in (2, 7):
+        write_label(root / 'trainannot' / f'0001TP_{t:06d}.png', world.sequence_truth('slide', t))
+    sets = ['data.dataset=camvid', f'data.root={root}']
+    summary = propagate_labels(CONFIG, tmp_path / 'store', overrides=sets, progress=False)
+    assert summary['frames_carried'] == 10 and summary['quality'] is None
+    store = LabelStore.open(tmp_path / 'store')
+    assert list(store.sequences) == ['0001TP_000000']
+    assert store.source == 'camvid_video(root=camvid,frames=10)'
+    for t in range(10):
+        carried, truth = store.read('0001TP_000000', t)[0], world.sequence_truth('slide', t)
+        kept = carried != IGNORE_INDEX
+        assert kept.mean() > (0.99 if t in (2, 7) else 0.6)
+        assert (carried[kept] == truth[kept]).mean() > 0.95
+    # Frames 3 and 4 come from frame 2, frames 5 and 6 from frame 7 (the nearer).
+    sequence = Sequence(world, 'slide', 10)
+    for k, frames in ((2, (3, 4)), (7, (5, 6))):
+        alone = _carried(sequence, k, CarryFlow('dis'))
+        for t in frames:
+            np.testing.assert_array_equal(store.read('0001TP_000000', t)[0], alone[t][0])
+
+
 def test_bad_input_to_the_command_stops_with_one_line(tmp_path, store):
     done, _ = store
     (tmp_path / 'other').mkdir()
