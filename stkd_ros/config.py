@@ -47,6 +47,7 @@ DATASETS = ('synthetic', 'camvid', 'cityscapes')
 OPTIMIZERS = ('sgd', 'adamw')
 SPLITS = ('val', 'tune')
 TEMPORAL_GATES = ('none', 'confidence', 'agreement')
+TEACHER_PRECISIONS = ('auto', 'fp32', 'bf16')     # stkd_ros/teacher_precision.py
 
 
 @dataclass
@@ -92,6 +93,29 @@ class DataConfig:
 class ModelConfig:
     arch: str = 'lraspp_mobilenetv3'
     args: Dict[str, Any] = field(default_factory=dict)   # the constructor's keyword arguments
+
+
+@dataclass
+class TeacherConfig(ModelConfig):
+    """
+    The teacher's model, and the precision of its forward where it labels.
+
+    Where it labels: `stkd distill`'s online targets and `stkd label`'s store
+    (stkd_ros/teacher_precision.py).
+
+    ``auto`` (the default) is bf16 where the device computes it natively, else fp32
+    (emulated bf16 is slower than fp32). On the protocol's trained teacher bf16 kept the
+    labels: `stkd label`'s classes equal on 99.96% of pixels of 240 frames, label mIoU 0.6082
+    in both (bench/results/teacher_labels.json; one pass, 48 frames: 99.94%, 0.6637 against
+    0.6635), in 0.80x fp32's CPU time per frame (0.241 against 0.299 s, one thread; 0.161
+    with ``label.batch`` 8). The precision used is recorded: in a run's config.yaml and model
+    file, in a store's manifest.
+    """
+
+    precision: str = 'auto'                 # auto | fp32 | bf16
+
+    def __post_init__(self):
+        _one_of('teacher.precision', self.precision, TEACHER_PRECISIONS, 'precision')
 
 
 @dataclass
@@ -270,8 +294,14 @@ class LabelConfig:
     fusion_radius: int = 0                  # r neighbours each side; 0 switches fusion off
     fusion_flow: str = 'dis'                # dis | raft | ground_truth (oracle)
     fusion_flow_args: Dict[str, Any] = field(default_factory=dict)   # e.g. RAFT's weights
+    # Frames of a sequence per teacher call: how fast, not what (labeling/labeler.py). 8:
+    # the least CPU time per frame among 1, 4, 8 and 16 (bench/teacher_labels.py, one thread).
+    batch: int = 8
 
     def __post_init__(self):
+        if self.batch < 1:
+            raise ConfigError(f'config: label.batch: expected 1 or more frames, got '
+                              f'{self.batch}')
         if not self.scales or min(self.scales) <= 0 or len(set(self.scales)) != len(self.scales):
             raise ConfigError(f'config: label.scales: expected distinct scales above 0, got '
                               f'{self.scales}')
@@ -286,8 +316,8 @@ class LabelConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    teacher: ModelConfig = field(default_factory=lambda: ModelConfig('teacher',
-                                                                     {'size': 'tiny'}))
+    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig('teacher',
+                                                                         {'size': 'tiny'}))
     student: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)

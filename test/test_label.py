@@ -420,16 +420,18 @@ def test_without_motion_fusion_leaves_the_labels_unchanged(teacher_model):
         assert np.abs(confidence.astype(int) - fused_confidence).max() <= 1
 
 
-def test_the_window_runs_the_teacher_once_per_frame(teacher_model):
+@pytest.mark.parametrize('batch', [1, 4])
+def test_the_window_runs_the_teacher_once_per_frame(teacher_model, batch):
     model, meta = teacher_model
     (sequence,) = video_sequences(StillVideo(_frame(5), frames=6))
     passes = TeacherPasses(model, meta)
     seen = []
-    original = passes.probabilities
-    passes.probabilities = lambda frame: seen.append(1) or original(frame)
-    done = [t for t, _ in label_sequence(sequence, passes, [1, 4], radius=1,
+    original = passes.batch_probabilities
+    passes.batch_probabilities = lambda frames: seen.append(len(frames)) or original(frames)
+    done = [t for t, _ in label_sequence(sequence, passes, [1, 4], radius=1, batch=batch,
                                          links=EstimatedLinks(build_flow('dis')))]
-    assert done == [1, 4] and len(seen) == 6          # frames 0-2 and 3-5, each once
+    # Frames 0-2 and 3-5, each once: six calls of one, or two of four (the last padded).
+    assert done == [1, 4] and seen == [batch] * -(-6 // batch)
 
 
 def test_exact_flow_fusion_is_a_named_oracle(tmp_path, teacher, capsys):

@@ -8,7 +8,7 @@ TOPIC = '/camera/image_raw'
 
 
 def _data(tmp_path, unlabeled_clips: int, bags=()):
-    """A tiny world with a render cache, its never-labeled streets and ``bags`` as video."""
+    """Return a tiny world with a render cache, its never-labeled streets and ``bags``."""
     return load_config(None, [
         'data.synthetic.height=32', 'data.synthetic.width=64', 'data.synthetic.frames=4',
         'data.synthetic.train_clips=1', 'data.synthetic.val_clips=1',

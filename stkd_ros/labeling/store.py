@@ -10,8 +10,10 @@ Layout (as Cityscapes ships one PNG per frame in a predictable tree)::
 
 The manifest's keys: ``format`` and ``version``; ``oracle`` (true where the labels used
 knowledge no real recording has: exact flow, or the ground truth itself);
-``teacher_sha256`` and ``teacher_path``; ``classes``; ``source`` (the video's identity,
-:func:`source_identity`); ``settings`` (the label section of the config); ``ignore_index``;
+``teacher_sha256`` and ``teacher_path``; ``teacher_precision`` (its forward's, 'fp32' or
+'bf16'; None for the ground truth; a store made before it was recorded ran fp32);
+``classes``; ``source`` (the video's identity, :func:`source_identity`); ``settings`` (the
+label section of the config); ``ignore_index``;
 ``sequences`` ({name: {frames, size [h, w]}}). Every file is written whole (a temporary file,
 then a rename), so a killed labeling leaves only whole frames and resumes at the first missing
 one, and shards writing into one store never see each other's half-written files.
@@ -47,8 +49,12 @@ REVIEW = 'review'
 _OWN = {MANIFEST, QUALITY, LABELS, CONFIDENCE, REVIEW, 'frame_cache'}
 #: Manifest entries that must agree before a run adds frames to an existing store.
 _IDENTITY = (('format', 'format'), ('version', 'format version'),
-             ('teacher_sha256', 'teacher (SHA-256)'), ('source', 'video source'),
+             ('teacher_sha256', 'teacher (SHA-256)'),
+             ('teacher_precision', 'teacher precision (teacher.precision)'),
+             ('source', 'video source'),
              ('settings', 'label settings'), ('classes', 'classes'))
+#: Label settings that say how fast a store is made, not what it holds (``_identity``).
+_HOW_FAST = ('batch',)
 
 
 class StoreError(InputError):
@@ -120,10 +126,16 @@ def clear_partial(root, sequence: str):
 
 
 def new_manifest(*, teacher_sha256: str, teacher_path: Optional[str], classes, source: str,
-                 settings: dict, oracle: bool, sequences) -> dict:
-    """Return the manifest of a store of ``sequences`` (labeling.sources.Sequence)."""
+                 settings: dict, oracle: bool, sequences,
+                 teacher_precision: Optional[str] = 'fp32') -> dict:
+    """
+    Return the manifest of a store of ``sequences`` (labeling.sources.Sequence).
+
+    ``teacher_precision``: what the teacher's forward ran at (TeacherPasses.precision).
+    """
     return {'format': FORMAT, 'version': VERSION, 'oracle': bool(oracle),
             'teacher_sha256': teacher_sha256, 'teacher_path': teacher_path,
+            'teacher_precision': teacher_precision,
             'classes': list(classes), 'source': source,
             # Through JSON once, so that it compares equal to what a later run reads back.
             'settings': json.loads(json.dumps(settings)), 'ignore_index': IGNORE_INDEX,
@@ -156,6 +168,9 @@ def read_manifest(root) -> Optional[dict]:
         raise StoreError(f'{path} is not a label store manifest (format '
                          f'{manifest.get("format") if isinstance(manifest, dict) else None!r}, '
                          f'expected {FORMAT!r})')
+    if 'teacher_precision' not in manifest:     # made before it was recorded: fp32
+        teacher = manifest.get('teacher_sha256')
+        manifest['teacher_precision'] = None if teacher == GROUND_TRUTH else 'fp32'
     return manifest
 
 
@@ -171,11 +186,12 @@ def prepare_store(root, manifest: dict) -> dict:
     old = read_manifest(root)
     if old is not None:
         for key, what in _IDENTITY:
-            if old.get(key) != manifest[key]:
+            there, here = _identity(old, key), _identity(manifest, key)
+            if there != here:
                 raise StoreError(
                     f'{root} holds labels made with another {what} '
-                    f'({_difference(old.get(key), manifest[key])}); label into another '
-                    f'--out, or delete it to start over')
+                    f'({_difference(there, here)}); label into another --out, or delete it '
+                    f'to start over')
         merged = {**old, 'sequences': {**old['sequences'], **{
             k: v for k, v in manifest['sequences'].items() if k not in old['sequences']}}}
         if merged == old:
@@ -185,6 +201,19 @@ def prepare_store(root, manifest: dict) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / MANIFEST, manifest)
     return manifest
+
+
+def _identity(manifest: dict, key: str):
+    """
+    Return the manifest's ``key`` as stores are compared by it (settings without ``batch``).
+
+    The batch size changes a frame's probabilities in their last bits only (a confidence
+    byte on fewer than one pixel in 10^5, bench/teacher_labels.py), as another CPU's kernels do.
+    """
+    value = manifest.get(key)
+    if key == 'settings' and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in _HOW_FAST}
+    return value
 
 
 def _difference(there, here) -> str:
@@ -249,6 +278,11 @@ class LabelStore:
         return self.manifest['teacher_sha256']
 
     @property
+    def teacher_precision(self) -> Optional[str]:
+        """'fp32' or 'bf16': the teacher's forward's; None for the ground truth."""
+        return self.manifest['teacher_precision']
+
+    @property
     def source(self) -> str:
         return self.manifest['source']
 
@@ -309,7 +343,7 @@ def write_truth_store(out, data_cfg, *, progress: bool = False) -> LabelStore:
     manifest = prepare_store(out, new_manifest(
         teacher_sha256=GROUND_TRUTH, teacher_path=None, classes=CAMVID_CLASSES,
         source=source_identity(data_cfg), settings={'labels': GROUND_TRUTH}, oracle=True,
-        sequences=sequences))
+        sequences=sequences, teacher_precision=None))
     todo = [(s, sorted(set(range(s.frames)) - done_frames(out, s.name))) for s in sequences]
     with tqdm(total=sum(len(ts) for _, ts in todo), desc='truth store', unit='frame',
               disable=None if progress else True) as bar:

@@ -11,6 +11,7 @@ from stkd_ros.data.unlabeled import build_unlabeled
 from stkd_ros.errors import InputError
 from stkd_ros.inference import Segmenter
 from stkd_ros.model_file import load_model_file
+from stkd_ros.teacher_precision import resolve_precision
 from stkd_ros.temporal_fusion import FusionSettings
 from stkd_ros.training.data_needs import data_needs
 from stkd_ros.training.evaluate import evaluate, evaluation_flow
@@ -62,9 +63,15 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     elif cfg.distill.weights.pseudo_label:
         log.info('the teacher labels every unlabeled view online; `stkd label` once and '
                  '--labels make each step cost about a plain one')
+    # The precision used replaces the setting, so config.yaml and the model file's
+    # provenance say which it was (auto resolves per machine).
+    setting = cfg.teacher.precision
+    cfg.teacher.precision = resolve_precision(setting, resolve_device(cfg.train.device))
+    log.info('teacher forward in %s (teacher.precision: %s)', cfg.teacher.precision, setting)
     return train(cfg, out, cfg.student,
                  lambda student: DistillationTask(student, teacher, len(classes), cfg.distill,
-                                                  store_targets=needs.store is not None),
+                                                  store_targets=needs.store is not None,
+                                                  teacher_precision=cfg.teacher.precision),
                  'distilled', needs)
 
 

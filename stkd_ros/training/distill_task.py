@@ -19,6 +19,7 @@ from stkd_ros.losses.pairwise import pairwise_kd
 from stkd_ros.losses.pixel import pixel_kd
 from stkd_ros.losses.temporal import motion_consistency, temporal_kd
 from stkd_ros.models.discriminator import PairDiscriminator
+from stkd_ros.teacher_precision import teacher_forward
 from stkd_ros.training.tasks import cross_entropy, ModelTask
 import torch
 from torch import nn
@@ -34,12 +35,16 @@ class DistillationTask(ModelTask):
     checkpoints (the trainer saves the student and :meth:`training_state`). With
     ``store_targets`` the unlabeled frames' classes come with the batch from a label store
     (``targets``), labeled once and offline; without, the teacher labels every view online.
+    ``teacher_precision`` ('fp32' or 'bf16', resolved: stkd_ros/teacher_precision.py) is
+    the teacher's forward's; its outputs reach the losses as float32 either way.
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module, num_classes: int,
-                 cfg: DistillConfig, store_targets: bool = False):
+                 cfg: DistillConfig, store_targets: bool = False,
+                 teacher_precision: str = 'fp32'):
         super().__init__(student)
         self.cfg = cfg
+        self.teacher_precision = teacher_precision
         w = cfg.weights
         self.store_targets = store_targets
         # All terms but cross-entropy, the student's own consistency and the store's classes
@@ -120,7 +125,8 @@ class DistillationTask(ModelTask):
         both = torch.cat(frames.unbind(1))                   # frame t of every sample, then t+k
         s = self.forward_model(both)
         with torch.no_grad():
-            t = self.teacher(both) if self.uses_teacher else {}
+            t = (teacher_forward(self.teacher, both, self.teacher_precision)
+                 if self.uses_teacher else {})
         s_t, s_next = s['logits'][:n], s['logits'][n:]
         terms, weighted, pairs = {}, [], None
 
