@@ -1,5 +1,6 @@
 """`stkd train-teacher --labels STORE`: the next teacher learns from label stores too."""
 
+import json
 import subprocess
 import sys
 
@@ -102,6 +103,8 @@ def test_a_teacher_trained_with_a_store_fits_the_stores_labels(tmp_path, one_cla
     metrics = train_teacher_with_stores(CONFIG, tmp_path / 't', [one_class], steps=20,
                                         overrides=WORLD, ratio=4.0)
     assert metrics['stored_frames'] == 12
+    record = json.loads((tmp_path / 't' / 'label_stores.json').read_text())
+    assert record['ratio'] == 4.0 and record['stores'][0]['settings'] == {'one_class': 10}
     segmenter = Segmenter(tmp_path / 't' / 'model.safetensors')
     val = build_clips(_cfg().data, 'val', clip_length=1, gap=1)
     clip = val[0]
@@ -125,11 +128,18 @@ def test_bad_stores_stop_with_one_line(tmp_path, one_class):
         with pytest.raises(error, match=message) as caught:
             train_teacher_with_stores(CONFIG, tmp_path / 'run', stores, **kwargs)
         assert '\n' not in str(caught.value)
+    # A run resumed with other stores, or another ratio, would mix two runs in one checkpoint.
+    (tmp_path / 'run').mkdir()
+    train_teacher_with_stores(CONFIG, tmp_path / 'run', [one_class], steps=0, overrides=WORLD)
+    for stores, ratio in (([other], 1.0), ([one_class], 2.0)):
+        with pytest.raises(InputError, match='trained from other label stores or another'):
+            train_teacher_with_stores(CONFIG, tmp_path / 'run', stores, steps=0,
+                                      overrides=WORLD + ['data.synthetic.seed=5'] * (
+                                          stores == [other]), ratio=ratio)
     wrong = _one_class_store(tmp_path / 'wrong', _cfg().data, cls=0,
                              classes=CAMVID_CLASSES[::-1])
     with pytest.raises(StoreError, match='has 11 classes .bicyclist'):
         stores_as_clips(_cfg().data, [wrong], CAMVID_CLASSES)
-    assert not (tmp_path / 'run').exists()
     res = subprocess.run([sys.executable, '-m', 'stkd_ros.cli', 'train-teacher', '--config',
                           CONFIG, '--out', str(tmp_path / 'r'), '--labels-ratio', '2'],
                          capture_output=True, text=True)

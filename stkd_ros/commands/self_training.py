@@ -11,17 +11,22 @@ training starts, so a store of other video or classes stops in one line.
 """
 
 from dataclasses import replace
+import json
+from pathlib import Path
 
 from stkd_ros.config import load_config
 from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.store_frames import stores_as_clips
 from stkd_ros.errors import InputError
+from stkd_ros.labeling.store import LabelStore, write_json
 from stkd_ros.training.data_needs import data_needs
 from stkd_ros.training.tasks import SupervisedTask
 from stkd_ros.training.trainer import train
 
 #: Stored frames per labeled clip in a batch.
 RATIO = 1.0
+#: The stores a run learns from, beside its config.yaml.
+STORES_RECORD = 'label_stores.json'
 
 
 def train_teacher_with_stores(config_path, out, stores, *, steps=None, overrides=(),
@@ -36,8 +41,31 @@ def train_teacher_with_stores(config_path, out, stores, *, steps=None, overrides
     cfg = load_config(config_path, sets)
     classes = build_clips(cfg.data, 'val', clip_length=1, gap=1).classes
     frames = stores_as_clips(cfg.data, stores, classes)       # one-line errors, before training
+    _record_stores(Path(out), stores, ratio)
     needs = replace(data_needs(cfg, distill=False), stores=tuple(str(s) for s in stores),
                     stores_ratio=ratio)
     metrics = train(cfg, out, cfg.teacher, lambda m: SupervisedTask(m, cfg.train.aux_weight),
                     'teacher', needs)
     return {**metrics, 'stored_frames': len(frames)}
+
+
+def _record_stores(out: Path, stores, ratio: float):
+    """
+    Write what the run learns from into ``out/label_stores.json``, or check a resumed run's.
+
+    Each store by what made it (manifest: teacher, source, settings), not by its path, so a
+    store moved or copied elsewhere still resumes the run; other stores or another ratio stop
+    in one line rather than mix two runs in one checkpoint.
+    """
+    record = {'ratio': ratio, 'stores': [
+        {key: store.manifest[key] for key in ('teacher_sha256', 'source', 'settings')}
+        for store in map(LabelStore.open, stores)]}
+    path = out / STORES_RECORD
+    if path.is_file():
+        there = json.loads(path.read_text())
+        if there != json.loads(json.dumps(record)):
+            raise InputError(f'{out} trained from other label stores or another '
+                             f'--labels-ratio ({path}); train into another --out')
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
