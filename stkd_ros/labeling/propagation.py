@@ -37,10 +37,11 @@ CHECKS = ('forward-backward', 'photometric', 'both')
 
 def carry(labels: np.ndarray, flow: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """
-    Frame t's labels from its neighbour s's: (H, W) uint8 ``labels`` of s, (H, W, 2) flow t -> s.
+    Frame t's labels from frame s's: (H, W) uint8 ``labels`` of s, (H, W, 2) flow t -> s.
 
-    ``visible`` (H, W) bool marks the pixels of t whose flow passed the occlusion check; the
-    others, and those whose target leaves the image, get ``IGNORE_INDEX``.
+    s is the labeled frame, the flow the chain's (:func:`compose`). ``visible`` (H, W) bool
+    marks the pixels of t still carried; the others, and those whose target leaves the
+    image, get ``IGNORE_INDEX``.
     """
     if not labels.shape == flow.shape[:2] == visible.shape:
         raise InputError(f'carrying labels: label map {labels.shape}, flow {flow.shape[:2]} '
