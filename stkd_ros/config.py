@@ -224,11 +224,15 @@ class DistillConfig:
     temperature: float = 1.0                # softening of pixel-wise KD
     # With a label store (data.labels): store classes below this confidence teach nothing.
     pseudo_label_confidence: float = 0.0
-    # Where the temporal term pulls: everywhere visible (none), or only where a label store
-    # is at least gate_confidence sure of frame t (confidence) or its classes of t and t+k
-    # agree along the flow (agreement).
+    # Where the temporal term pulls: everywhere visible (none), or only where the label store
+    # (with one; without, the teacher's online view) is at least gate_confidence sure of
+    # frame t (confidence) or its classes of t and t+k agree along the flow (agreement).
     temporal_gate: str = 'none'
     gate_confidence: float = 0.9
+    # Online hard labels of frame t from the teacher's views of t and t+k, their
+    # probabilities summed along the flow on the pixels both frames see
+    # (training/teacher_along_flow.py); t+k keeps its own view.
+    fuse_views: bool = False
     grid: List[int] = field(default_factory=lambda: [8, 16])   # pooled nodes (h, w)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     flow: DistillFlowConfig = field(default_factory=DistillFlowConfig)

@@ -110,7 +110,8 @@ def test_pseudo_labels_are_the_teachers_classes_on_frames_without_labels():
     batch['valid'] = torch.ones(2, 64, 128, dtype=torch.bool)
     batch['valid'][:, :, 120:] = False
     teacher = torch.randn(4, 5, 64, 128)
-    targets = task._pseudo_labels(teacher, batch['labels'], torch.cat([batch['valid']] * 2))
+    targets = task._pseudo_labels(teacher.argmax(1), batch['labels'],
+                                  torch.cat([batch['valid']] * 2))
     assert (targets[:2] == 255).all()                              # labeled frames: their own
     assert torch.equal(targets[2:, :, :120], teacher[2:].argmax(1)[:, :, :120])
     assert (targets[2:, :, 120:] == 255).all()                     # padding

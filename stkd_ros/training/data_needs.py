@@ -35,9 +35,10 @@ def data_needs(cfg: Config, *, distill: bool) -> DataNeeds:
     Return what a run of ``cfg`` needs: a supervised one (``distill`` False) the key frames.
 
     A distillation run takes unlabeled video when any term but cross-entropy is on (each has
-    a target on a frame without labels), two frames when a term compares t and t+k, the flow
-    when the temporal term is on, and the label store ``data.labels``. Stops with one line
-    when the terms ask for video that the config does not name.
+    a target on a frame without labels), two frames when a term compares t and t+k or the
+    teacher's two views are fused, the flow when the temporal term is on or the views are
+    fused, and the label store ``data.labels``. Stops with one line when the terms ask for
+    video that the config does not name.
     """
     if not distill:
         return DataNeeds()
@@ -50,12 +51,14 @@ def data_needs(cfg: Config, *, distill: bool) -> DataNeeds:
     if data.labels and not has_unlabeled_video(data):
         raise InputError(f'--labels {data.labels}: this run has no unlabeled video for the '
                          f'store to label')
-    if cfg.distill.temporal_gate != 'none' and not data.labels:
-        raise InputError(f'distill.temporal_gate: {cfg.distill.temporal_gate} reads a label '
-                         f'store; give one with --labels (data.labels)')
+    fuse = cfg.distill.fuse_views
+    if fuse and (data.labels or not w.pseudo_label):
+        raise InputError('distill.fuse_views: fuses the online labels of the teacher; it needs '
+                         'distill.weights.pseudo_label and no label store (--labels), whose '
+                         'classes `stkd label` fused already')
     return DataNeeds(
-        frames=2 if any((w.temporal, w.temporal_kd, w.adversarial)) else 1,
+        frames=2 if any((w.temporal, w.temporal_kd, w.adversarial, fuse)) else 1,
         unlabeled=any((w.pixel, w.pairwise, w.temporal_kd, w.adversarial, w.pseudo_label,
                        w.temporal)),
-        flow=cfg.distill.flow if w.temporal > 0 else None,
+        flow=cfg.distill.flow if w.temporal > 0 or fuse else None,
         store=data.labels)

@@ -21,6 +21,7 @@ from stkd_ros.losses.temporal import motion_consistency, temporal_kd
 from stkd_ros.models.discriminator import PairDiscriminator
 from stkd_ros.teacher_precision import teacher_forward
 from stkd_ros.training.tasks import cross_entropy, ModelTask
+from stkd_ros.training.teacher_along_flow import fused_classes, teacher_gate
 import torch
 from torch import nn
 import torch.nn.functional as nnf
@@ -48,9 +49,11 @@ class DistillationTask(ModelTask):
         w = cfg.weights
         self.store_targets = store_targets
         # All terms but cross-entropy, the student's own consistency and the store's classes
-        # need the teacher.
+        # need the teacher; a temporal gate without a store reads the teacher's view.
         self.uses_teacher = any((w.pixel, w.pairwise, w.temporal_kd, w.adversarial,
-                                 w.pseudo_label and not store_targets))
+                                 w.pseudo_label and not store_targets,
+                                 w.temporal and cfg.temporal_gate != 'none'
+                                 and not store_targets))
         self.teacher = teacher.eval().requires_grad_(False)
         self.discriminator = PairDiscriminator(num_classes) if w.adversarial > 0 else None
 
@@ -139,7 +142,8 @@ class DistillationTask(ModelTask):
             add('ce', w.ce, cross_entropy(s_t, labels[:, 0]))
         if w.pseudo_label:
             targets = (self._store_labels(batch) if self.store_targets
-                       else self._pseudo_labels(t['logits'], labels, both_valid))
+                       else self._pseudo_labels(self._teacher_classes(t, batch, n), labels,
+                                                both_valid))
             add('pseudo_label', w.pseudo_label, cross_entropy(s['logits'], targets))
         if w.pixel:
             add('kd_pixel', w.pixel, pixel_kd(s['logits'], t['logits'], self.cfg.temperature,
@@ -150,7 +154,7 @@ class DistillationTask(ModelTask):
         if w.temporal:
             flow = batch['flows'][:, 0].to(frames.dtype)       # (N, 2, H, W), t -> t+k
             add('temporal', w.temporal,
-                motion_consistency(s_t, s_next, flow, self._gate(batch, flow)))
+                motion_consistency(s_t, s_next, flow, self._gate(batch, flow, t, n)))
         if w.temporal_kd:
             f, tf = s['features'], t['features']
             add('temporal_kd', w.temporal_kd, temporal_kd(f[:n], f[n:], tf[:n], tf[n:], grid,
@@ -168,9 +172,27 @@ class DistillationTask(ModelTask):
                               torch.full_like(targets, IGNORE_INDEX))
         return torch.cat(targets.unbind(1))
 
-    def _gate(self, batch, flow):
-        """Return the pixels the temporal term pulls: visible, and kept by ``temporal_gate``."""
+    def _teacher_classes(self, t, batch, n):
+        """Return the teacher's classes (2N, H, W) of t then t+k; t's fused with ``fuse_views``."""
+        classes = t['logits'].argmax(1)
+        if self.cfg.fuse_views:
+            logits = t['logits']
+            flow = batch['flows'][:, 0].to(logits.dtype)
+            classes[:n] = fused_classes(logits[:n], logits[n:], flow, batch['visible'])
+        return classes
+
+    def _gate(self, batch, flow, t, n):
+        """
+        Return the pixels the temporal term pulls: visible, and kept by ``temporal_gate``.
+
+        The gate reads the label store's classes and confidence, or without a store the
+        teacher's online view (``t``, frames t then t+k of the N samples).
+        """
         seen, gate = batch['visible'], self.cfg.temporal_gate
+        if gate != 'none' and not self.store_targets:
+            logits = t['logits']
+            return seen & teacher_gate(gate, logits[:n], logits[n:], flow,
+                                       self.cfg.gate_confidence)
         if gate == 'confidence':
             seen = seen & (batch['confidence'][:, 0] >= self.cfg.gate_confidence)
         elif gate == 'agreement':
@@ -180,7 +202,7 @@ class DistillationTask(ModelTask):
         return seen
 
     @staticmethod
-    def _pseudo_labels(teacher_logits, labels, valid):
+    def _pseudo_labels(teacher_classes, labels, valid):
         """
         Return the teacher's classes on frames without any label: Naive-Student's targets.
 
@@ -189,8 +211,7 @@ class DistillationTask(ModelTask):
         labels = torch.cat(labels.unbind(1))
         unlabeled = (labels == IGNORE_INDEX).flatten(1).all(dim=1)[:, None, None]
         keep = unlabeled if valid is None else unlabeled & valid
-        return torch.where(keep, teacher_logits.argmax(1),
-                           torch.full_like(labels, IGNORE_INDEX))
+        return torch.where(keep, teacher_classes, torch.full_like(labels, IGNORE_INDEX))
 
     @staticmethod
     def _pair(logits_t, logits_next, valid=None):
