@@ -271,6 +271,7 @@ def test_the_carried_labels_are_a_label_store(store):
     assert summary['oracle'] is False
     manifest = json.loads((out / 'manifest.json').read_text())
     assert manifest['teacher_sha256'] == 'carried_truth' and manifest['oracle'] is False
+    assert manifest['teacher_precision'] is None                   # no teacher's forward
     assert manifest['source'] == labeled_video_identity(load_config(CONFIG, WORLD).data)
     assert 'split=train' in manifest['source'] and 'label_every=6' in manifest['source']
     assert manifest['settings'] == {'labels': 'carried along the flow', 'flow': 'dis',
@@ -493,3 +494,12 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     assert not mismatch and not errors
     assert json.loads((killed / 'quality.json').read_text()) == json.loads(
         (whole / 'quality.json').read_text())
+
+
+def test_an_incomplete_carried_store_names_the_command_that_finishes_it(tmp_path, store):
+    done, _ = store
+    shutil.copytree(done, tmp_path / 's')
+    (tmp_path / 's' / 'labels' / STREETS[1] / '000004.png').unlink()
+    with pytest.raises(StoreError, match='run `stkd propagate-labels` again with the same '
+                                         'arguments, on every shard'):
+        LabelStore.open(tmp_path / 's')

@@ -89,7 +89,8 @@ def propagate_labels(config, out, *, flow: str = FLOW, flow_args=(), check: str 
         classes=dataset_classes(cfg.data.dataset), source=labeled_video_identity(cfg.data),
         settings={'labels': 'carried along the flow', 'flow': flow, 'flow_args': settings,
                   'check': check, 'threshold': threshold},
-        oracle=carrier.oracle, sequences=[s.sequence for s in sequences]))
+        oracle=carrier.oracle, sequences=[s.sequence for s in sequences],
+        teacher_precision=None))
     if carrier.oracle:
         log.warning("ORACLE: carrying along the synthetic world's exact flow; the store says "
                     'so (manifest oracle: true)')

@@ -32,7 +32,7 @@ from stkd_ros.data.classes import CAMVID_CLASSES, IGNORE_INDEX
 from stkd_ros.data.image_io import read_label
 from stkd_ros.data.unlabeled import unlabeled_streets
 from stkd_ros.errors import InputError
-from stkd_ros.labeling.identity import GROUND_TRUTH, source_identity
+from stkd_ros.labeling.identity import CARRIED_TRUTH, GROUND_TRUTH, source_identity
 from stkd_ros.labeling.sources import video_sequences
 from tqdm import tqdm
 
@@ -266,8 +266,10 @@ class LabelStore:
         missing = first_missing(root, manifest)
         if missing is not None:
             sequence, t, count = missing
+            command = ('propagate-labels' if manifest['teacher_sha256'] == CARRIED_TRUTH
+                       else 'label')
             how = ('call write_truth_store again' if manifest['teacher_sha256'] == GROUND_TRUTH
-                   else 'run `stkd label` again with the same arguments, on every shard')
+                   else f'run `stkd {command}` again with the same arguments, on every shard')
             raise StoreError(f'label store {root} is incomplete: {sequence} frame {t} has no '
                              f'labels ({count} frames missing); to finish it, {how} (it '
                              f'resumes)')
