@@ -1,8 +1,11 @@
 """Run `stkd` training commands on a tiny synthetic config, as a user would."""
 
+import os
 from pathlib import Path
+import signal
 import subprocess
 import sys
+import time
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / 'config' / 'distill' / 'synthetic.yaml')
@@ -28,3 +31,14 @@ def synth_bag(out, frames: int, size: str, seed: int = 9) -> Path:
                     '--clips', '1', '--frames', str(frames), '--size', size, '--seed', str(seed),
                     '--bag'], check=True, capture_output=True)
     return Path(out) / 'bag'
+
+
+def kill_after_frames(args, out, frames: int = 5, timeout: float = 120):
+    """Start a labeling command into ``out``; kill it once ``frames`` label files are there."""
+    proc = subprocess.Popen(list(args) + ['--out', str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while len(list(Path(out).glob('labels/*/*.png'))) < frames and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -6,12 +6,11 @@ import os
 from pathlib import Path
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
-from cli_helpers import _cmd, ROOT, synth_bag
+from cli_helpers import _cmd, kill_after_frames, ROOT, synth_bag
 import cv2
 import numpy as np
 import pytest
@@ -239,13 +238,7 @@ def test_a_killed_labeling_resumes_where_it_stopped(tmp_path, teacher):
     for item in world + ['label.flip=true']:
         args += ['--set', item]
     killed = tmp_path / 'killed'
-    proc = subprocess.Popen(args + ['--out', str(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(list(killed.glob('labels/*/*.png'))) < 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_frames(args, killed)
     partial = sum(len(done_frames(killed, f'synthetic_4000003_0000{i}')) for i in range(2))
     assert 5 <= partial < 60, 'the labeling ended before it could be killed'
     res = subprocess.run(args + ['--out', str(killed)], capture_output=True, text=True)

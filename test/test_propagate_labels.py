@@ -2,15 +2,12 @@
 
 import filecmp
 import json
-import os
 from pathlib import Path
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
-from cli_helpers import CONFIG
+from cli_helpers import CONFIG, kill_after_frames
 import numpy as np
 import pytest
 from stkd_ros.commands.propagate import propagate_labels
@@ -374,14 +371,21 @@ def _cityscapes_snippet(root):
     return world
 
 
+def _dataset_store(out, sets, sequence: str, source: str, frames: int) -> LabelStore:
+    """Carry a dataset's one labeled sequence into ``out``; check what the store says."""
+    summary = propagate_labels(CONFIG, out, overrides=sets, progress=False)
+    assert summary['frames_carried'] == frames
+    assert summary['quality'] is None              # no truth beyond the annotated frames
+    store = LabelStore.open(out)
+    assert list(store.sequences) == [sequence] and store.source == source
+    return store
+
+
 def test_cityscapes_snippets_are_carried_from_their_fine_labels(tmp_path):
     world = _cityscapes_snippet(tmp_path / 'cs')
     sets = ['data.dataset=cityscapes', f'data.root={tmp_path / "cs"}']
-    summary = propagate_labels(CONFIG, tmp_path / 'store', overrides=sets, progress=False)
-    assert summary['frames_carried'] == 6 and summary['quality'] is None
-    store = LabelStore.open(tmp_path / 'store')
-    assert list(store.sequences) == ['bonn_000003_000017']
-    assert store.source == 'cityscapes_video(root=cs,frames=6)'
+    store = _dataset_store(tmp_path / 'store', sets, 'bonn_000003_000017',
+                           'cityscapes_video(root=cs,frames=6)', 6)
     assert len(store.classes) == 19
     np.testing.assert_array_equal(store.read('bonn_000003_000017', 2)[0],
                                   world.sequence_truth('slide', 2))
@@ -403,11 +407,8 @@ def test_camvid_runs_are_carried_from_each_annotated_frame(tmp_path):
     for t in (2, 7):
         write_label(root / 'trainannot' / f'0001TP_{t:06d}.png', world.sequence_truth('slide', t))
     sets = ['data.dataset=camvid', f'data.root={root}']
-    summary = propagate_labels(CONFIG, tmp_path / 'store', overrides=sets, progress=False)
-    assert summary['frames_carried'] == 10 and summary['quality'] is None
-    store = LabelStore.open(tmp_path / 'store')
-    assert list(store.sequences) == ['0001TP_000000']
-    assert store.source == 'camvid_video(root=camvid,frames=10)'
+    store = _dataset_store(tmp_path / 'store', sets, '0001TP_000000',
+                           'camvid_video(root=camvid,frames=10)', 10)
     for t in range(10):
         carried, truth = store.read('0001TP_000000', t)[0], world.sequence_truth('slide', t)
         kept = carried != IGNORE_INDEX
@@ -478,13 +479,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     for item in world:
         args += ['--set', item]
     killed = tmp_path / 'killed'
-    proc = subprocess.Popen(args + ['--out', str(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(list(killed.glob('labels/*/*.png'))) < 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_frames(args, killed)
     assert first_missing(killed, json.loads((killed / 'manifest.json').read_text()))
     subprocess.run(args + ['--out', str(killed)], check=True, capture_output=True)
     whole = tmp_path / 'whole'
