@@ -113,7 +113,8 @@ def test_the_streets_are_labeled_into_images_and_a_manifest(fused_store, teacher
     assert manifest['source'] == source_identity(_data_cfg())
     assert 'split_seed=4000003' in manifest['source']
     assert manifest['settings'] == {'scales': [1.0], 'flip': True, 'fusion_radius': 1,
-                                    'fusion_flow': 'dis', 'fusion_flow_args': {}}
+                                    'fusion_flow': 'dis', 'fusion_flow_args': {}, 'batch': 8}
+    assert manifest['teacher_precision'] == 'fp32'
     assert manifest['sequences'] == {f'synthetic_4000003_0000{i}': {'frames': 6, 'size': [32, 64]}
                                      for i in range(2)}
     # Plain PNGs any viewer opens: one channel of class ids, one of confidence x 255.

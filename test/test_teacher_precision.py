@@ -152,6 +152,14 @@ def test_a_store_records_its_precision_and_resumes_only_at_it(tmp_path):
     assert prepare_store(old, manifest('fp32'))['teacher_precision'] == 'fp32'
     with pytest.raises(StoreError, match='bf16 here'):
         prepare_store(old, manifest('bf16'))
+    # One without a teacher (the ground truth) had none.
+    truth = tmp_path / 'truth'
+    prepare_store(truth, {**manifest(None), 'teacher_sha256': 'ground_truth'})
+    recorded = json.loads((truth / 'manifest.json').read_text())
+    del recorded['teacher_precision']
+    (truth / 'manifest.json').write_text(json.dumps(recorded))
+    assert prepare_store(truth, {**manifest(None), 'teacher_sha256': 'ground_truth'})[
+        'teacher_precision'] is None
 
 
 def test_stkd_distill_records_the_precision_it_ran_at(tmp_path, teacher):

@@ -11,7 +11,7 @@ Layout (as Cityscapes ships one PNG per frame in a predictable tree)::
 The manifest's keys: ``format`` and ``version``; ``oracle`` (true where the labels used
 knowledge no real recording has: exact flow, or the ground truth itself);
 ``teacher_sha256`` and ``teacher_path``; ``teacher_precision`` (its forward's, 'fp32' or
-'bf16'; None for the ground truth; a store made before it was recorded ran fp32);
+'bf16'; None without a teacher; a teacher's store made before it was recorded ran fp32);
 ``classes``; ``source`` (the video's identity, :func:`source_identity`); ``settings`` (the
 label section of the config); ``ignore_index``;
 ``sequences`` ({name: {frames, size [h, w]}}). Every file is written whole (a temporary file,
@@ -168,9 +168,11 @@ def read_manifest(root) -> Optional[dict]:
         raise StoreError(f'{path} is not a label store manifest (format '
                          f'{manifest.get("format") if isinstance(manifest, dict) else None!r}, '
                          f'expected {FORMAT!r})')
-    if 'teacher_precision' not in manifest:     # made before it was recorded: fp32
-        teacher = manifest.get('teacher_sha256')
-        manifest['teacher_precision'] = None if teacher == GROUND_TRUTH else 'fp32'
+    if 'teacher_precision' not in manifest:
+        # Made before it was recorded: a teacher's labels ran in fp32; the ground truth and
+        # the carried truth had no teacher.
+        no_teacher = manifest.get('teacher_sha256') in (GROUND_TRUTH, CARRIED_TRUTH)
+        manifest['teacher_precision'] = None if no_teacher else 'fp32'
     return manifest
 
 
@@ -281,7 +283,7 @@ class LabelStore:
 
     @property
     def teacher_precision(self) -> Optional[str]:
-        """'fp32' or 'bf16': the teacher's forward's; None for the ground truth."""
+        """'fp32' or 'bf16': the teacher's forward's; None without a teacher (the truth)."""
         return self.manifest['teacher_precision']
 
     @property
