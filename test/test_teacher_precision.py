@@ -9,6 +9,7 @@ from stkd_ros.config import ConfigError, DistillConfig, DistillWeights, load_con
 from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.inference import model_input
+from stkd_ros.labeling.identity import CARRIED_TRUTH, GROUND_TRUTH
 from stkd_ros.labeling.labeler import hard_labels
 from stkd_ros.labeling.passes import TeacherPasses
 from stkd_ros.labeling.store import new_manifest, prepare_store, StoreError
@@ -152,14 +153,14 @@ def test_a_store_records_its_precision_and_resumes_only_at_it(tmp_path):
     assert prepare_store(old, manifest('fp32'))['teacher_precision'] == 'fp32'
     with pytest.raises(StoreError, match='bf16 here'):
         prepare_store(old, manifest('bf16'))
-    # One without a teacher (the ground truth) had none.
-    truth = tmp_path / 'truth'
-    prepare_store(truth, {**manifest(None), 'teacher_sha256': 'ground_truth'})
-    recorded = json.loads((truth / 'manifest.json').read_text())
-    del recorded['teacher_precision']
-    (truth / 'manifest.json').write_text(json.dumps(recorded))
-    assert prepare_store(truth, {**manifest(None), 'teacher_sha256': 'ground_truth'})[
-        'teacher_precision'] is None
+    # One without a teacher (the ground truth, the carried truth) had none.
+    for name in (GROUND_TRUTH, CARRIED_TRUTH):
+        truth = {**manifest(None), 'teacher_sha256': name}
+        prepare_store(tmp_path / name, truth)
+        recorded = json.loads((tmp_path / name / 'manifest.json').read_text())
+        del recorded['teacher_precision']
+        (tmp_path / name / 'manifest.json').write_text(json.dumps(recorded))
+        assert prepare_store(tmp_path / name, truth)['teacher_precision'] is None
 
 
 def test_stkd_distill_records_the_precision_it_ran_at(tmp_path, teacher):
