@@ -10,7 +10,6 @@ import pytest
 from stkd_ros.config import DistillConfig, DistillWeights, load_config
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from stkd_ros.data.unlabeled import build_unlabeled
-from stkd_ros.errors import InputError
 from stkd_ros.flow.warp import warp_labels
 from stkd_ros.labeling.store import write_truth_store
 from stkd_ros.losses.temporal import motion_consistency

@@ -368,3 +368,22 @@ def test_the_cpu_students_verdict_follows_the_rule_written_before_its_runs():
     assert cpu_student.baselines({'Ad': shifted('A', 0.004, '0')})['FA'][0] == 'A (v2)'
     drifted = {'Ad': shifted('A', 0.02, '0')}
     assert cpu_student.baselines(drifted)['FA'] == ('Ad', drifted['Ad'])
+
+
+def test_protocol_v3s_pilot_picks_accuracy_at_ds_stability():
+    from experiments import recipe_v3
+    runs = {}
+    for teacher in ('T1', 'T2'):
+        for candidate in recipe_v3.CANDIDATES:
+            runs[recipe_v3.row_name(candidate, teacher)] = _runs(0.50, 0.040, seeds=2)
+    assert recipe_v3.pilot_pick({**runs, 'BK': {}}) is None          # a row lacks its seeds
+    # Nothing steadier: the most accurate (B itself on ties), with T1 (T2 is no better).
+    runs['BF'] = _runs(0.503, 0.040, seeds=2)
+    assert recipe_v3.pilot_pick(runs) == ('BF', 'T1')
+    # Steadier by 0.003 and within 0.005 of B's mIoU qualifies and beats the more accurate.
+    runs['BTa'] = _runs(0.496, 0.036, seeds=2)
+    runs['BTc'] = _runs(0.490, 0.030, seeds=2)                        # steadier, too costly
+    assert recipe_v3.pilot_pick(runs) == ('BTa', 'T1')
+    # T2 when its B beats T1's B by more than 0.005; its own candidates are ranked alone.
+    runs['B+'] = _runs(0.51, 0.040, seeds=2)
+    assert recipe_v3.pilot_pick(runs) == ('B', 'T2')
