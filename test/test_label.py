@@ -37,7 +37,9 @@ import torch
 CONFIG = str(ROOT / 'config' / 'distill' / 'synthetic.yaml')
 #: Two never-labeled streets of six 32x64 frames; the tiny teacher's input is 32x64 too, so
 #: one pass at scale 1 (it cannot run at the default's 0.75: PVT needs 32 pixels).
-ONE_PASS = ['label.scales=[1.0]']
+#: fp32: the store's labels are those of a plain forward on every machine (auto would
+#: be bf16 on a CPU that has it).
+ONE_PASS = ['label.scales=[1.0]', 'teacher.precision=fp32']
 WORLD = ['data.synthetic.height=32', 'data.synthetic.width=64', 'data.synthetic.frames=6',
          'data.synthetic.unlabeled_clips=2', 'data.synthetic.train_clips=1'] + ONE_PASS
 FUSED = ['label.fusion_radius=1', 'label.flip=true']
@@ -688,3 +690,13 @@ def test_sequences_keep_unique_names():
         video_sequences(torch.utils.data.ConcatDataset([StillVideo(_frame()),
                                                         StillVideo(_frame())]))
     assert Sequence(StillVideo(_frame()), 'still', 5).size() == (32, 64)
+
+
+def test_the_store_records_the_precision_its_teacher_labeled_at(tmp_path, teacher):
+    bf16 = WORLD[:-1] + ['teacher.precision=bf16']
+    label(CONFIG, teacher, tmp_path / 's', overrides=bf16, progress=False)
+    manifest = json.loads((tmp_path / 's' / 'manifest.json').read_text())
+    assert manifest['teacher_precision'] == 'bf16'
+    # A store is resumed only at the precision it was begun with.
+    with pytest.raises(InputError):
+        label(CONFIG, teacher, tmp_path / 's', overrides=WORLD, progress=False)

@@ -69,7 +69,8 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: Optional[str] = N
     settings = cfg.label
     oracle = settings.fusion_radius > 0 and settings.fusion_flow == 'ground_truth'
     model, _ = load_model_file(teacher, dev)
-    passes = TeacherPasses(model, meta, scales=settings.scales, flip=settings.flip, device=dev)
+    passes = TeacherPasses(model, meta, scales=settings.scales, flip=settings.flip, device=dev,
+                           precision=cfg.teacher.precision)
     check_out(out)
     # A drive is decoded when its frames are first read: by the shard that labels it.
     video = build_unlabeled(cfg.data, clip_length=1, gap=1)
@@ -81,7 +82,7 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: Optional[str] = N
     manifest = prepare_store(out, new_manifest(
         teacher_sha256=file_sha256(teacher), teacher_path=str(teacher), classes=meta['classes'],
         source=source_identity(cfg.data), settings=cfg.to_dict()['label'], oracle=oracle,
-        sequences=sequences))
+        sequences=sequences, teacher_precision=passes.precision))
     if oracle:
         log.warning("ORACLE: fusing along the synthetic world's exact flow; the store says "
                     'so (manifest oracle: true)')
@@ -89,7 +90,7 @@ def label(config, teacher, out, *, bags=(), topic=None, shard: Optional[str] = N
     links = _links(settings, dev) if settings.fusion_radius > 0 else None
     start = time.perf_counter()
     mine = shard_of(sequences, index, count)
-    labeled = _label_frames(out, mine, passes, links, settings.fusion_radius,
+    labeled = _label_frames(out, mine, passes, links, settings.fusion_radius, settings.batch,
                             f'label {index}/{count}', progress)
     seconds = time.perf_counter() - start
     reviews = [_write_review(out, s, meta) for s in mine[:review]]
@@ -130,7 +131,8 @@ def _checked_inputs(config, teacher, bags, topic, overrides):
     return cfg, meta
 
 
-def _label_frames(out, sequences, passes, links, radius: int, desc: str, progress: bool) -> int:
+def _label_frames(out, sequences, passes, links, radius: int, batch: int, desc: str,
+                  progress: bool) -> int:
     """Label every frame of ``sequences`` the store lacks; return how many."""
     todo = [(s, sorted(set(range(s.frames)) - done_frames(out, s.name))) for s in sequences]
     labeled = 0
@@ -141,7 +143,8 @@ def _label_frames(out, sequences, passes, links, radius: int, desc: str, progres
             if not times:
                 continue
             clear_partial(out, sequence.name)
-            for t, probs in label_sequence(sequence, passes, times, radius=radius, links=links):
+            for t, probs in label_sequence(sequence, passes, times, radius=radius, links=links,
+                                           batch=batch):
                 write_frame(out, sequence.name, t, *hard_labels(probs))
                 labeled += 1
                 bar.update()
