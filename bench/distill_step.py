@@ -13,7 +13,8 @@ twice: first with the render and flow caches empty (cold), then again over the s
 with both filled (warm). The table gives the median step of each pass, its ratio to the
 plain step, and to the plain step with as many clips. A step is: load the batch (in this
 process, so its cost is counted), forward, backward, optimizer step, and the task's own step
-(the discriminator). The store is the world's own labels (write_truth_store, made before the
+(the discriminator). Protocol v3's candidates follow (two frames and, but BK, their flow;
+BTc costs what BTa does). The store is the world's own labels (write_truth_store, made before the
 timing): reading it costs what reading a teacher's store costs.
 """
 
@@ -53,6 +54,14 @@ ROWS = {
     'full method': (DistillConfig(weights=FULL_METHOD), 2, False, 'fp32'),
     'full method, bf16 teacher': (DistillConfig(weights=FULL_METHOD), 2, False, 'bf16'),
     'label store (pseudo-labels)': (DistillConfig(weights=PSEUDO_LABELS), 2, True, 'fp32'),
+    # Protocol v3's candidates (experiments/recipe_v3.py), with its bf16 teacher.
+    'v3 BF: views fused along the flow, bf16 teacher': (
+        DistillConfig(weights=PSEUDO_LABELS, fuse_views=True), 2, False, 'bf16'),
+    'v3 BTa: + temporal 0.4, teacher agreement, bf16 teacher': (
+        DistillConfig(weights=DistillWeights(temporal=0.4), temporal_gate='agreement'), 2,
+        False, 'bf16'),
+    'v3 BK: + temporal KD, bf16 teacher': (
+        DistillConfig(weights=DistillWeights(temporal_kd=1)), 2, False, 'bf16'),
     # LTc, what protocol v2's pilot picked before the label-alignment fix (docs/history.md).
     'label store + temporal, confidence-gated': (
         DistillConfig(weights=DistillWeights(temporal=3),
