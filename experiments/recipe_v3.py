@@ -18,6 +18,7 @@ Teachers:
       T1's labels of the 400 unlabeled streets (`stkd label`, the config's label defaults,
       as v2's store). Measured: T2's held-out mIoU (T1: 0.6285) and the label mIoU of T2's
       store of the 400 streets against the world's truth (T1's: 0.632; target >= 0.70).
+      T1's store is labeled as v2's was, in fp32 (the config's pin); T2's store in bf16.
 
 Candidates (online labels of every view, as v2's B), each with T1 and with T2 (suffix +):
   B    the teacher's hard labels of each view (v2's row B)
@@ -145,7 +146,7 @@ def teacher_commands() -> list:
         T2_COMMAND,
         evaluate_command(TEACHERS['T2'], Path(T2_DIR) / 'eval_val.json', CONFIG,
                          ['--set=evaluation.split=val']),
-        label + ['--teacher', TEACHERS['T2'], '--out', STORES['T2']],
+        label + ['--teacher', TEACHERS['T2'], '--out', STORES['T2'], f'--set={BF16}'],
     ]
 
 
@@ -167,7 +168,11 @@ def make_teachers(results: Path):
               'commands': [shown(c) for c in teacher_commands()],
               'T2_held_out': _keep(json.loads((Path(T2_DIR) / 'eval_val.json').read_text()))}
     for name in ('carried', 'T1', 'T2'):
-        record[f'store_{name}'] = json.loads((Path(STORES[name]) / 'quality.json').read_text())
+        store = Path(STORES[name])
+        record[f'store_{name}'] = {
+            **json.loads((store / 'quality.json').read_text()),
+            'teacher_precision': json.loads((store / 'manifest.json').read_text()).get(
+                'teacher_precision')}
     (results / 'recipe_v3_teacher.json').write_text(json.dumps(record, indent=2))
 
 
@@ -212,16 +217,29 @@ def with_recorded(scores: dict) -> dict:
     v2_rows = json.loads((v2.RESULTS / 'best_student.json').read_text())['rows']
     merged = {r: v2_rows[r]['seeds'] for r in ('A', 'B', 'O')}
     merged['D'] = json.loads(v2.V1.read_text())['rows']['D']['seeds']
-    check = scores.get('Bb', {}).get('0')
-    if check and abs(check['miou'] - merged['B']['0']['miou']) > CLOSE:
+    if b_drifted(scores):
         merged['B'] = scores['Bb']
     return {**merged, **{r: s for r, s in scores.items() if r != 'Bb'}}
+
+
+def b_drifted(scores: dict) -> bool:
+    """Whether Bb (B seed 0, bf16 teacher) moved from v2's B seed 0 by more than CLOSE."""
+    check = scores.get('Bb', {}).get('0')
+    recorded = json.loads((v2.RESULTS / 'best_student.json').read_text())['rows']['B']
+    return bool(check) and abs(check['miou'] - recorded['seeds']['0']['miou']) > CLOSE
+
+
+def planned_rows(rows: dict, scores: dict) -> dict:
+    """Return the stage's rows to train: Bb with B's 3 seeds once the check has moved."""
+    if 'Bb' not in rows or not b_drifted(scores):
+        return rows
+    return {**rows, 'Bb': (*rows['Bb'][:2], 3)}
 
 
 def targets(scores: dict) -> list:
     """Return each target of the protocol, met or missed, with its paired interval."""
     r, out = scores.get('R', {}), []
-    interim = '' if len(r) >= 5 else ' (interim)'
+    interim = '' if len(r) >= 5 and len(scores.get('B', {})) >= 3 else ' (interim)'
 
     def check(what, base, key, met):
         m, low, high, n = paired_difference(r, scores.get(base, {}), key)
@@ -324,7 +342,8 @@ def main():
         return {**_keep(r), 'device': r.get('device'), **code, **known[row],
                 'command': shown(cmd)}
 
-    train_missing(plan(rows, chosen, split, steps, out), scores, book, run_one, args.jobs)
+    train_missing(plan(planned_rows(rows, scores), chosen, split, steps, out), scores, book,
+                  run_one, args.jobs)
     print(f'wrote {path}')
     if args.pilot:
         print(f'pilot pick: {pilot_pick(scores)}')

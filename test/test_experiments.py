@@ -366,8 +366,12 @@ def test_the_cpu_students_verdict_follows_the_rule_written_before_its_runs():
         .startswith('an option: FB')
     # A drift check within one seed's noise keeps v2's A; beyond it, this commit's LR-ASPP.
     assert cpu_student.baselines({'Ad': shifted('A', 0.004, '0')})['FA'][0] == 'A (v2)'
-    drifted = {'Ad': shifted('A', 0.02, '0')}
+    drifted = {'Ad': shifted('A', 0.02, '0'), 'FA': shifted('A', 0.03)}
     assert cpu_student.baselines(drifted)['FA'] == ('Ad', drifted['Ad'])
+    # Drifted, Ad trains every seed of FA, and the verdict waits for them.
+    assert cpu_student.planned_rows(drifted)['Ad'][5] == 3
+    assert cpu_student.planned_rows({})['Ad'][5] == 1
+    assert cpu_student.verdict(drifted).startswith('open: the drift check moved; Ad needs')
 
 
 def test_protocol_v3s_pilot_picks_accuracy_at_ds_stability():
@@ -387,3 +391,19 @@ def test_protocol_v3s_pilot_picks_accuracy_at_ds_stability():
     # T2 when its B beats T1's B by more than 0.005; its own candidates are ranked alone.
     runs['B+'] = _runs(0.51, 0.040, seeds=2)
     assert recipe_v3.pilot_pick(runs) == ('B', 'T2')
+
+
+def test_protocol_v3_runs_b_again_in_bf16_when_its_check_moves():
+    from experiments import recipe_v3
+    recorded = json.loads((ROOT / 'experiments/results/best_student.json').read_text())['rows']
+    b0 = recorded['B']['seeds']['0']
+    close = {'Bb': {'0': {**b0, 'miou': b0['miou'] + 0.004}}}
+    moved = {'Bb': {'0': {**b0, 'miou': b0['miou'] + 0.02}}}
+    assert recipe_v3.planned_rows(recipe_v3.HELD_OUT, close)['Bb'][2] == 1
+    assert recipe_v3.planned_rows(recipe_v3.HELD_OUT, moved)['Bb'][2] == 3
+    assert recipe_v3.with_recorded(close)['B'] == recorded['B']['seeds']
+    assert recipe_v3.with_recorded(moved)['B'] == moved['Bb']
+    # B with one seed leaves every verdict interim.
+    r = {str(s): {**b0, 'miou': 0.57} for s in range(5)}
+    verdicts = recipe_v3.targets({**recipe_v3.with_recorded(moved), 'R': r})
+    assert all(v['verdict'].endswith('(interim)') or v['verdict'] == 'open' for v in verdicts)
