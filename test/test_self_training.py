@@ -10,16 +10,19 @@ import pytest
 from stkd_ros.commands.propagate import propagate_labels
 from stkd_ros.commands.self_training import train_teacher_with_stores
 from stkd_ros.config import load_config
+from stkd_ros.data.camvid import camvid_video
 from stkd_ros.data.classes import CAMVID_CLASSES, IGNORE_INDEX
 from stkd_ros.data.datasets import build_clips
+from stkd_ros.data.image_io import write_label, write_rgb
 from stkd_ros.data.store_frames import stores_as_clips
 from stkd_ros.data.unlabeled import build_unlabeled
 from stkd_ros.errors import InputError
 from stkd_ros.inference import Segmenter
-from stkd_ros.labeling.identity import source_identity
+from stkd_ros.labeling.identity import CARRIED_TRUTH, labeled_video_identity, source_identity
 from stkd_ros.labeling.labeled_video import labeled_sequences
 from stkd_ros.labeling.sources import video_sequences
-from stkd_ros.labeling.store import new_manifest, prepare_store, StoreError, write_frame
+from stkd_ros.labeling.store import (LabelStore, new_manifest, prepare_store, StoreError,
+                                     write_frame)
 from stkd_ros.training.data_needs import DataNeeds
 from stkd_ros.training.loader import train_loader
 
@@ -42,13 +45,16 @@ def _cfg(extra=()):
     return load_config(CONFIG, WORLD + list(extra))
 
 
-def _one_class_store(out, data_cfg, cls=BICYCLIST, classes=CAMVID_CLASSES):
-    """Write a store of the never-labeled streets labeling every pixel ``cls``."""
-    sequences = video_sequences(build_unlabeled(data_cfg, clip_length=1, gap=1))
-    prepare_store(out, new_manifest(teacher_sha256='f' * 64, teacher_path=None,
-                                    classes=classes, source=source_identity(data_cfg),
+def _one_class_store(out, data_cfg, cls=BICYCLIST, classes=CAMVID_CLASSES, *, sequences=None,
+                     **manifest):
+    """Write a store of the never-labeled streets (or ``sequences``), every pixel ``cls``."""
+    sequences = sequences or video_sequences(build_unlabeled(data_cfg, clip_length=1, gap=1))
+    manifest.setdefault('teacher_sha256', 'f' * 64)
+    if 'source' not in manifest:
+        manifest['source'] = source_identity(data_cfg)
+    prepare_store(out, new_manifest(teacher_path=None, classes=classes,
                                     settings={'one_class': cls}, oracle=False,
-                                    sequences=sequences))
+                                    sequences=sequences, **manifest))
     for sequence in sequences:
         for t in range(sequence.frames):
             labels = np.full(sequence.size(), cls, np.uint8)
@@ -146,3 +152,41 @@ def test_bad_stores_stop_with_one_line(tmp_path, one_class):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         'stkd train-teacher: error: --labels-ratio: give the label stores with --labels STORE']
+
+
+def _camvid_tree(root):
+    """Write a CamVid tree of two 4-frame runs: 0001TP annotated at its frame 1, 0006R0 not."""
+    rng = np.random.default_rng(0)
+    for run in ('0001TP', '0006R0'):
+        for t in range(4):
+            write_rgb(root / 'sequences' / run / f'{run}_{t:06d}.png',
+                      rng.integers(0, 255, (16, 32, 3), np.uint8))
+    write_label(root / 'trainannot' / '0001TP_000001.png', np.zeros((16, 32), np.uint8))
+    return root
+
+
+def test_a_camvid_teachers_store_gives_the_runs_without_annotation_too(tmp_path):
+    # The labeled and the unlabeled video of CamVid are the same runs under one name: a
+    # store of `stkd label` holds every run, the carried truth only the annotated ones.
+    root = _camvid_tree(tmp_path / 'camvid')
+    data = load_config(CONFIG, ['data.dataset=camvid', f'data.root={root}',
+                                'data.unlabeled_video=true']).data
+    store = _one_class_store(tmp_path / 'labeled', data)
+    assert sorted(LabelStore.open(store).sequences) == ['0001TP_000000', '0006R0_000000']
+    frames = stores_as_clips(data, [store], CAMVID_CLASSES)
+    assert sorted({clip.sequence for clip in frames}) == ['0001TP_000000', '0006R0_000000']
+    assert len(frames) == 8
+
+
+def test_a_store_of_sequences_the_video_lacks_stops_with_one_line(tmp_path):
+    root = _camvid_tree(tmp_path / 'camvid')
+    data = load_config(CONFIG, ['data.dataset=camvid', f'data.root={root}']).data
+    # Carried truth said to hold both runs, where only 0001TP is annotated.
+    store = _one_class_store(tmp_path / 'carried', data,
+                             sequences=video_sequences(camvid_video(root, clip_length=1)),
+                             teacher_sha256=CARRIED_TRUTH, source=labeled_video_identity(data),
+                             teacher_precision=None)
+    with pytest.raises(StoreError, match=r"holds 1 sequence\(s\) that this config's labeled "
+                                         r'video lacks \(0006R0_000000, ...\)') as caught:
+        stores_as_clips(data, [store], CAMVID_CLASSES)
+    assert '\n' not in str(caught.value)

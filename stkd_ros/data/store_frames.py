@@ -4,10 +4,10 @@ The frames of label stores as labeled training clips, for training the next teac
 Self-training (Naive-Student, Chen et al. ECCV 2020): a teacher learns from the labeled
 frames and from stores of labels made without new annotation: the labeled frames' truth
 carried along the flow (`stkd propagate-labels`) and a teacher's test-time-augmented labels of
-the unlabeled video (`stkd label`). A store names the video it labels (``source``); the
-config's labeled video and its unlabeled video are the two it can be, and its frames are
-read from there. Each stored frame is one clip of one frame, its labels the store's classes
-(255, where the store has none, teaches nothing).
+the unlabeled video (`stkd label`). A store names the video it labels (``source``): the
+carried truth the config's labeled video, any other store its unlabeled video, and its
+frames are read from there. Each stored frame is one clip of one frame, its labels the
+store's classes (255, where the store has none, teaches nothing).
 """
 
 from typing import List, Tuple
@@ -24,24 +24,36 @@ def store_sequences(data_cfg, store: LabelStore, classes) -> List[Sequence]:
 
     The store's classes must be ``classes``, the dataset's.
     """
-    from stkd_ros.labeling.identity import labeled_video_identity, source_identity
+    from stkd_ros.labeling.identity import (CARRIED_TRUTH, labeled_video_identity,
+                                            source_identity)
     if list(store.classes) != list(classes):
         raise StoreError(f'label store {store.root} has {len(store.classes)} classes '
                          f'({", ".join(store.classes[:3])}, ...), the {data_cfg.dataset} data '
                          f'{len(classes)} ({", ".join(list(classes)[:3])}, ...)')
-    if store.source == labeled_video_identity(data_cfg):
+    # Which video by what made the store, not by its source's name: CamVid's and Cityscapes'
+    # labeled and unlabeled video are the same frames under one name.
+    if store.teacher_sha256 == CARRIED_TRUTH:
         from stkd_ros.labeling.labeled_video import labeled_sequences
-        video = [s.sequence for s in labeled_sequences(data_cfg)]
+        what, here = 'labeled', labeled_video_identity(data_cfg)
+        video = [s.sequence for s in labeled_sequences(data_cfg)] if store.source == here else []
     else:
         from stkd_ros.data.unlabeled import build_unlabeled, has_unlabeled_video
         from stkd_ros.labeling.sources import video_sequences
-        if not has_unlabeled_video(data_cfg) or store.source != source_identity(data_cfg):
-            raise StoreError(f'label store {store.root} labels other video ({store.source}); '
-                             f"this config's labeled video is "
-                             f'{labeled_video_identity(data_cfg)}' + (
-                                 f', its unlabeled video {source_identity(data_cfg)}'
-                                 if has_unlabeled_video(data_cfg) else ''))
-        video = video_sequences(build_unlabeled(data_cfg, clip_length=1, gap=1))
+        what = 'unlabeled'
+        here = source_identity(data_cfg) if has_unlabeled_video(data_cfg) else 'none'
+        video = (video_sequences(build_unlabeled(data_cfg, clip_length=1, gap=1))
+                 if store.source == here else [])
+    if store.source != here:
+        raise StoreError(f'label store {store.root} labels other video ({store.source}); '
+                         f"this config's {what} video is {here}")
+    names = {s.name for s in video}
+    lacking = [name for name in store.sequences if name not in names]
+    # The synthetic world's identity leaves out its number of streets on purpose: a store of
+    # more streets serves a run of fewer. Elsewhere the same video holds the same sequences.
+    if lacking and data_cfg.dataset != 'synthetic':
+        raise StoreError(f'label store {store.root} holds {len(lacking)} sequence(s) that '
+                         f"this config's {what} video lacks ({lacking[0]}, ...); make the "
+                         f'store again')
     mine = [s for s in video if s.name in store.sequences]
     if not mine:
         raise StoreError(f'label store {store.root} holds none of the sequences of this '
