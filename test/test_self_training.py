@@ -23,6 +23,7 @@ from stkd_ros.labeling.labeled_video import labeled_sequences
 from stkd_ros.labeling.sources import video_sequences
 from stkd_ros.labeling.store import (LabelStore, new_manifest, prepare_store, StoreError,
                                      write_frame)
+from stkd_ros.training.commands import train_teacher
 from stkd_ros.training.data_needs import DataNeeds
 from stkd_ros.training.loader import train_loader
 
@@ -190,3 +191,36 @@ def test_a_store_of_sequences_the_video_lacks_stops_with_one_line(tmp_path):
                                          r'video lacks \(0006R0_000000, ...\)') as caught:
         stores_as_clips(data, [store], CAMVID_CLASSES)
     assert '\n' not in str(caught.value)
+
+
+def test_a_run_resumes_only_as_it_was_started_with_or_without_stores(tmp_path, one_class):
+    # Started with --labels: a plain train-teacher into it would go on from last.ckpt on the
+    # labeled clips alone.
+    with_stores = tmp_path / 'with'
+    train_teacher_with_stores(CONFIG, with_stores, [one_class], steps=0, overrides=WORLD)
+    with pytest.raises(InputError, match='trained with label stores .*label_stores.json') as \
+            caught:
+        train_teacher(CONFIG, with_stores, steps=0, overrides=WORLD)
+    assert '\n' not in str(caught.value)
+    # Started without: --labels would make a record and go on from its last.ckpt.
+    plain = tmp_path / 'plain'
+    train_teacher(CONFIG, plain, steps=1, overrides=WORLD)
+    assert (plain / 'last.ckpt').is_file()
+    with pytest.raises(InputError, match='trained without label stores') as caught:
+        train_teacher_with_stores(CONFIG, plain, [one_class], steps=0, overrides=WORLD)
+    assert '\n' not in str(caught.value) and not (plain / 'label_stores.json').exists()
+
+
+def test_the_record_holds_each_stores_precision_and_a_relabeled_store_stops(tmp_path):
+    data = _cfg().data
+    fp32 = _one_class_store(tmp_path / 'fp32', data)
+    train_teacher_with_stores(CONFIG, tmp_path / 'run', [fp32], steps=0, overrides=WORLD)
+    record = json.loads((tmp_path / 'run' / 'label_stores.json').read_text())
+    assert record['stores'][0]['teacher_precision'] == 'fp32'
+    bf16 = _one_class_store(tmp_path / 'bf16', data, teacher_precision='bf16')
+    with pytest.raises(InputError, match='trained from other label stores'):
+        train_teacher_with_stores(CONFIG, tmp_path / 'run', [bf16], steps=0, overrides=WORLD)
+    # A record written before the precision was kept still resumes with its stores.
+    del record['stores'][0]['teacher_precision']
+    (tmp_path / 'run' / 'label_stores.json').write_text(json.dumps(record))
+    train_teacher_with_stores(CONFIG, tmp_path / 'run', [fp32], steps=0, overrides=WORLD)

@@ -27,6 +27,8 @@ from stkd_ros.training.trainer import train
 RATIO = 1.0
 #: The stores a run learns from, beside its config.yaml.
 STORES_RECORD = 'label_stores.json'
+#: What the record keeps of each store's manifest: what makes its labels what they are.
+STORE_KEYS = ('teacher_sha256', 'teacher_precision', 'source', 'settings')
 
 
 def train_teacher_with_stores(config_path, out, stores, *, steps=None, overrides=(),
@@ -53,19 +55,33 @@ def _record_stores(out: Path, stores, ratio: float):
     """
     Write what the run learns from into ``out/label_stores.json``, or check a resumed run's.
 
-    Each store by what made it (manifest: teacher, source, settings), not by its path, so a
-    store moved or copied elsewhere still resumes the run; other stores or another ratio stop
-    in one line rather than mix two runs in one checkpoint.
+    Each store by what made it (manifest: teacher, its precision, source and settings), not by
+    its path, so a store moved or copied elsewhere still resumes the run; other stores or
+    another ratio stop in one line rather than mix two runs in one checkpoint, and so does a
+    run started without stores.
     """
-    record = {'ratio': ratio, 'stores': [
-        {key: store.manifest[key] for key in ('teacher_sha256', 'source', 'settings')}
-        for store in map(LabelStore.open, stores)]}
+    record = {'ratio': ratio, 'stores': [{key: store.manifest[key] for key in STORE_KEYS}
+                                         for store in map(LabelStore.open, stores)]}
     path = out / STORES_RECORD
     if path.is_file():
         there = json.loads(path.read_text())
+        # A record written before the precision was kept names none: it matches any.
+        for old, new in zip(there.get('stores', []), record['stores']):
+            old.setdefault('teacher_precision', new['teacher_precision'])
         if there != json.loads(json.dumps(record)):
             raise InputError(f'{out} trained from other label stores or another '
                              f'--labels-ratio ({path}); train into another --out')
         return
+    if (out / 'last.ckpt').is_file():
+        raise InputError(f'{out} holds a run trained without label stores (last.ckpt, no '
+                         f'{STORES_RECORD}); train into another --out')
     out.mkdir(parents=True, exist_ok=True)
     write_json(path, record)
+
+
+def refuse_stores_run(out):
+    """Stop in one line where ``out`` holds a run trained with label stores (plain training)."""
+    path = Path(out) / STORES_RECORD
+    if path.is_file():
+        raise InputError(f'{out} holds a run trained with label stores ({path}); resume it with '
+                         f'the same --labels, or train into another --out')
