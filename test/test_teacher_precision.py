@@ -8,6 +8,7 @@ import pytest
 from stkd_ros.config import ConfigError, DistillConfig, DistillWeights, load_config
 from stkd_ros.data.classes import CAMVID_CLASSES, CAMVID_PALETTE
 from stkd_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from stkd_ros.errors import InputError
 from stkd_ros.inference import model_input
 from stkd_ros.labeling.identity import CARRIED_TRUTH, GROUND_TRUTH
 from stkd_ros.labeling.labeler import hard_labels
@@ -163,15 +164,38 @@ def test_a_store_records_its_precision_and_resumes_only_at_it(tmp_path):
         assert prepare_store(tmp_path / name, truth)['teacher_precision'] is None
 
 
-def test_stkd_distill_records_the_precision_it_ran_at(tmp_path, teacher):
-    path = tmp_path / 'teacher.safetensors'
+def _teacher_file(path, teacher):
     save_model_file(path, teacher, {
         'arch': 'teacher', 'arch_args': {'size': 'tiny'}, 'num_classes': 11,
         'classes': list(CAMVID_CLASSES), 'palette': CAMVID_PALETTE[:11].tolist(),
         'input_size': [64, 128], 'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD)})
+    return path
+
+
+def test_stkd_distill_records_the_precision_it_ran_at(tmp_path, teacher):
+    path = _teacher_file(tmp_path / 'teacher.safetensors', teacher)
     distill(CONFIG, path, tmp_path / 'd', steps=1, overrides=TINY + ['train.eval_every=1'])
     used = 'bf16' if native_bf16('cpu') else 'fp32'
     config = yaml.safe_load((tmp_path / 'd' / 'config.yaml').read_text())
     assert config['teacher']['precision'] == used
     provenance = read_metadata(tmp_path / 'd' / 'model.safetensors')['provenance']
     assert provenance['config']['teacher']['precision'] == used
+
+
+def test_a_resumed_distill_run_keeps_the_precision_it_started_at(tmp_path, teacher):
+    # Started where auto meant the other precision (another machine): resumed with auto, it
+    # goes on at the run's; asked for this machine's one by name, it stops.
+    path = _teacher_file(tmp_path / 'teacher.safetensors', teacher)
+    here = 'bf16' if native_bf16('cpu') else 'fp32'
+    there = {'bf16': 'fp32', 'fp32': 'bf16'}[here]
+    out = tmp_path / 'd'
+    distill(CONFIG, path, out, steps=1, overrides=TINY + [f'teacher.precision={there}'])
+    distill(CONFIG, path, out, steps=1, overrides=TINY + ['teacher.precision=auto'])
+    assert yaml.safe_load((out / 'config.yaml').read_text())['teacher']['precision'] == there
+    assert read_metadata(out / 'model.safetensors')['provenance']['config']['teacher'][
+        'precision'] == there
+    with pytest.raises(InputError, match=f'distilled with the teacher in {there}.*'
+                                         f'teacher.precision {here}') as caught:
+        distill(CONFIG, path, out, steps=1, overrides=TINY + [f'teacher.precision={here}'])
+    assert '\n' not in str(caught.value)
+    assert yaml.safe_load((out / 'config.yaml').read_text())['teacher']['precision'] == there

@@ -18,6 +18,7 @@ from stkd_ros.training.evaluate import evaluate, evaluation_flow
 from stkd_ros.training.run import resolve_device
 from stkd_ros.training.tasks import SupervisedTask
 from stkd_ros.training.trainer import train
+import yaml
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,39 @@ def distill(config_path, teacher_path, out, steps=None, overrides=()) -> dict:
     # The precision used replaces the setting, so config.yaml and the model file's
     # provenance say which it was (auto resolves per machine).
     setting = cfg.teacher.precision
-    cfg.teacher.precision = resolve_precision(setting, resolve_device(cfg.train.device))
+    cfg.teacher.precision = _run_precision(
+        out, setting, resolve_precision(setting, resolve_device(cfg.train.device)))
     log.info('teacher forward in %s (teacher.precision: %s)', cfg.teacher.precision, setting)
     return train(cfg, out, cfg.student,
                  lambda student: DistillationTask(student, teacher, len(classes), cfg.distill,
                                                   store_targets=needs.store is not None,
                                                   teacher_precision=cfg.teacher.precision),
                  'distilled', needs)
+
+
+def _run_precision(out, setting: str, here: str) -> str:
+    """
+    Return the teacher's precision for a distill run into ``out``: ``here``, or a resumed run's.
+
+    A run resumed (last.ckpt) goes on at the precision its config.yaml records, so its targets
+    are not half fp32 and half bf16 where auto resolves otherwise on this machine; a
+    precision asked for by name that differs stops in one line. A run recorded before the
+    precision was (no key) ran its teacher in fp32.
+    """
+    out = Path(out)
+    if not (out / 'last.ckpt').is_file() or not (out / 'config.yaml').is_file():
+        return here
+    recorded = (yaml.safe_load((out / 'config.yaml').read_text()) or {}).get(
+        'teacher', {}).get('precision', 'fp32')
+    if recorded not in ('fp32', 'bf16') or recorded == here:   # auto: not a distill run's
+        return here
+    if setting != 'auto':
+        raise InputError(f'{out} was distilled with the teacher in {recorded}; resuming it at '
+                         f'teacher.precision {setting} would mix the two in one run: set '
+                         f'teacher.precision {recorded} (or auto), or train into another --out')
+    log.info('%s: resumed at the precision it started at, %s (auto is %s here)',
+             out, recorded, here)
+    return recorded
 
 
 def check_label_store(cfg, teacher_path):
