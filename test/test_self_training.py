@@ -224,3 +224,20 @@ def test_the_record_holds_each_stores_precision_and_a_relabeled_store_stops(tmp_
     del record['stores'][0]['teacher_precision']
     (tmp_path / 'run' / 'label_stores.json').write_text(json.dumps(record))
     train_teacher_with_stores(CONFIG, tmp_path / 'run', [fp32], steps=0, overrides=WORLD)
+
+
+def test_a_carried_store_is_of_the_annotation_it_was_carried_from(tmp_path):
+    # Another annotated frame changes where chains start: the store made before must not
+    # resume, nor teach, as if it were of this annotation.
+    root = _camvid_tree(tmp_path / 'camvid')
+    sets = ['data.dataset=camvid', f'data.root={root}']
+    store = tmp_path / 'carried'
+    propagate_labels(CONFIG, store, overrides=sets, progress=False)
+    data = load_config(CONFIG, sets).data
+    assert len(stores_as_clips(data, [store], CAMVID_CLASSES)) == 4
+    write_label(root / 'trainannot' / '0001TP_000003.png', np.zeros((16, 32), np.uint8))
+    with pytest.raises(StoreError, match='labels other video') as caught:
+        stores_as_clips(data, [store], CAMVID_CLASSES)
+    assert '\n' not in str(caught.value)
+    with pytest.raises(StoreError):
+        propagate_labels(CONFIG, store, overrides=sets, progress=False)

@@ -3,12 +3,13 @@ What a label store was made from, as strings a later run compares before it trus
 
 The teacher is named by its file's SHA-256. The video source by a string that tells worlds,
 datasets and drives apart: the synthetic world's settings, renderer version and split seed;
-a dataset's folder name and frame count; a drive's name (the one its sequence has:
-``data.bag_video.drive_names``), topic, frame count and a digest of its content (the
-recording's start and end times and its first frame's message): two drives of one name and
-frame count differ in it, and a drive copied to another machine or folder keeps it, so a
-store labeled on one cluster serves training on another; and the training size its frames
-and labels are kept at (``data.eval_size``).
+a dataset's folder name and frame count (its labeled video's also a digest of which frames
+are annotated); a drive's name (the one its sequence has: ``data.bag_video.drive_names``),
+topic, frame count and a digest of its content (the recording's start and end times and its
+first frame's message): two drives of one name and frame count differ in it, and a drive
+copied to another machine or folder keeps it, so a store labeled on one cluster serves
+training on another; and the training size its frames and labels are kept at
+(``data.eval_size``).
 """
 
 import hashlib
@@ -66,12 +67,17 @@ def labeled_video_identity(data_cfg) -> str:
     Name the labeled video of ``data_cfg``, as a store of carried labels does.
 
     The synthetic world's training streets with the frames its labels are on
-    (``label_every``), or the dataset's video (whose annotated frames are the labeled ones).
+    (``label_every``), or the dataset's video with a digest of its annotated frames (each
+    sequence's labeled ones): an annotation added or removed moves where chains start, so a
+    store carried before is of other labels.
     """
     if data_cfg.dataset == 'synthetic':
         s = data_cfg.synthetic
         return _synthetic(s, 'train')[:-1] + f',label_every={s.label_every})'
-    return _dataset_video(data_cfg)
+    from stkd_ros.labeling.labeled_video import labeled_sequences
+    pairs = sorted((s.name, k) for s in labeled_sequences(data_cfg) for k in s.labeled)
+    labeled = hashlib.sha1(repr(pairs).encode()).hexdigest()[:12]
+    return _dataset_video(data_cfg)[:-1] + f',labeled={labeled})'
 
 
 def _synthetic(s, split: str = 'unlabeled') -> str:
