@@ -30,7 +30,7 @@ def _cmd_train(args):
     if ratio is not None and not args.labels:
         raise InputError('--labels-ratio: give the label stores with --labels STORE')
     if getattr(args, 'labels', None):
-        from stkd_ros.commands.self_training import train_teacher_with_stores
+        from stkd_ros.training.self_training import train_teacher_with_stores
         metrics = train_teacher_with_stores(
             args.config, args.out, args.labels, steps=args.steps, overrides=args.set,
             **({} if ratio is None else {'ratio': ratio}))

@@ -8,13 +8,11 @@ from cli_helpers import CONFIG
 import numpy as np
 import pytest
 from stkd_ros.commands.propagate import propagate_labels
-from stkd_ros.commands.self_training import train_teacher_with_stores
 from stkd_ros.config import load_config
 from stkd_ros.data.camvid import camvid_video
 from stkd_ros.data.classes import CAMVID_CLASSES, IGNORE_INDEX
 from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.image_io import write_label, write_rgb
-from stkd_ros.data.store_frames import stores_as_clips
 from stkd_ros.data.unlabeled import build_unlabeled
 from stkd_ros.errors import InputError
 from stkd_ros.inference import Segmenter
@@ -26,6 +24,8 @@ from stkd_ros.labeling.store import (LabelStore, new_manifest, prepare_store, St
 from stkd_ros.training.commands import train_teacher
 from stkd_ros.training.data_needs import DataNeeds
 from stkd_ros.training.loader import train_loader
+from stkd_ros.training.self_training import train_teacher_with_stores
+from stkd_ros.training.store_frames import stores_as_clips
 
 #: A world of 32x64 frames: two labeled streets of six frames (labeled at frame 3), two
 #: never-labeled ones, two held out; the tiny teacher trains at that size.

@@ -32,7 +32,7 @@ def _config(config_path, steps, overrides):
 
 def train_teacher(config_path, out, steps=None, overrides=()) -> dict:
     """Train the two-branch teacher with cross-entropy on the fused and both branch outputs."""
-    from stkd_ros.commands.self_training import refuse_stores_run
+    from stkd_ros.training.self_training import refuse_stores_run
     cfg = _config(config_path, steps, overrides)
     refuse_stores_run(out)
     return train(cfg, out, cfg.teacher, lambda m: SupervisedTask(m, cfg.train.aux_weight),

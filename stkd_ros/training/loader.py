@@ -3,13 +3,13 @@
 from stkd_ros.config import DataConfig
 from stkd_ros.data.datasets import build_clips
 from stkd_ros.data.sampling import MixedBatches, ResumableBatchSampler, SeededClips, Streams
-from stkd_ros.data.store_frames import stores_as_clips
 from stkd_ros.data.store_targets import StoreTargets
 from stkd_ros.data.transforms import train_transforms
 from stkd_ros.data.unlabeled import build_unlabeled
 from stkd_ros.labeling.store import LabelStore
 from stkd_ros.training.clip_flow import FlowClips, training_flow, VisibleAlongFlow
 from stkd_ros.training.data_needs import DataNeeds
+from stkd_ros.training.store_frames import stores_as_clips
 import torch
 
 #: The unlabeled stream's seed is the run's plus this: its own stream, so the labeled one

@@ -6,7 +6,7 @@ from label stores made with no new annotation: the labeled frames' truth carried
 flow (`stkd propagate-labels`) and the current teacher's test-time-augmented labels of the
 unlabeled video (`stkd label`). Each batch holds ``train.batch_size`` labeled clips, as a
 run without stores draws them, followed by ``ratio`` times as many stored frames drawn
-from all the stores at once (``stkd_ros.data.store_frames``); the stores are checked before
+from all the stores at once (``stkd_ros.training.store_frames``); the stores are checked before
 training starts, so a store of other video or classes stops in one line.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from stkd_ros.config import load_config
 from stkd_ros.data.datasets import build_clips
-from stkd_ros.data.store_frames import stores_as_clips
 from stkd_ros.errors import InputError
 from stkd_ros.labeling.store import LabelStore, write_json
 from stkd_ros.training.data_needs import data_needs
+from stkd_ros.training.store_frames import stores_as_clips
 from stkd_ros.training.tasks import SupervisedTask
 from stkd_ros.training.trainer import train
 
