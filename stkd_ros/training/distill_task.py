@@ -13,7 +13,6 @@ across weight sweeps.
 
 from stkd_ros.config import DistillConfig
 from stkd_ros.data.classes import IGNORE_INDEX
-from stkd_ros.flow.warp import warp_labels
 from stkd_ros.losses.adversarial import discriminator_loss, generator_loss
 from stkd_ros.losses.pairwise import pairwise_kd
 from stkd_ros.losses.pixel import pixel_kd
@@ -21,7 +20,8 @@ from stkd_ros.losses.temporal import motion_consistency, temporal_kd
 from stkd_ros.models.discriminator import PairDiscriminator
 from stkd_ros.teacher_precision import teacher_forward
 from stkd_ros.training.tasks import cross_entropy, ModelTask
-from stkd_ros.training.teacher_along_flow import fused_classes, teacher_gate
+from stkd_ros.training.teacher_along_flow import fused_classes, kept_by_gate
+from stkd_ros.training.teacher_along_flow import teacher_gate
 import torch
 from torch import nn
 import torch.nn.functional as nnf
@@ -189,17 +189,15 @@ class DistillationTask(ModelTask):
         teacher's online view (``t``, frames t then t+k of the N samples).
         """
         seen, gate = batch['visible'], self.cfg.temporal_gate
-        if gate != 'none' and not self.store_targets:
-            logits = t['logits']
-            return seen & teacher_gate(gate, logits[:n], logits[n:], flow,
-                                       self.cfg.gate_confidence)
-        if gate == 'confidence':
-            seen = seen & (batch['confidence'][:, 0] >= self.cfg.gate_confidence)
-        elif gate == 'agreement':
+        threshold = self.cfg.gate_confidence
+        if gate == 'none':
+            return seen
+        if self.store_targets:
             targets = batch['targets']
-            warped = warp_labels(targets[:, 1], flow)
-            seen = seen & (targets[:, 0] == warped) & (targets[:, 0] != IGNORE_INDEX)
-        return seen
+            return seen & kept_by_gate(gate, targets[:, 0], targets[:, 1],
+                                       batch['confidence'][:, 0], flow, threshold)
+        logits = t['logits']
+        return seen & teacher_gate(gate, logits[:n], logits[n:], flow, threshold)
 
     @staticmethod
     def _pseudo_labels(teacher_classes, labels, valid):

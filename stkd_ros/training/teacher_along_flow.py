@@ -29,18 +29,25 @@ def fused_classes(logits_t: torch.Tensor, logits_next: torch.Tensor, flow: torch
     return fused.argmax(1)
 
 
-def teacher_gate(kind: str, logits_t: torch.Tensor, logits_next: torch.Tensor,
-                 flow: torch.Tensor, threshold: float) -> torch.Tensor:
+def kept_by_gate(kind: str, classes_t: torch.Tensor, classes_next: torch.Tensor,
+                 confidence_t: torch.Tensor, flow: torch.Tensor, threshold: float) -> torch.Tensor:
     """
-    Return the pixels (N, H, W) of frame t the teacher vouches for, by ``kind``.
+    Return the pixels (N, H, W) of frame t a gate keeps, whoever labeled the frames.
 
-    ``confidence``: its top probability of frame t is at least ``threshold``. ``agreement``:
-    its classes of t and t+k (warped along ``flow``) are the same.
+    ``confidence``: ``confidence_t`` is at least ``threshold``. ``agreement``: the classes of
+    t and of t+k (warped along ``flow``) are the same, and a class (not ``IGNORE_INDEX``).
     """
     if kind == 'confidence':
-        return nnf.softmax(logits_t.float(), 1).amax(1) >= threshold
+        return confidence_t >= threshold
     if kind == 'agreement':
-        classes_t = logits_t.argmax(1)
-        carried = warp_labels(logits_next.argmax(1), flow)
+        carried = warp_labels(classes_next, flow)
         return (classes_t == carried) & (carried != IGNORE_INDEX)
-    raise ValueError(f'teacher_gate: no gate {kind!r}')
+    raise ValueError(f'temporal gate: no gate {kind!r}')
+
+
+def teacher_gate(kind: str, logits_t: torch.Tensor, logits_next: torch.Tensor,
+                 flow: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Return the pixels (N, H, W) of frame t the teacher vouches for (``kept_by_gate``)."""
+    confidence_t = nnf.softmax(logits_t.float(), 1).amax(1)
+    return kept_by_gate(kind, logits_t.argmax(1), logits_next.argmax(1), confidence_t, flow,
+                        threshold)
